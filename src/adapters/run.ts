@@ -1,0 +1,166 @@
+import { spawn } from 'node:child_process';
+
+/** A command as the operator writes it: a shell string (run by /bin/sh -c) or an argv list. */
+export type Command = string | readonly string[];
+
+export interface RunOptions {
+  /** Kill the whole process group (TERM, then KILL after `killGraceMs`) once this has passed. */
+  timeoutMs?: number;
+  killGraceMs?: number;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Written to stdin, then stdin is closed. Without it stdin is /dev/null. */
+  input?: string | Buffer;
+  /** Called with every chunk of stdout / stderr as it arrives (progress parsing, streaming). */
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+  /** Bytes of each stream kept for the result (the tail). */
+  tailBytes?: number;
+  /** Keep all of stdout rather than its tail (for small, bounded outputs such as `list`). */
+  captureStdout?: boolean;
+  /** Receives SIGTERM on timeout / abort too. */
+  signal?: AbortSignal;
+  uid?: number;
+  gid?: number;
+}
+
+export interface RunResult {
+  argv: readonly string[];
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  durationMs: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** argv for a Command: strings go through /bin/sh -c (the operator's own shell line), lists run as they are. */
+export function commandArgv(cmd: Command): readonly string[] {
+  return typeof cmd === 'string' ? ['/bin/sh', '-c', cmd] : cmd;
+}
+
+/** For logs and messages: a shell string as written, an argv list joined with quotes where needed. */
+export function describeCommand(cmd: Command): string {
+  if (typeof cmd === 'string') return cmd;
+  return cmd.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(' ');
+}
+
+class Tail {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly limit: number) {}
+  push(b: Buffer): void {
+    this.chunks.push(b);
+    this.size += b.length;
+    while (this.size > this.limit && this.chunks.length > 1) {
+      const first = this.chunks.shift();
+      if (first) this.size -= first.length;
+    }
+  }
+  toString(): string {
+    const all = Buffer.concat(this.chunks);
+    return all.subarray(Math.max(0, all.length - this.limit)).toString('utf8');
+  }
+}
+
+/**
+ * Runs a process in its own process group and always resolves (never rejects on a non-zero exit):
+ * callers classify the result. A spawn failure (missing binary) resolves with code 127 and the
+ * reason in stderr, like a shell would.
+ */
+export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResult> {
+  const argv = commandArgv(cmd);
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error('runProcess: empty command');
+  const started = Date.now();
+  const tailBytes = opts.tailBytes ?? 64 * 1024;
+  const out = opts.captureStdout ? new Tail(Number.MAX_SAFE_INTEGER) : new Tail(tailBytes);
+  const err = new Tail(tailBytes);
+  return new Promise((resolve) => {
+    let timedOut = false;
+    let settled = false;
+    const child = spawn(file, args, {
+      detached: true,
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      uid: opts.uid,
+      gid: opts.gid,
+    });
+    const killGroup = (sig: NodeJS.Signals): void => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, sig);
+      } catch {
+        /* already gone */
+      }
+    };
+    let graceTimer: NodeJS.Timeout | undefined;
+    const terminate = (): void => {
+      killGroup('SIGTERM');
+      graceTimer = setTimeout(() => killGroup('SIGKILL'), opts.killGraceMs ?? 5000);
+      graceTimer.unref();
+    };
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            terminate();
+          }, opts.timeoutMs);
+    const onAbort = (): void => terminate();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    child.stdout?.on('data', (b: Buffer) => {
+      out.push(b);
+      opts.onStdout?.(b);
+    });
+    child.stderr?.on('data', (b: Buffer) => {
+      err.push(b);
+      opts.onStderr?.(b);
+    });
+    if (opts.input !== undefined && child.stdin) {
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(opts.input);
+    }
+    const finish = (code: number | null, signal: NodeJS.Signals | null, extraErr?: string): void => {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      // The group leader is gone; kill what it left behind holding our pipes (a daemon's children).
+      if (timedOut) killGroup('SIGKILL');
+      if (graceTimer) clearTimeout(graceTimer);
+      resolve({
+        argv,
+        code,
+        signal,
+        timedOut,
+        durationMs: Date.now() - started,
+        stdout: out.toString(),
+        stderr: extraErr === undefined ? err.toString() : `${err.toString()}${extraErr}`,
+      });
+    };
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      finish(127, null, `${file}: ${e.code === 'ENOENT' ? 'command not found' : e.message}`);
+    });
+    // 'exit' rather than 'close': a grandchild that keeps our pipes open (an app server's
+    // daemonised children) must not hold us until it dies.
+    child.on('exit', (code, signal) => {
+      // Wait for the pipes to drain, but not for a grandchild that holds them open.
+      const drain = setTimeout(() => finish(code, signal), 1000);
+      drain.unref();
+      child.on('close', () => {
+        clearTimeout(drain);
+        finish(code, signal);
+      });
+    });
+  });
+}
+
+/** A short description of how a process ended, for one-line errors. */
+export function describeExit(r: RunResult): string {
+  if (r.timedOut) return `timed out after ${Math.round(r.durationMs / 1000)}s (process group killed)`;
+  if (r.signal) return `killed by ${r.signal}`;
+  const lastLine = r.stderr.trim().split('\n').at(-1)?.trim();
+  return `exit ${r.code}${lastLine ? `: ${lastLine.slice(0, 300)}` : ''}`;
+}

@@ -1,0 +1,65 @@
+import { Command, CommanderError, Option } from '@commander-js/extra-typings';
+import { createLogger } from '../adapters/log.js';
+import { BatonError, ExitCode, oneLine } from '../errors.js';
+import { batonVersion } from '../version.js';
+import type { CliContext } from './context.js';
+
+export type Root = ReturnType<typeof createRoot>;
+
+export function createRoot() {
+  return new Command('baton')
+    .description(
+      'App-consistent backups moved from a source server to a sink server over ssh + rsync,\n' +
+        'with generations kept on both sides. See `baton <command> --help`.',
+    )
+    .version(batonVersion, '-V, --version')
+    .addOption(
+      new Option('--log-format <format>', 'log lines as text or json').choices(['text', 'json'] as const).default('text'),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'least level logged')
+        .choices(['debug', 'info', 'warn', 'error'] as const)
+        .default('info'),
+    )
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+}
+
+/** The `CliContext` for the root's parsed global options. */
+export function contextOf(root: Root): CliContext {
+  const o = root.opts();
+  return {
+    log: createLogger({ format: o.logFormat === 'json' ? 'json' : 'text', level: o.logLevel }),
+    interactive: process.stderr.isTTY,
+    now: () => new Date(),
+  };
+}
+
+/**
+ * Wraps a command body: runs it, maps what it throws to one line on stderr and an exit code.
+ * The exit code lands in process.exitCode; src/cli/main.ts is the only place that exits.
+ */
+export async function runAction(root: Root, body: (ctx: CliContext) => Promise<number | void>): Promise<void> {
+  const ctx = contextOf(root);
+  try {
+    const code = await body(ctx);
+    process.exitCode = code ?? ExitCode.ok;
+  } catch (err) {
+    process.exitCode = reportError(ctx, err);
+  }
+}
+
+export function reportError(ctx: CliContext | undefined, err: unknown): number {
+  if (err instanceof BatonError) {
+    ctx?.log.error({ step: err.step, exitCode: err.exitCode }, err.message);
+    process.stderr.write(`baton: ${oneLine(err)}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : ExitCode.usage;
+  // Not one of ours: a bug. Say so, with the stack.
+  ctx?.log.fatal({ err }, 'unexpected error');
+  process.stderr.write(`baton: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return ExitCode.failed;
+}
+
+export const DEFAULT_CONFIG = { source: '/etc/baton/source.yaml', sink: '/etc/baton/sink.yaml' } as const;

@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+import { CommanderError } from '@commander-js/extra-typings';
+import { createRoot, reportError } from './app.js';
+import { registerCommands } from './commands/index.js';
+
+const root = createRoot();
+registerCommands(root);
+
+try {
+  await root.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // commander has printed its message already; map help/version to 0, usage to 2
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else {
+    process.exitCode = reportError(undefined, err);
+  }
+}
+// Do not wait for stray handles (an unreffed timer, a slow SMTP socket) once the job has decided.
+process.exit(process.exitCode ?? 0);

@@ -1,0 +1,199 @@
+import { z } from 'zod';
+import { DURATION_PATTERN, parseDuration } from './duration.js';
+
+/**
+ * The one schema of both config files. Validation, the JSON Schema for editors
+ * (`baton config schema`), the commented examples and the docs all derive from it;
+ * test/unit/config-drift.test.ts fails when a committed copy drifts.
+ */
+
+const duration = (what: string) =>
+  z
+    .string()
+    .regex(DURATION_PATTERN, { message: 'expected a duration like 90s, 15m, 26h or 14d' })
+    .transform((s) => parseDuration(s) ?? 0)
+    .describe(`${what} (a duration: 90s, 15m, 26h, 14d)`);
+
+const absPath = (what: string) =>
+  z
+    .string()
+    .refine((p) => p.startsWith('/') && !p.split('/').includes('..') && !p.includes('\0'), {
+      message: 'expected an absolute path without ".."',
+    })
+    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p))
+    .describe(what);
+
+export const command = z
+  .union([z.string().min(1), z.array(z.string()).min(1)])
+  .describe('a shell line (run by /bin/sh -c) or an argv list (run as is)');
+
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const name = (what: string) =>
+  z.string().regex(NAME_PATTERN, { message: 'letters, digits, ".", "_" and "-", at most 63' }).describe(what);
+
+const userName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, { message: 'expected a system user name' })
+  .describe('system user');
+
+export const mailSchema = z
+  .strictObject({
+    to: z.array(z.string().min(3)).min(1).describe('recipients'),
+    from: z.string().min(1).describe('sender address'),
+    smtp: z
+      .string()
+      .regex(/^smtps?:\/\//, { message: 'expected smtp://host:port or smtps://host:port' })
+      .optional()
+      .describe('SMTP server URL, e.g. smtp://127.0.0.1:25 (user may be given as smtp://user@host:587)'),
+    passwordFile: absPath(
+      'file holding the SMTP password (else the environment variable BATON_SMTP_PASSWORD)',
+    ).optional(),
+    sendmail: absPath('sendmail binary to use instead of SMTP, e.g. /usr/sbin/sendmail').optional(),
+  })
+  .refine((m) => (m.smtp === undefined) !== (m.sendmail === undefined), {
+    message: 'set exactly one of smtp and sendmail',
+  })
+  .describe('alert mail');
+
+export const pingSchema = z
+  .strictObject({
+    url: z.url().describe('healthchecks-style URL: GET url/start, url on success, url/fail on failure'),
+    timeout: duration('timeout of each ping').prefault('10s'),
+  })
+  .describe('monitoring pings');
+
+const streamBase = {
+  paths: z.array(absPath('a directory or file to back up')).min(1).describe('what to collect'),
+  exclude: z
+    .array(z.string().min(1))
+    .default([])
+    .describe('rsync exclude patterns, e.g. "*.tmp", "cache/"'),
+  handover: absPath('the Transport Handover Point of this stream'),
+  user: userName.describe(
+    'owns the handover and source store files; the sink logs in as this user through `baton gate`',
+  ),
+};
+
+export const sourceSchema = z
+  .strictObject({
+    name: name('this source: used in generation ids, mails and the sink layout'),
+    stateDir: absPath('baton state: kept mirrors, run records, locks').default('/var/lib/baton/state'),
+    app: z
+      .strictObject({
+        stop: command.describe('stops the app server'),
+        start: command.describe('starts the app server'),
+        healthCheck: command
+          .optional()
+          .describe('exits 0 when the app is healthy; retried until startTimeout'),
+        stopTimeout: duration('how long stop may take before its process group is killed').prefault('2m'),
+        startTimeout: duration('how long start + healthy may take').prefault('2m'),
+        healthInterval: duration('pause between health checks').prefault('1s'),
+      })
+      .describe('the app server that is stopped while its data is collected'),
+    streams: z
+      .strictObject({
+        data: z
+          .strictObject({
+            ...streamBase,
+            store: absPath('the Source-Store: acked data generations are moved here'),
+            generations: z.int().min(1).max(10000).default(3).describe('data generations kept in the source store'),
+          })
+          .describe('the app data stream'),
+        logs: z.strictObject(streamBase).optional().describe('the log stream (deleted from the source once acked)'),
+      })
+      .describe('what is collected while the app is stopped'),
+    limits: z
+      .strictObject({
+        maxPendingGenerations: z
+          .int()
+          .min(1)
+          .default(10)
+          .describe('refuse a new generation when this many un-acked ones wait in a handover'),
+        minFreeBytes: z.int().min(0).default(100 * 1024 * 1024).describe('free space kept beyond the expected change'),
+      })
+      .default({ maxPendingGenerations: 10, minFreeBytes: 100 * 1024 * 1024 })
+      .describe('safety limits'),
+    alerts: z
+      .strictObject({
+        transportOverdue: duration(
+          'an un-acked generation older than this means the transport failed; unset: any generation left from an earlier run',
+        ).optional(),
+        mail: mailSchema.optional(),
+        ping: pingSchema.optional(),
+      })
+      .default({})
+      .describe('how failures reach people'),
+  })
+  .describe('baton source configuration (/etc/baton/source.yaml)');
+
+const sinkStream = z.strictObject({
+  user: userName.describe('the stream user on the source'),
+  identity: absPath('private key; an OpenSSH certificate next to it (KEY-cert.pub) is used too'),
+  generations: z.int().min(1).max(10000).describe('generations kept in the sink store'),
+});
+
+export const sinkSchema = z
+  .strictObject({
+    store: absPath('the Sink-Store root'),
+    stateDir: absPath('baton state: run records, locks').default('/var/lib/baton/sink-state'),
+    verify: z.boolean().default(true).describe('compare every received file with its manifest hash'),
+    parallel: z.int().min(1).max(32).default(2).describe('sources pulled at once'),
+    timeout: duration('rsync/ssh I/O timeout: a stalled connection fails after this').prefault('10m'),
+    limits: z
+      .strictObject({
+        maxFiles: z.int().min(1).default(10_000_000).describe('most manifest entries accepted from a source'),
+        maxBytes: z
+          .int()
+          .min(1)
+          .default(2 ** 44)
+          .describe('largest generation accepted from a source, in bytes'),
+      })
+      .default({ maxFiles: 10_000_000, maxBytes: 2 ** 44 })
+      .describe('bounds on what a source may send'),
+    sources: z
+      .array(
+        z.strictObject({
+          name: name('the source name (its `name:`)'),
+          host: z.string().min(1).regex(/^[A-Za-z0-9.:_[\]-]+$/, { message: 'expected a host name or address' }),
+          port: z.int().min(1).max(65535).default(22),
+          knownHosts: absPath('known_hosts file pinning the source host key (never accept-new)'),
+          streams: z
+            .strictObject({ data: sinkStream.optional(), logs: sinkStream.optional() })
+            .refine((s) => s.data !== undefined || s.logs !== undefined, { message: 'configure data or logs' }),
+        }),
+      )
+      .min(1)
+      .refine((list) => new Set(list.map((s) => s.name)).size === list.length, {
+        message: 'source names must be unique',
+      })
+      .describe('the sources this sink pulls from'),
+    alerts: z
+      .strictObject({
+        staleAfter: duration('no new verified generation for this long → alert').optional(),
+        mail: mailSchema.optional(),
+        ping: pingSchema.optional(),
+      })
+      .default({})
+      .describe('how failures reach people'),
+    recoveryTiers: z
+      .array(
+        z.strictObject({
+          name: z.string().min(1),
+          keepDays: z.int().min(1),
+          scope: z.string().min(1),
+        }),
+      )
+      .default([])
+      .describe('outer rollback tiers shown by `status` (baton does not manage them)'),
+  })
+  .describe('baton sink configuration (/etc/baton/sink.yaml)');
+
+export type SourceConfig = z.output<typeof sourceSchema>;
+export type SinkConfig = z.output<typeof sinkSchema>;
+export type MailConfig = z.output<typeof mailSchema>;
+export type PingConfig = z.output<typeof pingSchema>;
+export type StreamName = 'data' | 'logs';
+export const STREAMS: readonly StreamName[] = ['data', 'logs'];
+export type SourceStreamConfig = SourceConfig['streams']['data'] | NonNullable<SourceConfig['streams']['logs']>;
+export type SinkSourceConfig = SinkConfig['sources'][number];
+export type SinkStreamConfig = z.output<typeof sinkStream>;
