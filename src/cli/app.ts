@@ -14,7 +14,9 @@ export function createRoot() {
     )
     .version(batonVersion, '-V, --version')
     .addOption(
-      new Option('--log-format <format>', 'log lines as text or json').choices(['text', 'json'] as const).default('text'),
+      new Option('--log-format <format>', 'log lines as text or json')
+        .choices(['text', 'json'] as const)
+        .default('text'),
     )
     .addOption(
       new Option('--log-level <level>', 'least level logged')
@@ -39,11 +41,14 @@ export function contextOf(root: Root): CliContext {
  * Wraps a command body: runs it, maps what it throws to one line on stderr and an exit code.
  * The exit code lands in process.exitCode; src/cli/main.ts is the only place that exits.
  */
-export async function runAction(root: Root, body: (ctx: CliContext) => Promise<number | void>): Promise<void> {
+export async function runAction(
+  root: Root,
+  body: (ctx: CliContext) => Promise<unknown>,
+): Promise<void> {
   const ctx = contextOf(root);
   try {
     const code = await body(ctx);
-    process.exitCode = code ?? ExitCode.ok;
+    process.exitCode = typeof code === 'number' ? code : ExitCode.ok;
   } catch (err) {
     process.exitCode = reportError(ctx, err);
   }
@@ -58,7 +63,9 @@ export function reportError(ctx: CliContext | undefined, err: unknown): number {
   if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : ExitCode.usage;
   // Not one of ours: a bug. Say so, with the stack.
   ctx?.log.fatal({ err }, 'unexpected error');
-  process.stderr.write(`baton: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(
+    `baton: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
   return ExitCode.failed;
 }
 

@@ -10,7 +10,7 @@ import { DURATION_PATTERN, parseDuration } from './duration.js';
 const duration = (what: string) =>
   z
     .string()
-    .regex(DURATION_PATTERN, { message: 'expected a duration like 90s, 15m, 26h or 14d' })
+    .regex(DURATION_PATTERN, { error: 'expected a duration like 90s, 15m, 26h or 14d' })
     .transform((s) => parseDuration(s) ?? 0)
     .describe(`${what} (a duration: 90s, 15m, 26h, 14d)`);
 
@@ -18,9 +18,10 @@ const absPath = (what: string) =>
   z
     .string()
     .refine((p) => p.startsWith('/') && !p.split('/').includes('..') && !p.includes('\0'), {
-      message: 'expected an absolute path without ".."',
+      error: 'expected an absolute path without ".."',
     })
-    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p))
+    // `/srv/x/` → `/srv/x`, `//` → `/` (never the empty string)
+    .transform((p) => p.replace(/(.)\/+$/, '$1'))
     .describe(what);
 
 export const command = z
@@ -29,11 +30,11 @@ export const command = z
 
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const name = (what: string) =>
-  z.string().regex(NAME_PATTERN, { message: 'letters, digits, ".", "_" and "-", at most 63' }).describe(what);
+  z.string().regex(NAME_PATTERN, { error: 'letters, digits, ".", "_" and "-", at most 63' }).describe(what);
 
 const userName = z
   .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, { message: 'expected a system user name' })
+  .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, { error: 'expected a system user name' })
   .describe('system user');
 
 export const mailSchema = z
@@ -42,7 +43,7 @@ export const mailSchema = z
     from: z.string().min(1).describe('sender address'),
     smtp: z
       .string()
-      .regex(/^smtps?:\/\//, { message: 'expected smtp://host:port or smtps://host:port' })
+      .regex(/^smtps?:\/\//, { error: 'expected smtp://host:port or smtps://host:port' })
       .optional()
       .describe('SMTP server URL, e.g. smtp://127.0.0.1:25 (user may be given as smtp://user@host:587)'),
     passwordFile: absPath(
@@ -51,7 +52,7 @@ export const mailSchema = z
     sendmail: absPath('sendmail binary to use instead of SMTP, e.g. /usr/sbin/sendmail').optional(),
   })
   .refine((m) => (m.smtp === undefined) !== (m.sendmail === undefined), {
-    message: 'set exactly one of smtp and sendmail',
+    error: 'set exactly one of smtp and sendmail',
   })
   .describe('alert mail');
 
@@ -64,10 +65,7 @@ export const pingSchema = z
 
 const streamBase = {
   paths: z.array(absPath('a directory or file to back up')).min(1).describe('what to collect'),
-  exclude: z
-    .array(z.string().min(1))
-    .default([])
-    .describe('rsync exclude patterns, e.g. "*.tmp", "cache/"'),
+  exclude: z.array(z.string().min(1)).default([]).describe('rsync exclude patterns, e.g. "*.tmp", "cache/"'),
   handover: absPath('the Transport Handover Point of this stream'),
   user: userName.describe(
     'owns the handover and source store files; the sink logs in as this user through `baton gate`',
@@ -77,7 +75,7 @@ const streamBase = {
 export const sourceSchema = z
   .strictObject({
     name: name('this source: used in generation ids, mails and the sink layout'),
-    stateDir: absPath('baton state: kept mirrors, run records, locks').default('/var/lib/baton/state'),
+    stateDir: absPath('baton state: kept mirrors, run records, locks').prefault('/var/lib/baton/state'),
     app: z
       .strictObject({
         stop: command.describe('stops the app server'),
@@ -96,10 +94,18 @@ export const sourceSchema = z
           .strictObject({
             ...streamBase,
             store: absPath('the Source-Store: acked data generations are moved here'),
-            generations: z.int().min(1).max(10000).default(3).describe('data generations kept in the source store'),
+            generations: z
+              .int()
+              .min(1)
+              .max(10000)
+              .default(3)
+              .describe('data generations kept in the source store'),
           })
           .describe('the app data stream'),
-        logs: z.strictObject(streamBase).optional().describe('the log stream (deleted from the source once acked)'),
+        logs: z
+          .strictObject(streamBase)
+          .optional()
+          .describe('the log stream (deleted from the source once acked)'),
       })
       .describe('what is collected while the app is stopped'),
     limits: z
@@ -109,9 +115,13 @@ export const sourceSchema = z
           .min(1)
           .default(10)
           .describe('refuse a new generation when this many un-acked ones wait in a handover'),
-        minFreeBytes: z.int().min(0).default(100 * 1024 * 1024).describe('free space kept beyond the expected change'),
+        minFreeBytes: z
+          .int()
+          .min(0)
+          .default(100 * 1024 * 1024)
+          .describe('free space kept beyond the expected change'),
       })
-      .default({ maxPendingGenerations: 10, minFreeBytes: 100 * 1024 * 1024 })
+      .prefault({})
       .describe('safety limits'),
     alerts: z
       .strictObject({
@@ -135,7 +145,7 @@ const sinkStream = z.strictObject({
 export const sinkSchema = z
   .strictObject({
     store: absPath('the Sink-Store root'),
-    stateDir: absPath('baton state: run records, locks').default('/var/lib/baton/sink-state'),
+    stateDir: absPath('baton state: run records, locks').prefault('/var/lib/baton/sink-state'),
     verify: z.boolean().default(true).describe('compare every received file with its manifest hash'),
     parallel: z.int().min(1).max(32).default(2).describe('sources pulled at once'),
     timeout: duration('rsync/ssh I/O timeout: a stalled connection fails after this').prefault('10m'),
@@ -148,23 +158,32 @@ export const sinkSchema = z
           .default(2 ** 44)
           .describe('largest generation accepted from a source, in bytes'),
       })
-      .default({ maxFiles: 10_000_000, maxBytes: 2 ** 44 })
+      .prefault({})
       .describe('bounds on what a source may send'),
     sources: z
       .array(
-        z.strictObject({
-          name: name('the source name (its `name:`)'),
-          host: z.string().min(1).regex(/^[A-Za-z0-9.:_[\]-]+$/, { message: 'expected a host name or address' }),
-          port: z.int().min(1).max(65535).default(22),
-          knownHosts: absPath('known_hosts file pinning the source host key (never accept-new)'),
-          streams: z
-            .strictObject({ data: sinkStream.optional(), logs: sinkStream.optional() })
-            .refine((s) => s.data !== undefined || s.logs !== undefined, { message: 'configure data or logs' }),
-        }),
+        z
+          .strictObject({
+            name: name('the source name (its `name:`)'),
+            host: z
+              .string()
+              .min(1)
+              .regex(/^[A-Za-z0-9.:_[\]-]+$/, { error: 'expected a host name or address' })
+              .describe('ssh host name or address of the source'),
+            port: z.int().min(1).max(65535).default(22).describe('ssh port of the source'),
+            knownHosts: absPath('known_hosts file pinning the source host key (never accept-new)'),
+            streams: z
+              .strictObject({ data: sinkStream.optional(), logs: sinkStream.optional() })
+              .refine((s) => s.data !== undefined || s.logs !== undefined, {
+                error: 'configure data or logs',
+              })
+              .describe('the streams pulled from this source (at least one)'),
+          })
+          .describe('one source server'),
       )
       .min(1)
       .refine((list) => new Set(list.map((s) => s.name)).size === list.length, {
-        message: 'source names must be unique',
+        error: 'source names must be unique',
       })
       .describe('the sources this sink pulls from'),
     alerts: z
@@ -178,9 +197,9 @@ export const sinkSchema = z
     recoveryTiers: z
       .array(
         z.strictObject({
-          name: z.string().min(1),
-          keepDays: z.int().min(1),
-          scope: z.string().min(1),
+          name: z.string().min(1).describe('what the tier is, e.g. "HostEurope daily snapshot"'),
+          keepDays: z.int().min(1).describe('how many days back it reaches'),
+          scope: z.string().min(1).describe('what it covers, e.g. "whole source filesystem"'),
         }),
       )
       .default([])
@@ -188,12 +207,17 @@ export const sinkSchema = z
   })
   .describe('baton sink configuration (/etc/baton/sink.yaml)');
 
+/** The two config files: `source.yaml` on the app server, `sink.yaml` on the backup server. */
+export type ConfigKind = 'source' | 'sink';
+export const CONFIG_KINDS: readonly ConfigKind[] = ['source', 'sink'];
+
 export type SourceConfig = z.output<typeof sourceSchema>;
 export type SinkConfig = z.output<typeof sinkSchema>;
 export type MailConfig = z.output<typeof mailSchema>;
 export type PingConfig = z.output<typeof pingSchema>;
 export type StreamName = 'data' | 'logs';
 export const STREAMS: readonly StreamName[] = ['data', 'logs'];
-export type SourceStreamConfig = SourceConfig['streams']['data'] | NonNullable<SourceConfig['streams']['logs']>;
+export type SourceStreamConfig =
+  SourceConfig['streams']['data'] | NonNullable<SourceConfig['streams']['logs']>;
 export type SinkSourceConfig = SinkConfig['sources'][number];
 export type SinkStreamConfig = z.output<typeof sinkStream>;

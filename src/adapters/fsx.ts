@@ -1,0 +1,187 @@
+import { open, readdir, lstat, rename, mkdir, rm, stat } from 'node:fs/promises';
+import { createReadStream, type BigIntStats } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { errnoCode } from '../errors.js';
+import { runProcess } from './run.js';
+
+/** fsync a directory so a rename or create inside it is durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Write a file and fsync it (the caller renames and fsyncs the directory). */
+export async function writeFileSynced(file: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  const fh = await open(file, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Replace `file` atomically: temp file in the same dir, fsync, rename, fsync the dir. */
+export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  const dir = file.slice(0, Math.max(1, file.lastIndexOf('/')));
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFileSynced(tmp, data, mode);
+  await rename(tmp, file);
+  await fsyncDir(dir);
+}
+
+/** Flush a whole filesystem (syncfs) — one call instead of an fsync per file of a new tree. */
+export async function syncFilesystem(path: string): Promise<void> {
+  const r = await runProcess(['sync', '-f', path], { timeoutMs: 10 * 60_000 });
+  if (r.code !== 0) throw new Error(`sync -f ${path} failed: ${r.stderr.trim()}`);
+}
+
+/** Reads a JSON file; undefined when it does not exist. */
+export async function readJsonIfExists(file: string): Promise<unknown> {
+  const fh = await open(file, 'r').catch((e: unknown) => {
+    if (errnoCode(e) === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (!fh) return undefined;
+  try {
+    return JSON.parse(await fh.readFile('utf8')) as unknown;
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+export async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export async function mkdirp(dir: string, mode = 0o755): Promise<void> {
+  await mkdir(dir, { recursive: true, mode });
+}
+
+/**
+ * Removes a generation-like directory so that a crash never leaves it half-deleted under its real
+ * name: rename to `.<name>.deleting` first, then delete.
+ */
+export async function removeTreeSafely(parent: string, name: string): Promise<void> {
+  const doomed = join(parent, `.${name}.deleting`);
+  await rename(join(parent, name), doomed);
+  await fsyncDir(parent);
+  await rm(doomed, { recursive: true, force: true });
+}
+
+/** sha256 of a file, streamed with 1 MiB reads. */
+export async function sha256File(file: string | Buffer): Promise<string> {
+  const h = createHash('sha256');
+  const s = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  for await (const chunk of s) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+export interface WalkEntry {
+  /** relative path bytes, `/`-separated */
+  rel: Buffer;
+  abs: Buffer;
+  st: BigIntStats;
+}
+
+export type WalkDecision = 'include' | 'pass' | 'skip';
+
+const SLASH = Buffer.from('/');
+
+/**
+ * Depth-first walk in tree order (children sorted bytewise), names as bytes, never following
+ * symlinks. `decide(rel)` says whether an entry is yielded and descended into ('include'),
+ * only descended into ('pass', for parents of the wanted paths), or ignored ('skip').
+ */
+export async function* walkTree(
+  root: string,
+  decide: (rel: Buffer) => WalkDecision = () => 'include',
+): AsyncGenerator<WalkEntry> {
+  const rootBuf = Buffer.from(root);
+  async function* visit(relDir: Buffer | undefined): AsyncGenerator<WalkEntry> {
+    const absDir = relDir === undefined ? rootBuf : Buffer.concat([rootBuf, SLASH, relDir]);
+    const names = (await readdir(absDir, { encoding: 'buffer' })).sort((a, b) => Buffer.compare(a, b));
+    for (const name of names) {
+      const rel = relDir === undefined ? name : Buffer.concat([relDir, SLASH, name]);
+      const d = decide(rel);
+      if (d === 'skip') continue;
+      const abs = Buffer.concat([absDir, SLASH, name]);
+      const st = await lstat(abs, { bigint: true });
+      if (d === 'include') yield { rel, abs, st };
+      if (st.isDirectory()) yield* visit(rel);
+    }
+  }
+  yield* visit(undefined);
+}
+
+/** Lines of a text file, streamed; throws when a line is longer than `maxLineBytes`. */
+export async function* readLines(file: string, maxLineBytes: number): AsyncGenerator<string> {
+  const s = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  let pending = Buffer.alloc(0);
+  for await (const chunk of s) {
+    let buf = pending.length ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
+    let nl: number;
+    while ((nl = buf.indexOf(0x0a)) >= 0) {
+      if (nl > maxLineBytes) throw new Error(`line longer than ${maxLineBytes} bytes`);
+      yield buf.subarray(0, nl).toString('utf8');
+      buf = buf.subarray(nl + 1);
+    }
+    if (buf.length > maxLineBytes) throw new Error(`line longer than ${maxLineBytes} bytes`);
+    pending = Buffer.from(buf);
+  }
+  if (pending.length > 0) throw new Error('file does not end with a newline (truncated?)');
+}
+
+/** A buffered, append-only writer for big generated files (manifest, SHA256SUMS). */
+export class BufferedFileWriter {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private constructor(private readonly fh: Awaited<ReturnType<typeof open>>) {}
+  static async create(file: string, mode = 0o644): Promise<BufferedFileWriter> {
+    return new BufferedFileWriter(await open(file, 'wx', mode));
+  }
+  async write(data: Buffer | string): Promise<void> {
+    const b = typeof data === 'string' ? Buffer.from(data) : data;
+    this.chunks.push(b);
+    this.size += b.length;
+    if (this.size >= 1024 * 1024) await this.flush();
+  }
+  private async flush(): Promise<void> {
+    if (this.size === 0) return;
+    const all = Buffer.concat(this.chunks);
+    this.chunks = [];
+    this.size = 0;
+    await this.fh.write(all);
+  }
+  /** Flush, fsync and close. */
+  async close(): Promise<void> {
+    try {
+      await this.flush();
+      await this.fh.sync();
+    } finally {
+      await this.fh.close();
+    }
+  }
+  async abort(): Promise<void> {
+    await this.fh.close().catch(() => undefined);
+  }
+}

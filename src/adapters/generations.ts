@@ -1,0 +1,46 @@
+import { readdir, lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isGenerationId, parseGenerationId } from '../core/generation-id.js';
+import { errnoCode } from '../errors.js';
+
+export interface StoredGeneration {
+  id: string;
+  dir: string;
+  createdAt: Date;
+}
+
+/**
+ * The complete generations in a handover or store, oldest first: a directory (not a symlink)
+ * named by a valid id, holding a regular `manifest` file. Dot-names are work areas and never count.
+ */
+export async function listGenerations(parent: string): Promise<StoredGeneration[]> {
+  let names: string[];
+  try {
+    names = await readdir(parent);
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return [];
+    throw e;
+  }
+  const out: StoredGeneration[] = [];
+  for (const id of names.sort()) {
+    const createdAt = parseGenerationId(id);
+    if (!createdAt || !isGenerationId(id)) continue;
+    const dir = join(parent, id);
+    const st = await lstat(dir).catch(() => undefined);
+    if (!st?.isDirectory()) continue;
+    const m = await lstat(join(dir, 'manifest')).catch(() => undefined);
+    if (!m?.isFile()) continue;
+    out.push({ id, dir, createdAt });
+  }
+  return out;
+}
+
+/** Names of work areas (dot-names) left in a handover or store by an interrupted run. */
+export async function listWorkDirs(parent: string): Promise<string[]> {
+  try {
+    return (await readdir(parent)).filter((n) => n.startsWith('.') && n !== '.' && n !== '..');
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return [];
+    throw e;
+  }
+}

@@ -1,0 +1,117 @@
+import { Option } from '@commander-js/extra-typings';
+import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
+import { loadSourceConfig } from '../../config/load.js';
+import { runSourceBackup } from '../../source/backup.js';
+import { recoverSource } from '../../source/recover.js';
+import { acquireLock } from '../../adapters/lock.js';
+import { mkdirp } from '../../adapters/fsx.js';
+import { sourceState } from '../../source/state.js';
+
+const configOption = () => new Option('--config <file>', 'source config file').default(DEFAULT_CONFIG.source);
+
+/** SIGTERM / SIGINT abort the running step; the app is still started again before exiting. */
+function abortOnSignals(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    process.stderr.write(`baton: ${sig} received: stopping, the app will be started again\n`);
+    ac.abort(new Error(sig));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onSignal);
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      process.off('SIGHUP', onSignal);
+    },
+  };
+}
+
+export function registerSourceCommands(root: Root): void {
+  const source = root.command('source').description('jobs of the source host (the app server)');
+
+  source
+    .command('backup')
+    .description(
+      'stop the app, collect data and logs, start the app again, hand the new generation over\n' +
+        '(steps 1.a–1.d); mail an alert when the previous transport failed',
+    )
+    .addOption(configOption())
+    .option('--dry-run', 'print what would be stopped, collected and written; change nothing', false)
+    .option('--json', 'print the result as JSON', false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  baton source backup                           # the nightly cron job
+  baton source backup --dry-run                 # show the plan, change nothing
+  baton source backup --config /etc/baton/source.yaml --log-format json
+
+Exit codes: 0 ok, 1 the backup failed (alert sent), 2 config error, 75 another run holds the lock.`,
+    )
+    .action(async (opts) =>
+      runAction(root, async (ctx) => {
+        const config = await loadSourceConfig(opts.config);
+        const sig = abortOnSignals();
+        try {
+          const r = await runSourceBackup(config, {
+            dryRun: opts.dryRun,
+            now: ctx.now,
+            log: ctx.log,
+            signal: sig.signal,
+          });
+          if (r && opts.json) {
+            process.stdout.write(
+              `${JSON.stringify({ id: r.id, downtimeMs: r.downtimeMs, transportFailed: r.transportFailed, generations: r.generations.map((g) => ({ dir: g.dir, ...g.meta })) }, null, 2)}\n`,
+            );
+          } else if (r) {
+            for (const g of r.generations) {
+              process.stdout.write(
+                `${g.meta.stream}: ${g.dir}  ${g.meta.files} files, ${g.meta.bytes} bytes, ${g.meta.bytesCopied} new\n`,
+              );
+            }
+            process.stdout.write(`app downtime: ${(r.downtimeMs / 1000).toFixed(2)}s\n`);
+          }
+        } finally {
+          sig.dispose();
+        }
+      }),
+    );
+
+  source
+    .command('recover')
+    .description(
+      'start the app if a killed run left it stopped, and remove partial generations\n' +
+        '(for boot or systemd ExecStopPost=; does nothing when all is well)',
+    )
+    .addOption(configOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  baton source recover
+  # in baton-source-backup.service:
+  ExecStopPost=/usr/bin/baton source recover --config /etc/baton/source.yaml`,
+    )
+    .action(async (opts) =>
+      runAction(root, async (ctx) => {
+        const config = await loadSourceConfig(opts.config);
+        const state = sourceState(config);
+        await mkdirp(state.root, 0o700);
+        const lock = await acquireLock(state.lock, 'baton source recover');
+        try {
+          const r = await recoverSource(config, ctx.log);
+          process.stdout.write(
+            r.restartedApp
+              ? `started the app again (stopped since ${r.stoppedSince ?? '?'} by a killed run)\n`
+              : 'app not left stopped by baton: nothing to start\n',
+          );
+          if (r.removedWorkDirs.length) process.stdout.write(`removed: ${r.removedWorkDirs.join(', ')}\n`);
+        } finally {
+          await lock.release();
+        }
+      }),
+    );
+}

@@ -1,0 +1,209 @@
+import type { SourceConfig } from '../config/schema.js';
+import { BatonError, CombinedError, JobError, oneLine } from '../errors.js';
+import { describeCommand } from '../adapters/run.js';
+import { loadNameMaps } from '../adapters/accounts.js';
+import { acquireLock } from '../adapters/lock.js';
+import { mkdirp, writeFileAtomic } from '../adapters/fsx.js';
+import { alertFooter, alertSubject, flushPendingAlerts, sendAlert } from '../adapters/notify.js';
+import { ping } from '../adapters/ping.js';
+import { recentLogLines, type Logger } from '../adapters/log.js';
+import { planBackup, type BackupPlan } from './preflight.js';
+import { checkPreviousTransport } from './check-previous-transport.js';
+import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
+import { startApp } from './start-app.js';
+import { collectStream } from './collect.js';
+import { buildGeneration, type BuiltGeneration } from './build-generation.js';
+import { publishHandover } from './publish-handover.js';
+import { recoverSource } from './recover.js';
+import { sourceState } from './state.js';
+
+export interface BackupOptions {
+  dryRun: boolean;
+  now: () => Date;
+  log: Logger;
+  /** aborted on SIGTERM / SIGINT: running rsyncs are stopped, the app is still started again */
+  signal?: AbortSignal;
+}
+
+export interface BackupResult {
+  id: string;
+  generations: BuiltGeneration[];
+  downtimeMs: number;
+  transportFailed: boolean;
+}
+
+/** What a dry run prints: the plan, nothing changed. */
+export function describePlan(config: SourceConfig, plan: BackupPlan): string {
+  const lines = [
+    `baton source backup --dry-run (${config.name}): nothing was changed`,
+    `  stop app:    ${describeCommand(config.app.stop)}  (timeout ${config.app.stopTimeout / 1000}s)`,
+  ];
+  for (const s of plan.streams) {
+    lines.push(
+      `  collect ${s.name}: ${s.config.paths.join(', ')}${s.config.exclude.length ? `  (exclude ${s.config.exclude.join(', ')})` : ''}`,
+    );
+    lines.push(`      refresh mirror ${s.mirror} with rsync while the app is down`);
+  }
+  lines.push(
+    `  start app:   ${describeCommand(config.app.start)}${config.app.healthCheck ? `, then until healthy: ${describeCommand(config.app.healthCheck)}` : ''}  (timeout ${config.app.startTimeout / 1000}s)`,
+  );
+  for (const s of plan.streams) {
+    lines.push(
+      `  hand over ${s.name}: ${s.handover}/${plan.id}  owned by ${s.owner.name}` +
+        (s.previous ? `, unchanged files hard-linked to ${s.previous.id}` : ', first generation (full copy)'),
+    );
+    if (s.pending.length)
+      lines.push(
+        `      ${s.pending.length} generation(s) still pending: ${s.pending.map((p) => p.id).join(', ')}`,
+      );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function recordLastRun(config: SourceConfig, rec: Record<string, unknown>): Promise<void> {
+  const state = sourceState(config);
+  await mkdirp(state.root, 0o700);
+  await writeFileAtomic(state.lastRun, `${JSON.stringify(rec, null, 2)}\n`, 0o644);
+}
+
+/**
+ * Steps 1.a–1.d and the handover. The app is started again in `finally`, whatever failed; the
+ * stop is recorded durably first so that a killed run can be repaired by the next command.
+ * Only the mirror refresh happens while the app is down; hashing and building come after.
+ */
+export async function runSourceBackup(
+  config: SourceConfig,
+  opts: BackupOptions,
+): Promise<BackupResult | undefined> {
+  const { log } = opts;
+  const state = sourceState(config);
+  if (opts.dryRun) {
+    const plan = await planBackup(config, opts.now());
+    process.stdout.write(describePlan(config, plan));
+    return undefined;
+  }
+  await mkdirp(state.root, 0o700);
+  const lock = await acquireLock(state.lock, 'baton source backup');
+  const startedAt = opts.now();
+  let result: BackupResult | undefined;
+  try {
+    await ping(config.alerts.ping, 'start');
+    result = await backupLocked(config, opts);
+    await recordLastRun(config, {
+      job: 'source backup',
+      ok: true,
+      startedAt: startedAt.toISOString(),
+      finishedAt: opts.now().toISOString(),
+      id: result.id,
+      downtimeMs: result.downtimeMs,
+      transportFailed: result.transportFailed,
+    });
+    await ping(config.alerts.ping, 'success');
+    return result;
+  } catch (err) {
+    const message = oneLine(err);
+    await recordLastRun(config, {
+      job: 'source backup',
+      ok: false,
+      startedAt: startedAt.toISOString(),
+      finishedAt: opts.now().toISOString(),
+      error: message,
+    }).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
+    const appDown = message.includes('APP DOWN');
+    const step = err instanceof BatonError ? (err.step ?? 'backup') : 'backup';
+    await sendAlert(
+      config.alerts.mail,
+      state.pendingAlerts,
+      {
+        subject: alertSubject(
+          config.name,
+          appDown ? 'APP DOWN after backup — start it now' : `source backup FAILED (${step})`,
+        ),
+        text:
+          `baton source backup failed on "${config.name}".\n\n${message}\n\n` +
+          (appDown
+            ? `The app server is NOT running. Start it by hand (${describeCommand(config.app.start)}) or run \`baton source recover\`.\n\n`
+            : `The app server was started again. The previous generations are untouched.\n\n`) +
+          `Last log lines:\n${recentLogLines().join('\n')}\n` +
+          alertFooter(),
+      },
+      log,
+    );
+    await ping(config.alerts.ping, 'fail', message);
+    throw err;
+  } finally {
+    await lock.release();
+  }
+}
+
+async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<BackupResult> {
+  const { log } = opts;
+  const state = sourceState(config);
+  await recoverSource(config, log);
+  await flushPendingAlerts(config.alerts.mail, state.pendingAlerts, log);
+  const plan = await planBackup(config, opts.now());
+  const transport = await checkPreviousTransport(config, plan, opts.now(), log);
+  const names = await loadNameMaps();
+  for (const s of plan.streams) {
+    await mkdirp(s.handover, 0o755);
+    if (s.store) await mkdirp(s.store, 0o755);
+  }
+  if (opts.signal?.aborted)
+    throw new JobError('interrupted before the app was stopped', { step: 'stop-app' });
+
+  // 1.a – 1.d: the app is down only for the mirror refresh.
+  const appStoppedAt = opts.now();
+  await recordAppStopping(state.root, state.appStopped, appStoppedAt);
+  const failures: Error[] = [];
+  let appStartedAt: Date | undefined;
+  try {
+    await stopApp(config.app, log);
+    const collected = await Promise.allSettled(
+      plan.streams.map((s) => collectStream(s.name, s.config, s.mirror, s.mirrorPathsFile, log, opts.signal)),
+    );
+    for (const c of collected) if (c.status === 'rejected') failures.push(asError(c.reason));
+    if (opts.signal?.aborted)
+      failures.push(new JobError('interrupted by a signal while collecting', { step: 'collect' }));
+  } catch (e) {
+    failures.push(asError(e));
+  } finally {
+    try {
+      appStartedAt = await startApp(config.app, log);
+      await clearAppStoppedRecord(state.appStopped);
+    } catch (e) {
+      failures.push(asError(e));
+    }
+  }
+  if (failures.length === 1 && failures[0]) throw failures[0];
+  if (failures.length > 1) throw new CombinedError(failures);
+  const startedAt = appStartedAt ?? opts.now();
+  const downtimeMs = startedAt.getTime() - appStoppedAt.getTime();
+  log.info({ step: 'start-app', downtimeMs }, `app was down for ${(downtimeMs / 1000).toFixed(1)}s`);
+
+  // After the app is back: build, hash and hand over each stream's generation.
+  const generations: BuiltGeneration[] = [];
+  for (const s of plan.streams) {
+    if (opts.signal?.aborted) throw new JobError('interrupted by a signal while building', { step: 'build' });
+    const gen = await buildGeneration({
+      source: config.name,
+      stream: s.name,
+      id: plan.id,
+      mirror: s.mirror,
+      paths: s.config.paths,
+      parent: s.handover,
+      owner: s.owner,
+      names,
+      previous: s.previous,
+      appStoppedAt,
+      appStartedAt: startedAt,
+      log,
+    });
+    await publishHandover(gen, log);
+    generations.push(gen);
+  }
+  return { id: plan.id, generations, downtimeMs, transportFailed: transport.failed };
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}

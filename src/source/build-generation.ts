@@ -1,0 +1,272 @@
+import {
+  chmod,
+  link,
+  lchown,
+  lstat,
+  lutimes,
+  mkdir,
+  readlink,
+  rename,
+  rm,
+  symlink,
+  utimes,
+} from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { join } from 'node:path';
+import type { BigIntStats } from 'node:fs';
+import {
+  formatManifestLine,
+  formatSha256SumsLine,
+  MANIFEST_HEADER,
+  pathKey,
+  type EntryType,
+  type ManifestEntry,
+} from '../core/manifest.js';
+import type { GenerationMeta } from '../core/meta.js';
+import type { StreamName } from '../config/schema.js';
+import type { Account, NameMaps } from '../adapters/accounts.js';
+import { BufferedFileWriter, walkTree, writeFileSynced, type WalkDecision } from '../adapters/fsx.js';
+import { loadFileEntries } from '../adapters/manifest-file.js';
+import type { Logger } from '../adapters/log.js';
+import { JobError } from '../errors.js';
+import { batonVersion } from '../version.js';
+
+export interface BuildInput {
+  source: string;
+  stream: StreamName;
+  id: string;
+  /** the refreshed mirror, holding the configured paths under their full path (rsync -R) */
+  mirror: string;
+  /** configured absolute paths of the stream */
+  paths: readonly string[];
+  /** where the generation is written: `<parent>/.<id>.partial`, then renamed to `<parent>/<id>` */
+  parent: string;
+  owner: Account;
+  names: NameMaps;
+  /** newest complete generation on this host (handover or source store), for hard links and hash reuse */
+  previous: { id: string; dir: string } | undefined;
+  appStoppedAt: Date;
+  appStartedAt: Date;
+  log: Logger;
+}
+
+export interface BuiltGeneration {
+  id: string;
+  /** the dot-named work directory holding the complete generation */
+  work: string;
+  /** its final name, once published */
+  dir: string;
+  meta: GenerationMeta;
+}
+
+/** Which mirror entries belong to the stream: the configured paths, everything below them, and their parents. */
+export function pathSelector(paths: readonly string[]): (rel: Buffer) => WalkDecision {
+  const roots = paths.map((p) => Buffer.from(p.replace(/^\/+/, '')));
+  return (rel) => {
+    for (const root of roots) {
+      if (rel.equals(root)) return 'include';
+      if (
+        rel.length > root.length &&
+        rel[root.length] === 0x2f &&
+        rel.subarray(0, root.length).equals(root)
+      ) {
+        return 'include';
+      }
+      if (root.length > rel.length && root[rel.length] === 0x2f && root.subarray(0, rel.length).equals(rel)) {
+        return 'include';
+      }
+    }
+    return 'skip';
+  };
+}
+
+function entryType(st: BigIntStats): EntryType {
+  if (st.isFile()) return 'f';
+  if (st.isDirectory()) return 'd';
+  if (st.isSymbolicLink()) return 'l';
+  if (st.isFIFO()) return 'p';
+  if (st.isSocket()) return 's';
+  if (st.isCharacterDevice()) return 'c';
+  return 'b';
+}
+
+/** Tree files and dirs are owned by the stream user, readable by it, never setuid or writable by others. */
+export const normalisedFileMode = (mode: number): number => (mode & 0o555) | 0o400;
+export const normalisedDirMode = (mode: number): number => (mode & 0o555) | 0o700;
+
+/** Copies a file while hashing it: one read of the source. */
+async function copyAndHash(from: Buffer, to: Buffer): Promise<string> {
+  const h = createHash('sha256');
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      h.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  await pipeline(
+    createReadStream(from, { highWaterMark: 1024 * 1024 }),
+    tap,
+    createWriteStream(to, { flags: 'wx', mode: 0o600 }),
+  );
+  return h.digest('hex');
+}
+
+const secondsOf = (ns: bigint): number => Number(ns / 1000n) / 1e6;
+
+/**
+ * Builds a complete generation from the mirror after the app is back: `tree/` (unchanged files
+ * hard-linked to the previous generation, whose hashes are reused; changed ones copied and hashed
+ * in one read), then meta.json, SHA256SUMS and the manifest last, all under a dot-name.
+ * `publishHandover` makes it visible. A failure removes the partial directory.
+ */
+export async function buildGeneration(input: BuildInput): Promise<BuiltGeneration> {
+  const { log, owner } = input;
+  const work = join(input.parent, `.${input.id}.partial`);
+  const final = join(input.parent, input.id);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { mode: 0o700 });
+  try {
+    const tree = join(work, 'tree');
+    await mkdir(tree, { mode: 0o700 });
+    let prevFiles = new Map<string, ManifestEntry>();
+    if (input.previous) {
+      try {
+        prevFiles = await loadFileEntries(join(input.previous.dir, 'manifest'));
+      } catch (e) {
+        log.warn(
+          { step: 'build', previous: input.previous.id },
+          `previous manifest unusable, copying everything: ${String(e)}`,
+        );
+      }
+    }
+    const prevTree = input.previous ? join(input.previous.dir, 'tree') : undefined;
+    const manifest = await BufferedFileWriter.create(join(work, 'manifest.partial'), 0o640);
+    await manifest.write(`${MANIFEST_HEADER}\n`);
+    const sums = await BufferedFileWriter.create(join(work, 'SHA256SUMS'), 0o640);
+    const dirs: Array<{ path: Buffer; mode: number; mtimeNs: bigint }> = [];
+    let files = 0;
+    let entries = 0;
+    let bytes = 0;
+    let bytesCopied = 0;
+    let linked = 0;
+    const treeBuf = Buffer.from(tree);
+    const slash = Buffer.from('/');
+    try {
+      for await (const { rel, abs, st } of walkTree(input.mirror, pathSelector(input.paths))) {
+        const type = entryType(st);
+        const mode = Number(st.mode & 0o7777n);
+        const dest = Buffer.concat([treeBuf, slash, rel]);
+        let sha256: string | undefined;
+        let target: Buffer | undefined;
+        if (type === 'd') {
+          await mkdir(dest, { mode: 0o700 });
+          dirs.push({ path: dest, mode, mtimeNs: st.mtimeNs });
+        } else if (type === 'f') {
+          const size = Number(st.size);
+          const prev = prevFiles.get(pathKey(rel));
+          let reused = false;
+          if (prev && prevTree && prev.size === size && prev.mtimeNs === st.mtimeNs && prev.sha256) {
+            const prevFile = Buffer.concat([Buffer.from(prevTree), slash, rel]);
+            const pst = await lstat(prevFile).catch(() => undefined);
+            if (pst?.isFile() && pst.size === size) {
+              await link(prevFile, dest);
+              sha256 = prev.sha256;
+              reused = true;
+              linked++;
+            }
+          }
+          if (!reused) {
+            sha256 = await copyAndHash(abs, dest);
+            await lchown(dest, owner.uid, owner.gid);
+            await chmod(dest, normalisedFileMode(mode));
+            await utimes(dest, secondsOf(st.atimeNs), secondsOf(st.mtimeNs));
+            bytesCopied += size;
+          }
+          files++;
+          bytes += size;
+          await sums.write(formatSha256SumsLine(sha256 ?? '', rel));
+        } else if (type === 'l') {
+          target = await readlink(abs, { encoding: 'buffer' });
+          await symlink(target, dest);
+          await lchown(dest, owner.uid, owner.gid);
+          await lutimes(dest, secondsOf(st.atimeNs), secondsOf(st.mtimeNs));
+        } else if (type === 'c' || type === 'b') {
+          // devices are recorded, not copied: restore recreates them from the manifest
+          const major = ((st.rdev >> 8n) & 0xfffn) | ((st.rdev >> 32n) & ~0xfffn);
+          const minor = (st.rdev & 0xffn) | ((st.rdev >> 12n) & ~0xffn);
+          target = Buffer.from(`${major}:${minor}`);
+        }
+        const entry: ManifestEntry = {
+          type,
+          mode,
+          uid: Number(st.uid),
+          gid: Number(st.gid),
+          user: input.names.users.get(Number(st.uid)),
+          group: input.names.groups.get(Number(st.gid)),
+          mtimeNs: st.mtimeNs,
+          size: Number(st.size),
+          sha256,
+          path: rel,
+          target,
+        };
+        await manifest.write(`${formatManifestLine(entry)}\n`);
+        entries++;
+      }
+      // Directories last, deepest first: their mtimes would change while children were added.
+      for (const d of dirs.reverse()) {
+        await lchown(d.path, owner.uid, owner.gid);
+        await chmod(d.path, normalisedDirMode(d.mode));
+        await utimes(d.path, secondsOf(d.mtimeNs), secondsOf(d.mtimeNs));
+      }
+    } catch (e) {
+      await manifest.abort();
+      await sums.abort();
+      throw e;
+    }
+    if (files === 0 && entries === 0) {
+      throw new JobError(
+        `collected nothing for ${input.stream}: the mirror holds none of ${input.paths.join(', ')}`,
+        {
+          step: 'build',
+        },
+      );
+    }
+    await sums.close();
+    const meta: GenerationMeta = {
+      id: input.id,
+      source: input.source,
+      stream: input.stream,
+      created: new Date().toISOString(),
+      appStoppedAt: input.appStoppedAt.toISOString(),
+      appStartedAt: input.appStartedAt.toISOString(),
+      downtimeMs: input.appStartedAt.getTime() - input.appStoppedAt.getTime(),
+      files,
+      entries,
+      bytes,
+      bytesCopied,
+      ...(input.previous ? { previous: input.previous.id } : {}),
+      batonVersion,
+    };
+    await writeFileSynced(join(work, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`, 0o640);
+    // The manifest is the last file written (a reader treats a generation without one as partial).
+    await manifest.close();
+    await rename(join(work, 'manifest.partial'), join(work, 'manifest'));
+    for (const f of ['manifest', 'SHA256SUMS', 'meta.json'])
+      await lchown(join(work, f), owner.uid, owner.gid);
+    await lchown(tree, owner.uid, owner.gid);
+    await chmod(tree, 0o750);
+    await lchown(work, owner.uid, owner.gid);
+    await chmod(work, 0o750);
+    log.info(
+      { step: 'build', stream: input.stream, id: input.id, files, bytes, bytesCopied, linked },
+      `generation ${input.id} of ${input.stream} built`,
+    );
+    return { id: input.id, work, dir: final, meta };
+  } catch (e) {
+    await rm(work, { recursive: true, force: true }).catch(() => undefined);
+    throw e;
+  }
+}

@@ -1,0 +1,155 @@
+import { access, constants, lstat, stat, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { SourceConfig, SourceStreamConfig, StreamName } from '../config/schema.js';
+import { JobError, errnoCode } from '../errors.js';
+import { formatGenerationId } from '../core/generation-id.js';
+import { generationMetaSchema } from '../core/meta.js';
+import { requireUser, type Account } from '../adapters/accounts.js';
+import { exists, readJsonIfExists } from '../adapters/fsx.js';
+import { listGenerations, type StoredGeneration } from '../adapters/generations.js';
+import { runProcess } from '../adapters/run.js';
+import { sourceState } from './state.js';
+
+export interface StreamPlan {
+  name: StreamName;
+  config: SourceStreamConfig;
+  owner: Account;
+  handover: string;
+  /** data only: the Source-Store */
+  store: string | undefined;
+  mirror: string;
+  mirrorPathsFile: string;
+  /** un-acked generations waiting in the handover */
+  pending: StoredGeneration[];
+  /** newest complete generation on this host: hard-link base for the new one */
+  previous: StoredGeneration | undefined;
+  /** bytes the new generation is expected to need in the handover */
+  expectedBytes: number;
+}
+
+export interface BackupPlan {
+  id: string;
+  streams: StreamPlan[];
+}
+
+const ONE_MIB = 1024 * 1024;
+
+async function nearestExisting(path: string): Promise<string> {
+  let p = path;
+  while (!(await exists(p))) {
+    const up = dirname(p);
+    if (up === p) break;
+    p = up;
+  }
+  return p;
+}
+
+async function deviceOf(path: string): Promise<number> {
+  return (await stat(await nearestExisting(path))).dev;
+}
+
+async function freeBytes(path: string): Promise<number> {
+  const s = await statfs(await nearestExisting(path));
+  return s.bavail * s.bsize;
+}
+
+async function duBytes(paths: readonly string[]): Promise<number> {
+  const r = await runProcess(['du', '-sb', '--', ...paths], { timeoutMs: 10 * 60_000 });
+  return r.stdout
+    .split('\n')
+    .map((l) => Number(l.split('\t')[0]))
+    .filter((n) => Number.isFinite(n))
+    .reduce((a, b) => a + b, 0);
+}
+
+async function previousBytes(
+  gen: StoredGeneration | undefined,
+): Promise<{ bytes: number; copied: number } | undefined> {
+  if (!gen) return undefined;
+  const parsed = generationMetaSchema.safeParse(
+    await readJsonIfExists(join(gen.dir, 'meta.json')).catch(() => undefined),
+  );
+  return parsed.success ? { bytes: parsed.data.bytes, copied: parsed.data.bytesCopied } : undefined;
+}
+
+/**
+ * Everything that can fail before the app is stopped: users, paths, directories, filesystems,
+ * free space, the pending cap, the new generation's id. Touches nothing.
+ */
+export async function planBackup(config: SourceConfig, now: Date): Promise<BackupPlan> {
+  const state = sourceState(config);
+  const streams: StreamPlan[] = [];
+  const entries: Array<[StreamName, SourceStreamConfig, string | undefined]> = [
+    ['data', config.streams.data, config.streams.data.store],
+  ];
+  if (config.streams.logs) entries.push(['logs', config.streams.logs, undefined]);
+  const taken = new Set<string>();
+  for (const [name, cfg, store] of entries) {
+    const fail = (msg: string) => new JobError(`${name}: ${msg}`, { step: 'preflight' });
+    const owner = await requireUser(cfg.user, `streams.${name}.user`);
+    for (const p of cfg.paths) {
+      try {
+        await lstat(p);
+        await access(p, constants.R_OK);
+      } catch (e) {
+        throw fail(`path ${p} is not readable (${errnoCode(e) ?? String(e)})`);
+      }
+    }
+    if (store !== undefined && (await deviceOf(cfg.handover)) !== (await deviceOf(store))) {
+      throw fail(
+        `handover ${cfg.handover} and store ${store} must be on the same filesystem (generations move by rename and share files by hard links)`,
+      );
+    }
+    const pending = await listGenerations(cfg.handover);
+    if (pending.length >= config.limits.maxPendingGenerations) {
+      throw fail(
+        `${pending.length} un-acked generations wait in ${cfg.handover} (limit limits.maxPendingGenerations = ${config.limits.maxPendingGenerations}); the transport has been failing — fix it, or remove old generations by hand`,
+      );
+    }
+    const stored = store === undefined ? [] : await listGenerations(store);
+    const all = [...pending, ...stored].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const previous = all.at(-1);
+    for (const g of all) taken.add(g.id);
+    const prevSize = await previousBytes(previous);
+    const mirror = state.mirror(name);
+    const mirrorExists = await exists(mirror);
+    const total = prevSize && mirrorExists ? prevSize.bytes : await duBytes(cfg.paths);
+    // A new generation needs room for what changed; the first one (no previous tree to link to) for everything.
+    const expectedBytes = previous && prevSize ? Math.max(prevSize.copied * 2, ONE_MIB) : total;
+    const needHandover = expectedBytes + config.limits.minFreeBytes;
+    const needMirror = (mirrorExists ? expectedBytes : total) + config.limits.minFreeBytes;
+    const sameFs = (await deviceOf(cfg.handover)) === (await deviceOf(state.root));
+    const freeHandover = await freeBytes(cfg.handover);
+    if (sameFs ? freeHandover < needHandover + needMirror : freeHandover < needHandover) {
+      throw fail(
+        `not enough free space for ${cfg.handover}: ${Math.round(freeHandover / ONE_MIB)} MiB free, need ${Math.round((sameFs ? needHandover + needMirror : needHandover) / ONE_MIB)} MiB`,
+      );
+    }
+    if (!sameFs && (await freeBytes(state.root)) < needMirror) {
+      throw fail(
+        `not enough free space for the mirror in ${state.root}: need ${Math.round(needMirror / ONE_MIB)} MiB`,
+      );
+    }
+    streams.push({
+      name,
+      config: cfg,
+      owner,
+      handover: cfg.handover,
+      store,
+      mirror,
+      mirrorPathsFile: state.mirrorPaths(name),
+      pending,
+      previous,
+      expectedBytes,
+    });
+  }
+  // The id: this second, or the next free one (a rerun within the same second must not collide).
+  let t = Math.floor(now.getTime() / 1000) * 1000;
+  const latest = [...taken].sort().at(-1);
+  let id = formatGenerationId(new Date(t));
+  while (taken.has(id) || (latest !== undefined && id <= latest)) {
+    t += 1000;
+    id = formatGenerationId(new Date(t));
+  }
+  return { id, streams };
+}

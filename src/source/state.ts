@@ -1,0 +1,18 @@
+import { join } from 'node:path';
+import type { SourceConfig, StreamName } from '../config/schema.js';
+
+/** Where the source keeps its own state (never read by the sink). */
+export function sourceState(config: SourceConfig) {
+  const root = config.stateDir;
+  return {
+    root,
+    lock: join(root, 'source.lock'),
+    /** written durably before the app is stopped, removed once it is healthy again */
+    appStopped: join(root, 'app-stopped.json'),
+    mirror: (stream: StreamName) => join(root, 'mirror', stream),
+    mirrorPaths: (stream: StreamName) => join(root, 'mirror', `${stream}.paths.json`),
+    lastRun: join(root, 'last-run.json'),
+    pendingAlerts: join(root, 'pending-alerts'),
+  };
+}
+export type SourceState = ReturnType<typeof sourceState>;
