@@ -41,10 +41,7 @@ export function contextOf(root: Root): CliContext {
  * Wraps a command body: runs it, maps what it throws to one line on stderr and an exit code.
  * The exit code lands in process.exitCode; src/cli/main.ts is the only place that exits.
  */
-export async function runAction(
-  root: Root,
-  body: (ctx: CliContext) => Promise<unknown>,
-): Promise<void> {
+export async function runAction(root: Root, body: (ctx: CliContext) => Promise<unknown>): Promise<void> {
   const ctx = contextOf(root);
   try {
     const code = await body(ctx);
@@ -56,7 +53,7 @@ export async function runAction(
 
 export function reportError(ctx: CliContext | undefined, err: unknown): number {
   if (err instanceof BatonError) {
-    ctx?.log.error({ step: err.step, exitCode: err.exitCode }, err.message);
+    ctx?.log.error({ step: err.step, exitCode: err.exitCode }, err.message.split('\n')[0] ?? '');
     process.stderr.write(`baton: ${oneLine(err)}\n`);
     return err.exitCode;
   }

@@ -1,3 +1,5 @@
+import { chown } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
 import { BatonError, CombinedError, JobError, oneLine } from '../errors.js';
 import { describeCommand } from '../adapters/run.js';
@@ -145,8 +147,12 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
   const transport = await checkPreviousTransport(config, plan, opts.now(), log);
   const names = await loadNameMaps();
   for (const s of plan.streams) {
-    await mkdirp(s.handover, 0o755);
-    if (s.store) await mkdirp(s.store, 0o755);
+    // The stream user (the sink's login, through the gate) moves and deletes generations here.
+    for (const dir of s.store ? [s.handover, s.store] : [s.handover]) {
+      await mkdirp(dirname(dir), 0o755);
+      await mkdirp(dir, 0o750);
+      await chown(dir, s.owner.uid, s.owner.gid);
+    }
   }
   if (opts.signal?.aborted)
     throw new JobError('interrupted before the app was stopped', { step: 'stop-app' });

@@ -1,6 +1,17 @@
 import type { Root } from '../app.js';
+import { registerConfigCommands } from './config.js';
+import { registerGateCommand } from './gate.js';
+import { registerSourceCommands } from './source.js';
+import { registerSinkCommands } from './sink.js';
+import { registerStatusCommand } from './status.js';
+import { registerDemoCommand } from './demo.js';
 
 /** Every command file exports one register function; this is the whole command tree. */
 export function registerCommands(root: Root): void {
-  void root;
+  registerConfigCommands(root);
+  registerSourceCommands(root);
+  registerSinkCommands(root);
+  registerGateCommand(root);
+  registerStatusCommand(root);
+  registerDemoCommand(root);
 }

@@ -1,0 +1,55 @@
+import { writeSync } from 'node:fs';
+import { Argument } from '@commander-js/extra-typings';
+import { loadSourceConfig } from '../../config/load.js';
+import { runGate } from '../../gate/gate.js';
+import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
+
+const HELP_AFTER = `
+The gate is the forced command of a stream user's ssh key: the only thing the sink may run on
+this source. Put one line per stream user in its ~/.ssh/authorized_keys, e.g. for dataBackupSource:
+
+  restrict,command="baton gate data --config /etc/baton/source.yaml" ssh-ed25519 AAAA… sink
+  restrict,from="203.0.113.7",command="baton gate data --config /etc/baton/source.yaml" ssh-ed25519 AAAA…
+
+It reads SSH_ORIGINAL_COMMAND (what the sink asked for) and allows exactly:
+  rsync --server --sender …   a read-only rsync of this stream's handover (checked by rrsync -ro)
+  list                        complete generations waiting in the handover, as JSON
+  ack ID SHA256               ID is safely on the sink (SHA256 = sha256 of its manifest): data moves
+                              into the source store (then pruned to streams.data.generations),
+                              logs are deleted
+Everything else is refused, logged to stderr and syslog (auth.warning, tag baton-gate), exit 1.
+The gate runs as the stream user; it needs no root, only the stream's handover (and store).`;
+
+function writeFd(fd: number): (text: string) => void {
+  return (text) => {
+    try {
+      writeSync(fd, text);
+    } catch {
+      /* the caller hung up */
+    }
+  };
+}
+
+export function registerGateCommand(root: Root): void {
+  root
+    .command('gate')
+    .description('serve the sink over ssh: read-only rsync of a handover, list, ack (ssh forced command)')
+    .addArgument(new Argument('<stream>', 'the stream this key may reach').choices(['data', 'logs'] as const))
+    .option('--config <file>', 'source config file', DEFAULT_CONFIG.source)
+    .addHelpText('after', HELP_AFTER)
+    .action(async (stream, opts) => {
+      await runAction(root, async (ctx) =>
+        runGate({
+          stream,
+          config: await loadSourceConfig(opts.config),
+          // sshd sets it; the one place the gate reads its environment.
+          original: process.env.SSH_ORIGINAL_COMMAND,
+          env: process.env,
+          now: ctx.now(),
+          // Synchronous writes: main.ts exits right after, and for rsync stdout is the protocol.
+          stdout: writeFd(1),
+          stderr: writeFd(2),
+        }),
+      );
+    });
+}

@@ -1,0 +1,67 @@
+import { Argument, Option } from '@commander-js/extra-typings';
+import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
+import { loadSinkConfig } from '../../config/load.js';
+import { runSinkPull, type StreamOutcome } from '../../sink/run-pull.js';
+import { ExitCode } from '../../errors.js';
+
+/** 0 when every source went well, 75 when the only problem was a held lock, else 1. */
+export function pullExitCode(outcomes: readonly StreamOutcome[]): number {
+  if (outcomes.every((o) => o.ok)) return ExitCode.ok;
+  if (outcomes.every((o) => o.ok || o.locked)) return ExitCode.locked;
+  return ExitCode.failed;
+}
+
+export function registerSinkCommands(root: Root): void {
+  const sink = root.command('sink').description('jobs of the sink host (the backup server)');
+  sink
+    .command('pull')
+    .description(
+      'pull every pending generation of a stream from each configured source over ssh + rsync,\n' +
+        'verify it, publish it into the sink store, prune, then ack it to the source (steps 2 and 3)',
+    )
+    .addArgument(new Argument('<stream>', 'which stream').choices(['data', 'logs'] as const))
+    .addOption(new Option('--config <file>', 'sink config file').default(DEFAULT_CONFIG.sink))
+    .option('--source <name>', 'only this source')
+    .option('--json', 'print the outcome per source as JSON', false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  baton sink pull data                       # cron: every source's data stream
+  baton sink pull logs --source shop-prod    # one source only
+  baton sink pull data --json
+
+Exit codes: 0 all sources ok, 1 a source failed (alert sent; nothing acked or pruned for it),
+2 config error, 75 every failing source was locked by another run.`,
+    )
+    .action(async (stream, opts) =>
+      runAction(root, async (ctx) => {
+        const config = await loadSinkConfig(opts.config);
+        const outcomes = await runSinkPull(config, {
+          stream,
+          ...(opts.source === undefined ? {} : { only: opts.source }),
+          now: ctx.now,
+          log: ctx.log,
+        });
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(outcomes, null, 2)}\n`);
+        } else {
+          for (const o of outcomes) {
+            const what = o.ok
+              ? `ok: pulled ${o.pulled.length ? o.pulled.join(', ') : 'nothing new'}${o.pruned.length ? `; pruned ${o.pruned.join(', ')}` : ''}`
+              : o.locked
+                ? 'skipped: another run holds the lock'
+                : `FAILED: ${o.error ?? ''}`;
+            process.stdout.write(`${o.source}/${o.stream}: ${what}\n`);
+          }
+        }
+        const failed = outcomes.filter((o) => !o.ok);
+        if (failed.length) {
+          process.stderr.write(
+            `baton: sink pull ${stream}: ${failed.length} of ${outcomes.length} source(s) failed: ${failed.map((o) => `${o.source}: ${(o.error ?? '').split('\n')[0] ?? ''}`).join('; ')}\n`,
+          );
+        }
+        return pullExitCode(outcomes);
+      }),
+    );
+}

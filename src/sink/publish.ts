@@ -1,0 +1,46 @@
+import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fsyncDir, mkdirp, syncFilesystem } from '../adapters/fsx.js';
+import type { Logger } from '../adapters/log.js';
+
+/**
+ * Step 2.b: makes a verified generation durable (syncfs) and visible in the sink store by one
+ * rename from `.incoming/<id>` to `<id>`; fsyncs the store directory.
+ */
+export async function publishGeneration(
+  incoming: string,
+  streamDir: string,
+  id: string,
+  log: Logger,
+): Promise<string> {
+  const from = join(incoming, id);
+  const to = join(streamDir, id);
+  await syncFilesystem(from);
+  await rename(from, to);
+  await fsyncDir(streamDir);
+  log.info({ step: 'publish', id }, `published ${to}`);
+  return to;
+}
+
+/** A generation that failed verification: moved aside (never published, never acked) for inspection. */
+export async function quarantineGeneration(
+  incoming: string,
+  quarantine: string,
+  id: string,
+  at: Date,
+): Promise<string> {
+  await mkdirp(quarantine, 0o700);
+  const to = join(quarantine, `${id}.${at.toISOString().replace(/[:.]/g, '')}`);
+  await rename(join(incoming, id), to);
+  await fsyncDir(quarantine);
+  return to;
+}
+
+/** Drops what an earlier, failed attempt left in `.incoming` other than the generations still to pull. */
+export async function cleanIncoming(
+  incoming: string,
+  keep: ReadonlySet<string>,
+  names: readonly string[],
+): Promise<void> {
+  for (const n of names) if (!keep.has(n)) await rm(join(incoming, n), { recursive: true, force: true });
+}

@@ -1,0 +1,263 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
+import { BatonError, JobError, LockedError, oneLine } from '../errors.js';
+import { parseGateListing } from '../core/listing.js';
+import { acquireLock } from '../adapters/lock.js';
+import { mkdirp, sha256File, writeFileAtomic } from '../adapters/fsx.js';
+import { listGenerations } from '../adapters/generations.js';
+import { loadFileEntries } from '../adapters/manifest-file.js';
+import { alertFooter, alertSubject, flushPendingAlerts, sendAlert } from '../adapters/notify.js';
+import { ping } from '../adapters/ping.js';
+import { recentLogLines, type Logger } from '../adapters/log.js';
+import { describeSshFailure, sshTransport, type Transport } from './transport.js';
+import { pullGeneration } from './pull.js';
+import { describeProblems, verifyGeneration } from './verify.js';
+import { cleanIncoming, publishGeneration, quarantineGeneration } from './publish.js';
+import { pruneSinkStream } from './prune.js';
+import { ackGeneration } from './ack.js';
+import { sinkPaths } from './state.js';
+
+export type TransportFactory = (
+  src: SinkSourceConfig,
+  stream: SinkStreamConfig,
+  controlDir: string,
+  ioTimeoutMs: number,
+) => Promise<Transport>;
+
+export interface SinkPullOptions {
+  stream: StreamName;
+  /** only this source (`--source NAME`) */
+  only?: string;
+  now: () => Date;
+  log: Logger;
+  /** how to reach a source; ssh unless the demo says otherwise */
+  transportFor?: TransportFactory;
+}
+
+export interface StreamOutcome {
+  source: string;
+  stream: StreamName;
+  ok: boolean;
+  locked: boolean;
+  pulled: string[];
+  acked: string[];
+  pruned: string[];
+  quarantined: string[];
+  error?: string;
+}
+
+/** Runs `fn` over items with at most `limit` at once, in order of the items. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
+
+/**
+ * Steps 2 / 3 for every configured source that has the stream: list, then each pending
+ * generation oldest first: pull, verify, publish, prune, ack. A failure on one source does not
+ * stop the others; after a failure nothing more is pruned or acked for that source and stream.
+ */
+export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Promise<StreamOutcome[]> {
+  const sources = config.sources.filter(
+    (s) => s.streams[opts.stream] !== undefined && (opts.only === undefined || s.name === opts.only),
+  );
+  if (opts.only !== undefined && sources.length === 0) {
+    throw new BatonError(`no source "${opts.only}" with a ${opts.stream} stream in the config`, {
+      exitCode: 2,
+      step: 'config',
+    });
+  }
+  await mkdirp(config.stateDir, 0o700);
+  const pendingAlerts = join(config.stateDir, 'pending-alerts');
+  await flushPendingAlerts(config.alerts.mail, pendingAlerts, opts.log);
+  await ping(config.alerts.ping, 'start');
+  const outcomes = await mapLimited(sources, config.parallel, (src) => pullSourceStream(config, src, opts));
+  const failed = outcomes.filter((o) => !o.ok && !o.locked);
+  if (failed.length > 0) {
+    const lines = failed.map((o) => `${o.source}/${o.stream}: ${o.error ?? 'failed'}`);
+    await sendAlert(
+      config.alerts.mail,
+      pendingAlerts,
+      {
+        subject: alertSubject(
+          'sink',
+          `pull of ${opts.stream} FAILED for ${failed.map((o) => o.source).join(', ')}`,
+        ),
+        text:
+          `baton sink pull ${opts.stream} failed:\n\n${lines.join('\n')}\n\n` +
+          `Nothing was acked or pruned for the failed sources: the sources keep their generations and the next run retries.\n` +
+          (failed.some((o) => o.quarantined.length)
+            ? `Generations that failed verification were moved to .quarantine/ in the sink store for inspection.\n`
+            : '') +
+          `\nLast log lines:\n${recentLogLines().join('\n')}\n` +
+          alertFooter(),
+      },
+      opts.log,
+    );
+    await ping(config.alerts.ping, 'fail', lines.join('\n'));
+  } else {
+    await ping(config.alerts.ping, 'success');
+  }
+  return outcomes;
+}
+
+async function pullSourceStream(
+  config: SinkConfig,
+  src: SinkSourceConfig,
+  opts: SinkPullOptions,
+): Promise<StreamOutcome> {
+  const stream = opts.stream;
+  const streamCfg = src.streams[stream];
+  const out: StreamOutcome = {
+    source: src.name,
+    stream,
+    ok: false,
+    locked: false,
+    pulled: [],
+    acked: [],
+    pruned: [],
+    quarantined: [],
+  };
+  if (!streamCfg) return { ...out, ok: true };
+  const paths = sinkPaths(config, src.name, stream);
+  const log = opts.log.child({ source: src.name, stream });
+  const startedAt = opts.now();
+  let lock;
+  try {
+    lock = await acquireLock(paths.lock, `baton sink pull ${stream} --source ${src.name}`);
+  } catch (e) {
+    if (e instanceof LockedError) {
+      log.warn({ step: 'lock' }, e.message);
+      return { ...out, locked: true, error: e.message };
+    }
+    throw e;
+  }
+  let transport: Transport | undefined;
+  try {
+    await mkdirp(paths.streamDir, 0o755);
+    transport = await (opts.transportFor ?? sshTransport)(src, streamCfg, paths.controlDir, config.timeout);
+    await pullPending(config, src, stream, transport, paths, out, log, opts.now);
+    out.ok = true;
+  } catch (e) {
+    out.error = oneLine(e);
+    log.error({ step: e instanceof BatonError ? e.step : 'pull' }, out.error);
+  } finally {
+    await transport?.close().catch(() => undefined);
+    await lock.release();
+  }
+  await mkdirp(join(config.stateDir, 'runs'), 0o755);
+  await writeFileAtomic(
+    paths.lastRun,
+    `${JSON.stringify({ job: `sink pull ${stream}`, source: src.name, ok: out.ok, startedAt: startedAt.toISOString(), finishedAt: opts.now().toISOString(), pulled: out.pulled, pruned: out.pruned, quarantined: out.quarantined, error: out.error }, null, 2)}\n`,
+  ).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
+  return out;
+}
+
+async function pullPending(
+  config: SinkConfig,
+  src: SinkSourceConfig,
+  stream: StreamName,
+  transport: Transport,
+  paths: ReturnType<typeof sinkPaths>,
+  out: StreamOutcome,
+  log: Logger,
+  now: () => Date,
+): Promise<void> {
+  const listed = await transport.run('list', 2 * 60_000);
+  if (listed.code !== 0) {
+    const gateSaid = listed.stderr.split('\n').find((l) => l.startsWith('baton gate:'));
+    throw new JobError(`list over ${transport.describe} failed: ${gateSaid ?? describeSshFailure(listed)}`, {
+      step: 'list',
+    });
+  }
+  let listing;
+  try {
+    listing = parseGateListing(listed.stdout, { source: src.name, stream });
+  } catch (e) {
+    throw new JobError(oneLine(e), { step: 'list' });
+  }
+  log.info(
+    { step: 'list', pending: listing.generations.map((g) => g.id) },
+    `${listing.generations.length} generation(s) pending`,
+  );
+  const incomingNames = await readdir(paths.incoming).catch(() => [] as string[]);
+  await cleanIncoming(paths.incoming, new Set(listing.generations.map((g) => g.id)), incomingNames);
+
+  for (const g of listing.generations) {
+    const stored = await listGenerations(paths.streamDir);
+    const already = stored.find((s) => s.id === g.id);
+    if (already) {
+      // Published by an earlier run that died before its ack: ack it now, if it is the same generation.
+      const have = await sha256File(join(already.dir, 'manifest'));
+      if (have !== g.manifestSha256) {
+        throw new JobError(
+          `generation ${g.id} differs from the one already in the sink store (manifest hash); not acked`,
+          { step: 'verify' },
+        );
+      }
+      await ackGeneration(transport, g.id, g.manifestSha256, log);
+      out.acked.push(g.id);
+      continue;
+    }
+    const base = stored.filter((s) => s.id < g.id).at(-1) ?? stored.at(-1);
+    await pullGeneration({
+      transport,
+      id: g.id,
+      incoming: paths.incoming,
+      linkDest: base?.dir,
+      ioTimeoutMs: config.timeout,
+      stream,
+      log,
+    });
+    const pulledDir = join(paths.incoming, g.id);
+    const manifestHash = await sha256File(join(pulledDir, 'manifest')).catch(() => 'missing');
+    const linkFiles = base
+      ? await loadFileEntries(join(base.dir, 'manifest')).catch(() => undefined)
+      : undefined;
+    const v = await verifyGeneration({
+      dir: pulledDir,
+      expect: { id: g.id, source: src.name, stream },
+      hashes: config.verify,
+      ...(base && linkFiles ? { linkBase: { tree: join(base.dir, 'tree'), files: linkFiles } } : {}),
+      maxFiles: config.limits.maxFiles,
+      maxBytes: config.limits.maxBytes,
+    });
+    if (manifestHash !== g.manifestSha256) {
+      v.ok = false;
+      v.problems.unshift({
+        kind: 'manifest',
+        path: 'manifest',
+        detail: 'manifest hash differs from the one listed',
+      });
+    }
+    if (!v.ok) {
+      const q = await quarantineGeneration(paths.incoming, paths.quarantine, g.id, now());
+      out.quarantined.push(q);
+      throw new JobError(
+        `generation ${g.id} failed verification (quarantined in ${q}, not acked):\n${describeProblems(v.problems)}`,
+        {
+          step: 'verify',
+        },
+      );
+    }
+    log.info(
+      { step: 'verify', id: g.id, files: v.files, bytes: v.bytes, hashed: v.hashed, reused: v.reused },
+      `verified ${g.id}`,
+    );
+    await publishGeneration(paths.incoming, paths.streamDir, g.id, log);
+    out.pulled.push(g.id);
+    const plan = await pruneSinkStream(paths.streamDir, src.streams[stream]?.generations ?? 1, [g.id], log);
+    out.pruned.push(...plan.remove.map((r) => r.id));
+    await ackGeneration(transport, g.id, g.manifestSha256, log);
+    out.acked.push(g.id);
+  }
+}

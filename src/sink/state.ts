@@ -1,0 +1,17 @@
+import { join } from 'node:path';
+import type { SinkConfig, StreamName } from '../config/schema.js';
+
+/** The sink store layout (DESIGN.md §4) and the sink's own state. */
+export function sinkPaths(config: SinkConfig, source: string, stream: StreamName) {
+  const streamDir = join(config.store, source, stream);
+  return {
+    streamDir,
+    incoming: join(streamDir, '.incoming'),
+    quarantine: join(streamDir, '.quarantine'),
+    lock: join(config.stateDir, 'locks', `${source}-${stream}.lock`),
+    lastRun: join(config.stateDir, 'runs', `${source}-${stream}.json`),
+    controlDir: join(config.stateDir, 'ssh'),
+    pendingAlerts: join(config.stateDir, 'pending-alerts'),
+  };
+}
+export type SinkPaths = ReturnType<typeof sinkPaths>;

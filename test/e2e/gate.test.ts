@@ -1,0 +1,466 @@
+/**
+ * `baton gate` end to end: the CLI as the forced command behind a fake remote shell, driven by a real
+ * rsync client (pulls, pushes, hostile options) and by plain list / ack requests.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runProcess, type RunResult } from '../../src/adapters/run.js';
+import type { StreamName } from '../../src/config/schema.js';
+import {
+  gateCliArgv,
+  REPO_ROOT,
+  rsyncThroughRsh,
+  runThroughRsh,
+  sha256File,
+  writeFakeRsh,
+  writeGeneration,
+  writeSourceFixture,
+  type SourceFixture,
+} from '../helpers/gate-fixtures.js';
+
+const G1 = '2026-11-25T061922Z';
+const G2 = '2026-11-26T061922Z';
+const G3 = '2026-11-27T061922Z';
+const G4 = '2026-11-28T061922Z';
+const G5 = '2026-11-29T061922Z';
+
+let tmp: string;
+let counter = 0;
+
+before(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'baton-gate-e2e-'));
+});
+after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+interface Setup {
+  fx: SourceFixture;
+  rsh: Record<StreamName, string>;
+  /** A fresh empty directory for received files. */
+  dest: () => Promise<string>;
+}
+
+async function setup(opts: { generations?: number; logs?: boolean } = {}): Promise<Setup> {
+  const root = join(tmp, `case-${++counter}`);
+  const fx = await writeSourceFixture(root, opts);
+  const rsh = {
+    data: await writeFakeRsh(join(root, 'bin'), 'rsh-data', gateCliArgv('data', fx.configFile)),
+    logs: await writeFakeRsh(join(root, 'bin'), 'rsh-logs', gateCliArgv('logs', fx.configFile)),
+  };
+  let n = 0;
+  const dest = async (): Promise<string> => {
+    const d = join(root, `dest-${++n}`);
+    await mkdir(d);
+    return d;
+  };
+  return { fx, rsh, dest };
+}
+
+function assertRefused(r: RunResult, reason: RegExp): void {
+  assert.equal(r.code, 1, `exit code; stderr: ${r.stderr}`);
+  assert.equal(r.stdout, '', 'nothing on stdout');
+  const lines = r.stderr.trim().split('\n');
+  assert.match(lines.at(-1) ?? '', /^baton gate: refused: /);
+  assert.match(lines.at(-1) ?? '', reason);
+  const logged = lines
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .find((rec) => rec.msg === 'gate refused');
+  assert.ok(logged, `a JSON log line for the refusal in: ${r.stderr}`);
+  assert.equal(logged.level, 'warn');
+}
+
+async function listing(dir: string): Promise<string[]> {
+  return (await readdir(dir)).sort();
+}
+
+/** Regular files under `dir` (symlinks not followed) whose content includes `needle`, except `allowed`. */
+async function filesContaining(dir: string, needle: string, allowed: readonly string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...(await filesContaining(path, needle, allowed)));
+    else if (entry.isFile() && !allowed.includes(path) && (await readFile(path, 'utf8')).includes(needle)) {
+      found.push(path);
+    }
+  }
+  return found;
+}
+
+async function readTreeFile(dir: string, rel: string): Promise<string> {
+  return readFile(join(dir, rel), 'utf8');
+}
+
+describe('gate rsync', () => {
+  test('pull of a handover generation -> the whole generation arrives', async () => {
+    const { fx, rsh, dest } = await setup();
+    const g = await writeGeneration(fx.dataHandover, G4);
+    const d = await dest();
+    const r = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/`, `${d}/`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await listing(d), ['SHA256SUMS', 'manifest', 'meta.json', 'tree']);
+    assert.equal(await sha256File(join(d, 'manifest')), g.manifestSha256);
+    assert.equal(await readTreeFile(d, 'tree/README.txt'), 'hello from the source\n');
+    assert.equal(await readlink(join(d, 'tree/etc/current')), 'app.conf');
+    // The handover is untouched by a pull.
+    assert.deepEqual(await listing(fx.dataHandover), [G4]);
+  });
+
+  test('pull from the logs gate -> reads the logs handover, not data', async () => {
+    const { fx, rsh, dest } = await setup();
+    await writeGeneration(fx.dataHandover, G4, { files: { 'which.txt': 'data\n' } });
+    await writeGeneration(fx.logsHandover, G4, { files: { 'which.txt': 'logs\n' }, stream: 'logs' });
+    const d = await dest();
+    const r = await rsyncThroughRsh(rsh.logs, ['-a', `x:${G4}/`, `${d}/`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await readTreeFile(d, 'tree/which.txt'), 'logs\n');
+  });
+
+  test('rsync push (upload) -> refused, nothing written', async () => {
+    const { fx, rsh, dest } = await setup();
+    await writeGeneration(fx.dataHandover, G4);
+    const src = await dest();
+    await writeFile(join(src, 'evil.txt'), 'planted\n');
+    const r = await rsyncThroughRsh(rsh.data, ['-a', `${src}/`, `x:${G5}/`]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /baton gate: refused: only a read-only rsync/);
+    assert.deepEqual(await listing(fx.dataHandover), [G4]);
+    // Also into an existing generation.
+    const r2 = await rsyncThroughRsh(rsh.data, ['-a', `${src}/`, `x:${G4}/tree/`]);
+    assert.notEqual(r2.code, 0);
+    assert.equal(existsSync(join(fx.dataHandover, G4, 'tree', 'evil.txt')), false);
+  });
+
+  test('pull with --remove-source-files -> refused by rrsync, the files stay', async () => {
+    const { fx, rsh, dest } = await setup();
+    await writeGeneration(fx.dataHandover, G4);
+    const d = await dest();
+    const r = await rsyncThroughRsh(rsh.data, ['-a', '--remove-source-files', `x:${G4}/`, `${d}/`]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /disabled/);
+    assert.equal(await readTreeFile(fx.dataHandover, `${G4}/tree/README.txt`), 'hello from the source\n');
+    assert.ok(existsSync(join(fx.dataHandover, G4, 'manifest')));
+  });
+
+  test('pull with --delete -> deletes only on the receiver, the handover is untouched', async () => {
+    // rsync never sends --delete to a sender server; rrsync -ro would refuse it if it did.
+    const { fx, rsh, dest } = await setup();
+    await writeGeneration(fx.dataHandover, G4);
+    const d = await dest();
+    await writeFile(join(d, 'stale.txt'), 'stale\n');
+    const r = await rsyncThroughRsh(rsh.data, ['-a', '--delete', `x:${G4}/`, `${d}/`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(existsSync(join(d, 'stale.txt')), false);
+    assert.deepEqual(await listing(join(fx.dataHandover, G4)), [
+      'SHA256SUMS',
+      'manifest',
+      'meta.json',
+      'tree',
+    ]);
+  });
+
+  test('pull of ../ -> refused, nothing outside the handover is read', async () => {
+    const { fx, rsh, dest } = await setup();
+    await writeGeneration(fx.dataHandover, G4);
+    await writeFile(join(fx.root, 'handover', 'outside.txt'), 'outside\n');
+    const d = await dest();
+    const r = await rsyncThroughRsh(rsh.data, ['-a', 'x:../', `${d}/`]);
+    assert.notEqual(r.code, 0);
+    assert.deepEqual(await listing(d), []);
+    const r2 = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/../../outside.txt`, `${d}/`]);
+    assert.notEqual(r2.code, 0);
+    assert.deepEqual(await listing(d), []);
+  });
+
+  test('pull of an absolute path -> resolved inside the handover, /etc/passwd is not read', async () => {
+    const { fx, rsh, dest } = await setup();
+    await writeGeneration(fx.dataHandover, G4);
+    const d = await dest();
+    const r = await rsyncThroughRsh(rsh.data, ['-a', 'x:/etc/passwd', `${d}/`]);
+    assert.notEqual(r.code, 0);
+    assert.deepEqual(await listing(d), []);
+  });
+
+  test('symlink in the handover to a secret outside -> received as a symlink, never its content', async () => {
+    const { fx, rsh, dest } = await setup();
+    const secret = join(fx.root, 'shadow-like');
+    await writeFile(secret, 'root:SECRET-HASH:19000::::::\n');
+    await writeGeneration(fx.dataHandover, G4, {
+      files: { 'ok.txt': 'fine\n', shadow: { symlink: secret }, etcdir: { symlink: '/etc' } },
+    });
+    const d = await dest();
+    const r = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/`, `${d}/`]);
+    assert.equal(r.code, 0, r.stderr);
+    const st = await lstat(join(d, 'tree/shadow'));
+    assert.ok(st.isSymbolicLink(), 'a symlink, not a file');
+    assert.equal(await readlink(join(d, 'tree/shadow')), secret);
+    assert.ok((await lstat(join(d, 'tree/etcdir'))).isSymbolicLink());
+
+    // Asking the server to follow links is refused (rrsync disables -L/-k in a restricted dir)…
+    for (const follow of ['-L', '--copy-links', '--copy-unsafe-links', '-k', '--copy-dirlinks']) {
+      const d2 = await dest();
+      const r2 = await rsyncThroughRsh(rsh.data, ['-a', follow, `x:${G4}/`, `${d2}/`]);
+      assert.notEqual(r2.code, 0, `${follow} must be refused`);
+      assert.deepEqual(await listing(d2), [], `${follow}: nothing received`);
+    }
+    // …and naming the link itself, or a path through the symlinked dir, does not reach its target either.
+    const d3 = await dest();
+    const r3 = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/tree/shadow`, `${d3}/`]);
+    if (r3.code === 0) assert.ok((await lstat(join(d3, 'shadow'))).isSymbolicLink());
+    const d4 = await dest();
+    const r4 = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/tree/etcdir/passwd`, `${d4}/`]);
+    assert.notEqual(r4.code, 0);
+    assert.deepEqual(await listing(d4), []);
+    const d5 = await dest();
+    const r5 = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/tree/etcdir/`, `${d5}/`]);
+    assert.notEqual(r5.code, 0);
+    assert.deepEqual(await listing(d5), []);
+
+    // Nothing received anywhere carries the secret.
+    assert.deepEqual(await filesContaining(join(fx.root), 'SECRET-HASH', [secret]), []);
+  });
+
+  test('a generation dir that is a symlink to /etc -> not followed', async () => {
+    const { fx, rsh, dest } = await setup();
+    await symlink('/etc', join(fx.dataHandover, G4));
+    const d = await dest();
+    const r = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/`, `${d}/`]);
+    assert.notEqual(r.code, 0);
+    assert.equal(existsSync(join(d, 'passwd')), false);
+  });
+});
+
+describe('gate list', () => {
+  test('list -> complete generations oldest first, with manifest hash and size', async () => {
+    const { fx, rsh } = await setup();
+    const g4 = await writeGeneration(fx.dataHandover, G4);
+    const g2 = await writeGeneration(fx.dataHandover, G2, { files: { 'a.txt': 'a\n' } });
+    // Not counted: an incomplete generation, a work dir, a symlinked generation, a symlinked manifest,
+    // a name that is no id, a plain file named like an id.
+    await writeGeneration(fx.dataHandover, G3, { complete: false });
+    await mkdir(join(fx.dataHandover, `.${G5}`));
+    await writeFile(join(fx.dataHandover, `.${G5}`, 'manifest'), 'partial');
+    await symlink(g4.dir, join(fx.dataHandover, G5));
+    const g1 = await writeGeneration(fx.dataHandover, G1);
+    await rm(join(g1.dir, 'manifest'));
+    await symlink(join(g4.dir, 'manifest'), join(g1.dir, 'manifest'));
+    await mkdir(join(fx.dataHandover, 'not-an-id'));
+    await writeFile(join(fx.dataHandover, '2026-11-30T061922Z'), 'file');
+
+    const r = await runThroughRsh(rsh.data, 'list');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    const out = JSON.parse(r.stdout) as {
+      source: string;
+      stream: string;
+      generations: Array<{ id: string; manifestSha256: string; manifestBytes: number; ageSeconds: number }>;
+    };
+    assert.equal(out.source, 'test-source');
+    assert.equal(out.stream, 'data');
+    assert.deepEqual(
+      out.generations.map((g) => [g.id, g.manifestSha256]),
+      [
+        [G2, g2.manifestSha256],
+        [G4, g4.manifestSha256],
+      ],
+    );
+    const manifestBytes = (await lstat(join(g4.dir, 'manifest'))).size;
+    assert.equal(out.generations[1]?.manifestBytes, manifestBytes);
+    assert.ok((out.generations[1]?.ageSeconds ?? -1) > 0);
+    assert.ok(r.stdout.endsWith('}\n') && r.stdout.split('\n').length === 2, 'one JSON line');
+  });
+
+  test('list of an empty logs handover -> no generations', async () => {
+    const { rsh } = await setup();
+    const r = await runThroughRsh(rsh.logs, 'list');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { source: 'test-source', stream: 'logs', generations: [] });
+  });
+});
+
+describe('gate ack', () => {
+  test('ack data -> moved into the source store, store pruned to N, the acked one kept', async () => {
+    const { fx, rsh } = await setup({ generations: 2 });
+    for (const id of [G1, G2, G3]) await writeGeneration(fx.store, id);
+    const g = await writeGeneration(fx.dataHandover, G4);
+    await writeGeneration(fx.dataHandover, G5);
+
+    const r = await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { acked: G4, action: 'moved', pruned: [G2, G1] });
+    assert.deepEqual(await listing(fx.store), [G3, G4]);
+    assert.deepEqual(await listing(fx.dataHandover), [G5]);
+    assert.equal(await sha256File(join(fx.store, G4, 'manifest')), g.manifestSha256);
+  });
+
+  test('ack of an older generation than the store holds -> moved and not pruned away', async () => {
+    const { fx, rsh } = await setup({ generations: 1 });
+    await writeGeneration(fx.store, G5);
+    const g = await writeGeneration(fx.dataHandover, G2);
+    const r = await runThroughRsh(rsh.data, `ack ${G2} ${g.manifestSha256}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { acked: G2, action: 'moved', pruned: [] });
+    assert.deepEqual(await listing(fx.store), [G2, G5]);
+  });
+
+  test('ack with a wrong hash -> refused, nothing moved', async () => {
+    const { fx, rsh } = await setup({ generations: 1 });
+    await writeGeneration(fx.store, G1);
+    await writeGeneration(fx.dataHandover, G4);
+    const r = await runThroughRsh(rsh.data, `ack ${G4} ${'0'.repeat(64)}`);
+    assertRefused(r, /does not match/);
+    assert.deepEqual(await listing(fx.dataHandover), [G4]);
+    assert.deepEqual(await listing(fx.store), [G1]);
+  });
+
+  test('ack of a generation that is not there -> refused', async () => {
+    const { rsh } = await setup();
+    assertRefused(await runThroughRsh(rsh.data, `ack ${G4} ${'0'.repeat(64)}`), /not pending/);
+  });
+
+  test('ack of an incomplete generation -> refused, it stays', async () => {
+    const { fx, rsh } = await setup();
+    await writeGeneration(fx.dataHandover, G4, { complete: false });
+    assertRefused(await runThroughRsh(rsh.data, `ack ${G4} ${'0'.repeat(64)}`), /not pending/);
+    assert.deepEqual(await listing(fx.dataHandover), [G4]);
+  });
+
+  test('repeated ack -> succeeds again without moving anything', async () => {
+    const { fx, rsh } = await setup({ generations: 2 });
+    const g = await writeGeneration(fx.dataHandover, G4);
+    const first = await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`);
+    assert.equal(first.code, 0, first.stderr);
+    const again = await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(JSON.parse(again.stdout), { acked: G4, action: 'moved', pruned: [] });
+    assert.deepEqual(await listing(fx.store), [G4]);
+    // …but not with another hash.
+    assertRefused(await runThroughRsh(rsh.data, `ack ${G4} ${'1'.repeat(64)}`), /does not match/);
+  });
+
+  test('ack after a crash mid-prune -> leftover .deleting dirs are removed', async () => {
+    const { fx, rsh } = await setup({ generations: 3 });
+    await writeGeneration(fx.store, G1);
+    await writeGeneration(fx.store, G2);
+    // A prune that crashed after renaming G1 away.
+    await writeGeneration(fx.store, G3);
+    await rename(join(fx.store, G3), join(fx.store, `.${G3}.deleting`));
+    const g = await writeGeneration(fx.dataHandover, G4);
+    const r = await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await listing(fx.store), [G1, G2, G4]);
+  });
+
+  test('ack logs -> the generation is deleted from the logs handover', async () => {
+    const { fx, rsh } = await setup();
+    const g = await writeGeneration(fx.logsHandover, G4, { stream: 'logs' });
+    await writeGeneration(fx.logsHandover, G5, { stream: 'logs' });
+    const r = await runThroughRsh(rsh.logs, `ack ${G4} ${g.manifestSha256}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { acked: G4, action: 'deleted', pruned: [] });
+    assert.deepEqual(await listing(fx.logsHandover), [G5]);
+    assert.deepEqual(await listing(fx.store), [], 'logs never reach the source store');
+  });
+
+  test('ack logs with a wrong hash -> refused, nothing deleted', async () => {
+    const { fx, rsh } = await setup();
+    await writeGeneration(fx.logsHandover, G4, { stream: 'logs' });
+    assertRefused(await runThroughRsh(rsh.logs, `ack ${G4} ${'f'.repeat(64)}`), /does not match/);
+    assert.deepEqual(await listing(fx.logsHandover), [G4]);
+  });
+
+  test('ack on the data gate of a generation only in the logs handover -> refused', async () => {
+    const { fx, rsh } = await setup();
+    const g = await writeGeneration(fx.logsHandover, G4, { stream: 'logs' });
+    assertRefused(await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`), /not pending/);
+    assert.deepEqual(await listing(fx.logsHandover), [G4]);
+  });
+});
+
+describe('gate refusals', () => {
+  const hostile: Array<[string, string, RegExp]> = [
+    ['a shell command', 'ls -la /', /not an allowed command/],
+    ['list; rm -rf /', 'list; rm -rf /', /not an allowed command/],
+    ['command substitution', '$(touch /tmp/baton-gate-pwned)', /not an allowed command/],
+    ['a newline after list', 'list\ntouch /tmp/baton-gate-pwned', /control character/],
+    ['very long input', `rsync --server --sender ${'x'.repeat(10_000)}`, /longer than 4096 bytes/],
+    ['an rsync upload', 'rsync --server -logDtpre.iLsfxCIvu . 2026-11-28T061922Z/', /read-only rsync/],
+    ['an ack of ../', `ack ../x ${'0'.repeat(64)}`, /no valid generation id/],
+    ['scp', 'scp -f /etc/shadow', /not an allowed command/],
+  ];
+  for (const [name, command, reason] of hostile) {
+    test(`${name} -> refused and logged`, async () => {
+      const { fx, rsh } = await setup();
+      await writeGeneration(fx.dataHandover, G4);
+      const r = await runThroughRsh(rsh.data, command);
+      assertRefused(r, reason);
+      assert.equal(existsSync('/tmp/baton-gate-pwned'), false);
+      assert.deepEqual(await listing(fx.dataHandover), [G4]);
+    });
+  }
+
+  test('no command (an interactive login) -> refused', async () => {
+    const { rsh } = await setup();
+    assertRefused(await runThroughRsh(rsh.data, ''), /no command/);
+  });
+
+  test('refusal log line -> carries the stream, source and a bounded, escaped command', async () => {
+    const { rsh } = await setup();
+    const r = await runThroughRsh(rsh.data, `list\n${'y'.repeat(1000)}`);
+    const rec = JSON.parse(r.stderr.split('\n').find((l) => l.startsWith('{')) ?? '{}') as Record<
+      string,
+      unknown
+    >;
+    assert.equal(rec.stream, 'data');
+    assert.equal(rec.source, 'test-source');
+    assert.ok(
+      typeof rec.command === 'string' && rec.command.length <= 257 && rec.command.startsWith('list\n'),
+    );
+  });
+});
+
+describe('gate cli', () => {
+  test('--help -> explains the authorized_keys line', async () => {
+    const r = await runProcess([...gateCliArgv('data', '/nonexistent').slice(0, 5), '--help'], {
+      captureStdout: true,
+      cwd: REPO_ROOT,
+      timeoutMs: 30_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /restrict,command="baton gate data --config \/etc\/baton\/source.yaml"/);
+  });
+
+  test('logs gate on a source without a logs stream -> config error (exit 2)', async () => {
+    const { rsh } = await setup({ logs: false });
+    const r = await runThroughRsh(rsh.logs, 'list');
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /baton gate: this source has no logs stream configured/);
+  });
+
+  test('a stream other than data or logs -> usage error', async () => {
+    const argv = gateCliArgv('data', '/nonexistent');
+    argv[5] = 'secrets';
+    const r = await runProcess(argv, {
+      timeoutMs: 30_000,
+      env: { ...process.env, SSH_ORIGINAL_COMMAND: 'list' },
+    });
+    assert.equal(r.code, 2);
+  });
+});
