@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs what baton and its tests need on Debian 12 with Node 20, then builds it.
+# Installs what baton needs on Debian 12 with Node 20, then builds it.
 # As root it installs the Debian packages (rsync, OpenSSH server and client, python3 for rrsync);
-# otherwise it only checks for them.
+# otherwise it only checks for them. `--test` adds what the test suite uses besides: systemd
+# (systemd-analyze verify for the generated units), chromium (the HTML report's screenshot),
+# time (/usr/bin/time -v for the benchmark's peak memory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=(rsync openssh-server openssh-client python3)
+if [ "${1:-}" = "--test" ]; then need+=(systemd chromium time); fi
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

@@ -1,5 +1,12 @@
 import { open, readdir, lstat, rename, mkdir, rm, stat } from 'node:fs/promises';
-import { createReadStream, type BigIntStats } from 'node:fs';
+import {
+  close as fsClose,
+  createReadStream,
+  open as fsOpen,
+  read as fsRead,
+  write as fsWrite,
+  type BigIntStats,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
@@ -88,12 +95,96 @@ export async function removeTreeSafely(parent: string, name: string): Promise<vo
   await rm(doomed, { recursive: true, force: true });
 }
 
-/** sha256 of a file, streamed with 1 MiB reads. */
-export async function sha256File(file: string | Buffer): Promise<string> {
-  const h = createHash('sha256');
-  const s = createReadStream(file, { highWaterMark: 1024 * 1024 });
-  for await (const chunk of s) h.update(chunk as Buffer);
-  return h.digest('hex');
+// Read buffers are reused: a fresh 1 MiB buffer per file (what createReadStream allocates, whatever
+// the file's size) made the garbage collector the busiest part of hashing 20,000 small files.
+const IO_BUFFER_BYTES = 1024 * 1024;
+const ioBuffers: Buffer[] = [];
+const takeBuffer = (): Buffer => ioBuffers.pop() ?? Buffer.allocUnsafeSlow(IO_BUFFER_BYTES);
+const giveBuffer = (b: Buffer): void => {
+  if (ioBuffers.length < 16) ioBuffers.push(b);
+};
+
+// Plain fs callbacks rather than FileHandle promises: hashing a tree spends less main-thread time per
+// call (about 30 % faster here), and that thread is also the one hashing.
+const fdOpen = (path: string | Buffer, flags: string, mode?: number) =>
+  new Promise<number>((resolve, reject) => {
+    fsOpen(path, flags, mode, (e, fd) => (e ? reject(e) : resolve(fd)));
+  });
+const fdRead = (fd: number, buf: Buffer) =>
+  new Promise<number>((resolve, reject) => {
+    fsRead(fd, buf, 0, buf.length, null, (e, n) => (e ? reject(e) : resolve(n)));
+  });
+const fdWrite = (fd: number, buf: Buffer, offset: number, length: number) =>
+  new Promise<number>((resolve, reject) => {
+    fsWrite(fd, buf, offset, length, null, (e, n) => (e ? reject(e) : resolve(n)));
+  });
+const fdClose = (fd: number) =>
+  new Promise<void>((resolve, reject) => {
+    fsClose(fd, (e) => (e ? reject(e) : resolve()));
+  });
+
+/**
+ * sha256 of a file, read in 1 MiB pieces into a reused buffer. With `size` (what lstat just said),
+ * reading stops after that many bytes instead of asking once more for the end of the file: one
+ * thread-pool round trip less per small file (a file that grew since is hashed as it was).
+ */
+export async function sha256File(file: string | Buffer, size?: number): Promise<string> {
+  const fd = await fdOpen(file, 'r');
+  const buf = takeBuffer();
+  try {
+    const h = createHash('sha256');
+    for (let total = 0; size === undefined || total < size;) {
+      const n = await fdRead(
+        fd,
+        size === undefined ? buf : buf.subarray(0, Math.min(buf.length, size - total)),
+      );
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      total += n;
+    }
+    return h.digest('hex');
+  } finally {
+    giveBuffer(buf);
+    await fdClose(fd);
+  }
+}
+
+/**
+ * Copies `from` to the new file `to` (created with `mode`, failing if it exists) while hashing it:
+ * one read of the source. Returns the sha256 and the bytes copied. With `size` (what lstat just
+ * said), it stops after that many bytes, as `sha256File` does.
+ */
+export async function copyFileHashed(
+  from: string | Buffer,
+  to: string | Buffer,
+  mode = 0o600,
+  size?: number,
+): Promise<{ sha256: string; bytes: number }> {
+  const src = await fdOpen(from, 'r');
+  const buf = takeBuffer();
+  try {
+    const dst = await fdOpen(to, 'wx', mode);
+    try {
+      const h = createHash('sha256');
+      let bytes = 0;
+      while (size === undefined || bytes < size) {
+        const n = await fdRead(
+          src,
+          size === undefined ? buf : buf.subarray(0, Math.min(buf.length, size - bytes)),
+        );
+        if (n === 0) break;
+        h.update(buf.subarray(0, n));
+        for (let off = 0; off < n;) off += await fdWrite(dst, buf, off, n - off);
+        bytes += n;
+      }
+      return { sha256: h.digest('hex'), bytes };
+    } finally {
+      await fdClose(dst);
+    }
+  } finally {
+    giveBuffer(buf);
+    await fdClose(src);
+  }
 }
 
 export interface WalkEntry {
@@ -107,10 +198,15 @@ export type WalkDecision = 'include' | 'pass' | 'skip';
 
 const SLASH = Buffer.from('/');
 
+/** lstat calls a walk keeps in flight within one directory (they overlap on libuv's thread pool). */
+const WALK_PREFETCH = 32;
+
 /**
  * Depth-first walk in tree order (children sorted bytewise), names as bytes, never following
  * symlinks. `decide(rel)` says whether an entry is yielded and descended into ('include'),
  * only descended into ('pass', for parents of the wanted paths), or ignored ('skip').
+ * The lstat calls of a directory's next few children overlap (a small window per directory
+ * level, so memory does not grow with the directory size).
  */
 export async function* walkTree(
   root: string,
@@ -120,14 +216,31 @@ export async function* walkTree(
   async function* visit(relDir: Buffer | undefined): AsyncGenerator<WalkEntry> {
     const absDir = relDir === undefined ? rootBuf : Buffer.concat([rootBuf, SLASH, relDir]);
     const names = (await readdir(absDir, { encoding: 'buffer' })).sort((a, b) => Buffer.compare(a, b));
+    const wanted: Array<{ rel: Buffer; abs: Buffer; d: WalkDecision }> = [];
     for (const name of names) {
       const rel = relDir === undefined ? name : Buffer.concat([relDir, SLASH, name]);
       const d = decide(rel);
-      if (d === 'skip') continue;
-      const abs = Buffer.concat([absDir, SLASH, name]);
-      const st = await lstat(abs, { bigint: true });
-      if (d === 'include') yield { rel, abs, st };
-      if (st.isDirectory()) yield* visit(rel);
+      if (d !== 'skip') wanted.push({ rel, abs: Buffer.concat([absDir, SLASH, name]), d });
+    }
+    const ahead = new Map<number, Promise<BigIntStats>>();
+    const prefetch = (i: number) => {
+      const w = wanted[i];
+      if (w === undefined) return;
+      const p = lstat(w.abs, { bigint: true });
+      // awaited below, in order; this only keeps an early failure from counting as unhandled
+      p.catch(() => undefined);
+      ahead.set(i, p);
+    };
+    for (let i = 0; i < WALK_PREFETCH; i++) prefetch(i);
+    for (let i = 0; i < wanted.length; i++) {
+      const w = wanted[i];
+      const pending = ahead.get(i);
+      if (w === undefined || pending === undefined) continue;
+      ahead.delete(i);
+      prefetch(i + WALK_PREFETCH);
+      const st = await pending;
+      if (w.d === 'include') yield { rel: w.rel, abs: w.abs, st };
+      if (st.isDirectory()) yield* visit(w.rel);
     }
   }
   yield* visit(undefined);

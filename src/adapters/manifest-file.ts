@@ -1,5 +1,6 @@
 import {
   checkEntrySequence,
+  compareTreeOrder,
   MANIFEST_HEADER,
   parseManifestLine,
   pathKey,
@@ -52,4 +53,55 @@ export async function loadFileEntries(file: string): Promise<Map<string, Manifes
   const m = new Map<string, ManifestEntry>();
   for await (const e of readManifest(file)) if (e.type === 'f') m.set(pathKey(e.path), e);
   return m;
+}
+
+/**
+ * A forward-only lookup in a manifest, for a walk in tree order: `seek(path)` returns the
+ * manifest's entry for `path` (any type), or undefined when it has none, reading the manifest
+ * only as far as that path. Paths must be asked in increasing tree order (what `walkTree`
+ * yields); memory stays constant whatever the manifest's size, unlike `loadFileEntries`.
+ * A manifest that turns out bad part-way (ManifestError) ends the lookups: `failure` says why,
+ * every later `seek` returns undefined, and the entries already returned stay valid.
+ */
+export class ManifestCursor {
+  private head: ManifestEntry | undefined;
+  private ended = false;
+  failure: ManifestError | undefined;
+
+  private constructor(private readonly entries: AsyncGenerator<ManifestEntry>) {}
+
+  static open(file: string, limits?: ManifestLimits & { maxEntries?: number }): ManifestCursor {
+    return new ManifestCursor(readManifest(file, limits));
+  }
+
+  async seek(path: Buffer): Promise<ManifestEntry | undefined> {
+    while (!this.ended) {
+      if (this.head === undefined) {
+        try {
+          const n = await this.entries.next();
+          if (n.done) {
+            this.ended = true;
+            break;
+          }
+          this.head = n.value;
+        } catch (e) {
+          this.ended = true;
+          this.failure = e instanceof ManifestError ? e : new ManifestError(String(e));
+          break;
+        }
+      }
+      const order = compareTreeOrder(this.head.path, path);
+      if (order > 0) return undefined;
+      const e = this.head;
+      this.head = undefined;
+      if (order === 0) return e;
+    }
+    return undefined;
+  }
+
+  /** Stops reading (closes the file). */
+  async close(): Promise<void> {
+    this.ended = true;
+    await this.entries.return(undefined);
+  }
 }

@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { createLogger } from '../adapters/log.js';
-import { BatonError, ExitCode, oneLine } from '../errors.js';
+import { BatonError, ConfigError, ExitCode, oneLine } from '../errors.js';
 import { batonVersion } from '../version.js';
 import type { CliContext } from './context.js';
 
@@ -23,6 +23,16 @@ export function createRoot() {
         .choices(['debug', 'info', 'warn', 'error'] as const)
         .default('info'),
     )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  baton install source --print          # what setting up this host would do
+  baton source backup --dry-run         # the nightly job's plan, nothing changed
+  baton sink pull data                  # pull, verify, publish, prune, ack
+  baton status                          # generations, last runs, recovery points
+  baton demo                            # a full cycle on this machine`,
+    )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 }
@@ -33,8 +43,23 @@ export function contextOf(root: Root): CliContext {
   return {
     log: createLogger({ format: o.logFormat === 'json' ? 'json' : 'text', level: o.logLevel }),
     interactive: process.stderr.isTTY,
-    now: () => new Date(),
+    now: clockFrom(process.env.BATON_NOW),
   };
+}
+
+/**
+ * The clock. `BATON_NOW` (an ISO time, for tests and drills) starts it at that instant; it then runs
+ * on in real time, so durations stay real. Read here only.
+ */
+function clockFrom(batonNow: string | undefined): () => Date {
+  if (batonNow === undefined || batonNow === '') return () => new Date();
+  const start = Date.parse(batonNow);
+  if (Number.isNaN(start) || !/^\d{4}-\d{2}-\d{2}T/.test(batonNow))
+    throw new ConfigError(
+      `BATON_NOW=${JSON.stringify(batonNow)} is not an ISO time like 2026-11-28T06:19:22Z`,
+    );
+  const offset = start - Date.now();
+  return () => new Date(Date.now() + offset);
 }
 
 /**

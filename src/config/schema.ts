@@ -28,6 +28,43 @@ export const command = z
   .union([z.string().min(1), z.array(z.string()).min(1)])
   .describe('a shell line (run by /bin/sh -c) or an argv list (run as is)');
 
+const within = (inner: string, outer: string) =>
+  inner === outer || inner.startsWith(outer === '/' ? '/' : `${outer}/`);
+
+/**
+ * Handovers and the store must be separate directories, not inside each other, and not inside
+ * the paths being backed up (a backup would collect its own earlier generations).
+ */
+function overlappingDirs(streams: {
+  data: { handover: string; store: string; paths: string[] };
+  logs?: { handover: string; paths: string[] } | undefined;
+}): Array<{ path: (string | number)[]; message: string }> {
+  const dirs: Array<[string[], string]> = [
+    [['data', 'handover'], streams.data.handover],
+    [['data', 'store'], streams.data.store],
+  ];
+  if (streams.logs) dirs.push([['logs', 'handover'], streams.logs.handover]);
+  const out: Array<{ path: (string | number)[]; message: string }> = [];
+  for (let i = 0; i < dirs.length; i++) {
+    for (let j = 0; j < dirs.length; j++) {
+      const [pa, a] = dirs[i] ?? [[], ''];
+      const [pb, b] = dirs[j] ?? [[], ''];
+      if (i < j && (within(a, b) || within(b, a))) {
+        out.push({
+          path: pb,
+          message: `must not be the same as or nested with streams.${pa.join('.')} (${a})`,
+        });
+      }
+    }
+  }
+  const paths = [...streams.data.paths, ...(streams.logs?.paths ?? [])];
+  for (const [p, d] of dirs) {
+    const inside = paths.find((src) => within(d, src) || within(src, d));
+    if (inside !== undefined) out.push({ path: p, message: `must not overlap the backed-up path ${inside}` });
+  }
+  return out;
+}
+
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const name = (what: string) =>
   z.string().regex(NAME_PATTERN, { error: 'letters, digits, ".", "_" and "-", at most 63' }).describe(what);
@@ -62,6 +99,17 @@ export const pingSchema = z
     timeout: duration('timeout of each ping').prefault('10s'),
   })
   .describe('monitoring pings');
+
+export const metricsSchema = z
+  .strictObject({
+    textfileDir: absPath(
+      "a second directory for the .prom files, e.g. node-exporter's textfile collector /var/lib/prometheus/node-exporter",
+    ).optional(),
+  })
+  .prefault({})
+  .describe(
+    'Prometheus textfile metrics: always written to <stateDir>/metrics/baton_<job>.prom after each run',
+  );
 
 const streamBase = {
   paths: z.array(absPath('a directory or file to back up')).min(1).describe('what to collect'),
@@ -107,6 +155,9 @@ export const sourceSchema = z
           .optional()
           .describe('the log stream (deleted from the source once acked)'),
       })
+      .superRefine((streams, ctx) => {
+        for (const problem of overlappingDirs(streams)) ctx.addIssue({ code: 'custom', ...problem });
+      })
       .describe('what is collected while the app is stopped'),
     limits: z
       .strictObject({
@@ -133,6 +184,7 @@ export const sourceSchema = z
       })
       .default({})
       .describe('how failures reach people'),
+    metrics: metricsSchema,
   })
   .describe('baton source configuration (/etc/baton/source.yaml)');
 
@@ -194,6 +246,7 @@ export const sinkSchema = z
       })
       .default({})
       .describe('how failures reach people'),
+    metrics: metricsSchema,
     recoveryTiers: z
       .array(
         z.strictObject({

@@ -211,8 +211,16 @@ export function parseManifestLine(
       return { ok: false, error: 'bad device numbers' };
     }
   }
-  const userName = user === '-' ? undefined : unescapeField(user)?.toString('utf8');
-  const groupName = group === '-' ? undefined : unescapeField(group)?.toString('utf8');
+  // `-` is "no name"; anything else must be a non-empty, well-escaped field (an empty or garbled one
+  // is a malformed line, not a missing name).
+  const userBytes = user === '-' ? undefined : unescapeField(user);
+  const groupBytes = group === '-' ? undefined : unescapeField(group);
+  if (user !== '-' && (userBytes === undefined || userBytes.length === 0))
+    return { ok: false, error: 'bad user field' };
+  if (group !== '-' && (groupBytes === undefined || groupBytes.length === 0))
+    return { ok: false, error: 'bad group field' };
+  const userName = userBytes?.toString('utf8');
+  const groupName = groupBytes?.toString('utf8');
   return {
     ok: true,
     entry: {
@@ -271,8 +279,12 @@ export function checkEntrySequence(
   return undefined;
 }
 
-/** A `sha256sum -c` line for a file entry (GNU escaping of `\`, newline and CR). */
-export function formatSha256SumsLine(sha256: string, path: Buffer): Buffer {
+/**
+ * A `sha256sum -c` line for a file entry (GNU escaping of `\`, newline and CR). A top-level file named
+ * `-` is written as `./-`: sha256sum reads `-` as its standard input.
+ */
+export function formatSha256SumsLine(sha256: string, rawPath: Buffer): Buffer {
+  const path = rawPath.length === 1 && rawPath[0] === 0x2d ? Buffer.from('./-') : rawPath;
   const needsEscape = path.includes(0x5c) || path.includes(0x0a) || path.includes(0x0d);
   if (!needsEscape) return Buffer.concat([Buffer.from(`${sha256}  `), path, Buffer.from('\n')]);
   const parts: number[] = [];

@@ -1,7 +1,8 @@
+import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StreamName } from '../config/schema.js';
 import { JobError } from '../errors.js';
-import { runProcess } from '../adapters/run.js';
+import { runProcess, type RunResult } from '../adapters/run.js';
 import { describeRsyncResult, rsyncEnv } from '../adapters/rsync.js';
 import { mkdirp } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
@@ -20,15 +21,19 @@ export interface PullInput {
   signal?: AbortSignal;
 }
 
-/** rsync argv that pulls one generation through the gate (the gate's rrsync -ro serves the handover). */
+/** Only these two files in phase one: small, and enough to judge the generation before the tree moves. */
+const HEAD_FILTER = ['--include=/manifest', '--include=/meta.json', '--exclude=*'];
+
+/** rsync argv that pulls one generation (or, with `headOnly`, its manifest and meta.json) through the gate. */
 export function pullArgv(
   input: Pick<PullInput, 'transport' | 'id' | 'incoming' | 'linkDest' | 'ioTimeoutMs'>,
+  headOnly = false,
 ): string[] {
   return [
     'rsync',
     // recursive, links as links, perms and mtimes; no owners (the sink store belongs to the sink), no devices
     '-rlpt',
-    '--delete',
+    ...(headOnly ? HEAD_FILTER : ['--delete']),
     '--numeric-ids',
     '--partial',
     `--timeout=${Math.max(1, Math.round(input.ioTimeoutMs / 1000))}`,
@@ -41,22 +46,63 @@ export function pullArgv(
   ];
 }
 
+function isNoSpace(r: RunResult): boolean {
+  return r.code === 11 || /No space left on device|Disk quota exceeded/.test(r.stderr);
+}
+
+async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> {
+  await mkdirp(join(input.incoming, input.id), 0o700);
+  const r = await runProcess(pullArgv(input, headOnly), {
+    env: rsyncEnv(),
+    tailBytes: 16 * 1024,
+    signal: input.signal,
+  });
+  const problem = describeRsyncResult(r);
+  if (problem) {
+    if (isNoSpace(r)) {
+      // Nothing to resume from a full disk: free what this pull took, keep the store as it was.
+      await rm(join(input.incoming, input.id), { recursive: true, force: true });
+      throw new JobError(
+        `pulling ${input.stream} ${input.id}: the sink store's disk is full (${problem}); removed the partial copy`,
+        {
+          step: 'pull',
+        },
+      );
+    }
+    throw new JobError(`pulling ${input.stream} ${input.id} over ${input.transport.describe}: ${problem}`, {
+      step: 'pull',
+    });
+  }
+  return r;
+}
+
+/** Phase one: only `manifest` and `meta.json`, so the generation can be judged before its tree moves. */
+export async function pullHead(input: PullInput): Promise<void> {
+  input.log.info(
+    { step: 'pull', stream: input.stream, id: input.id },
+    `fetching the manifest of ${input.id}`,
+  );
+  await runPull(input, true);
+}
+
 /**
- * Step 2.a / 3.a: rsync one generation into `.incoming/<id>`. An interrupted pull leaves the
- * directory behind; the next run resumes into it (rsync only fetches what is missing or differs).
+ * Step 2.a / 3.a, phase two: rsync the whole generation into `.incoming/<id>`. An interrupted
+ * pull leaves the directory behind and the next run resumes into it; a full disk removes it.
  */
 export async function pullGeneration(input: PullInput): Promise<{ ms: number }> {
-  await mkdirp(input.incoming, 0o700);
-  const argv = pullArgv(input);
   input.log.info(
     { step: 'pull', stream: input.stream, id: input.id, linkDest: input.linkDest },
     `pulling ${input.id}`,
   );
-  const r = await runProcess(argv, { env: rsyncEnv(), tailBytes: 16 * 1024, signal: input.signal });
-  const problem = describeRsyncResult(r);
-  if (problem)
-    throw new JobError(`pulling ${input.stream} ${input.id} over ${input.transport.describe}: ${problem}`, {
-      step: 'pull',
-    });
+  const r = await runPull(input, false);
   return { ms: r.durationMs };
+}
+
+/** Bytes free on the filesystem holding `dir`, and the headroom always left free (5 %, at most 64 MiB). */
+export async function freeBytes(dir: string): Promise<{ free: number; headroom: number }> {
+  const s = await statfs(dir);
+  return {
+    free: s.bavail * s.bsize,
+    headroom: Math.min(64 * 2 ** 20, Math.floor((s.blocks * s.bsize) / 20)),
+  };
 }

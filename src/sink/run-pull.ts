@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import { BatonError, JobError, LockedError, oneLine } from '../errors.js';
@@ -6,17 +6,21 @@ import { parseGateListing } from '../core/listing.js';
 import { acquireLock } from '../adapters/lock.js';
 import { mkdirp, sha256File, writeFileAtomic } from '../adapters/fsx.js';
 import { listGenerations } from '../adapters/generations.js';
-import { loadFileEntries } from '../adapters/manifest-file.js';
+import { loadFileEntries, ManifestError } from '../adapters/manifest-file.js';
 import { alertFooter, alertSubject, flushPendingAlerts, sendAlert } from '../adapters/notify.js';
 import { ping } from '../adapters/ping.js';
 import { recentLogLines, type Logger } from '../adapters/log.js';
 import { describeSshFailure, sshTransport, type Transport } from './transport.js';
-import { pullGeneration } from './pull.js';
-import { describeProblems, verifyGeneration } from './verify.js';
+import { freeBytes, pullGeneration, pullHead } from './pull.js';
+import { precheckManifest } from './precheck.js';
+import { crashPoint } from '../adapters/crash-point.js';
+import { describeProblems, pulledManifestSha256, verifyGeneration } from './verify.js';
 import { cleanIncoming, publishGeneration, quarantineGeneration } from './publish.js';
 import { pruneSinkStream } from './prune.js';
 import { ackGeneration } from './ack.js';
 import { sinkPaths } from './state.js';
+import { checkStaleStreams } from './check-stale.js';
+import { recordPullMetrics } from './record-metrics.js';
 
 export type TransportFactory = (
   src: SinkSourceConfig,
@@ -107,6 +111,8 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
   } else {
     await ping(config.alerts.ping, 'success');
   }
+  await checkStaleStreams(config, outcomes, opts);
+  await recordPullMetrics(config, opts.stream, outcomes, opts.now(), opts.log);
   return outcomes;
 }
 
@@ -189,6 +195,7 @@ async function pullPending(
     { step: 'list', pending: listing.generations.map((g) => g.id) },
     `${listing.generations.length} generation(s) pending`,
   );
+  await removeDeletingLeftovers(paths.streamDir, log);
   const incomingNames = await readdir(paths.incoming).catch(() => [] as string[]);
   await cleanIncoming(paths.incoming, new Set(listing.generations.map((g) => g.id)), incomingNames);
 
@@ -209,7 +216,7 @@ async function pullPending(
       continue;
     }
     const base = stored.filter((s) => s.id < g.id).at(-1) ?? stored.at(-1);
-    await pullGeneration({
+    const pullInput = {
       transport,
       id: g.id,
       incoming: paths.incoming,
@@ -217,12 +224,50 @@ async function pullPending(
       ioTimeoutMs: config.timeout,
       stream,
       log,
-    });
+    };
     const pulledDir = join(paths.incoming, g.id);
-    const manifestHash = await sha256File(join(pulledDir, 'manifest')).catch(() => 'missing');
     const linkFiles = base
       ? await loadFileEntries(join(base.dir, 'manifest')).catch(() => undefined)
       : undefined;
+    // Phase one: manifest and meta.json only. A hostile, oversized or too-large generation is
+    // rejected here, before its tree takes any space.
+    await pullHead(pullInput);
+    // Never follows a symlink from the source (to a FIFO, /dev/zero, /etc/shadow): not a hash then.
+    const manifestHash = await pulledManifestSha256(pulledDir);
+    let pre;
+    try {
+      if (manifestHash !== g.manifestSha256)
+        throw new ManifestError(
+          /^[0-9a-f]{64}$/.test(manifestHash)
+            ? 'manifest hash differs from the one listed'
+            : `manifest ${manifestHash}`,
+        );
+      pre = await precheckManifest(pulledDir, config.limits.maxFiles, linkFiles);
+    } catch (e) {
+      if (!(e instanceof ManifestError)) throw e;
+      const q = await quarantineGeneration(paths.incoming, paths.quarantine, g.id, now());
+      out.quarantined.push(q);
+      throw new JobError(
+        `generation ${g.id} has a bad manifest (quarantined in ${q}, not acked): ${e.message}`,
+        { step: 'verify' },
+      );
+    }
+    if (pre.bytes > config.limits.maxBytes) {
+      await rm(pulledDir, { recursive: true, force: true });
+      throw new JobError(
+        `generation ${g.id} holds ${pre.bytes} bytes, over limits.maxBytes (${config.limits.maxBytes}); not pulled, nothing deleted to make room`,
+        { step: 'pull' },
+      );
+    }
+    const { free, headroom } = await freeBytes(paths.streamDir);
+    if (pre.newBytes + headroom > free) {
+      await rm(pulledDir, { recursive: true, force: true });
+      throw new JobError(
+        `generation ${g.id} needs about ${Math.ceil(pre.newBytes / 2 ** 20)} MiB new in ${paths.streamDir}, only ${Math.floor(free / 2 ** 20)} MiB free; not pulled, nothing deleted to make room`,
+        { step: 'pull' },
+      );
+    }
+    await pullGeneration(pullInput);
     const v = await verifyGeneration({
       dir: pulledDir,
       expect: { id: g.id, source: src.name, stream },
@@ -231,13 +276,9 @@ async function pullPending(
       maxFiles: config.limits.maxFiles,
       maxBytes: config.limits.maxBytes,
     });
-    if (manifestHash !== g.manifestSha256) {
+    if ((await pulledManifestSha256(pulledDir)) !== g.manifestSha256) {
       v.ok = false;
-      v.problems.unshift({
-        kind: 'manifest',
-        path: 'manifest',
-        detail: 'manifest hash differs from the one listed',
-      });
+      v.problems.unshift({ kind: 'manifest', path: 'manifest', detail: 'manifest changed during the pull' });
     }
     if (!v.ok) {
       const q = await quarantineGeneration(paths.incoming, paths.quarantine, g.id, now());
@@ -253,11 +294,24 @@ async function pullPending(
       { step: 'verify', id: g.id, files: v.files, bytes: v.bytes, hashed: v.hashed, reused: v.reused },
       `verified ${g.id}`,
     );
+    await crashPoint('sink-verified');
     await publishGeneration(paths.incoming, paths.streamDir, g.id, log);
     out.pulled.push(g.id);
+    await crashPoint('sink-published');
     const plan = await pruneSinkStream(paths.streamDir, src.streams[stream]?.generations ?? 1, [g.id], log);
     out.pruned.push(...plan.remove.map((r) => r.id));
+    await crashPoint('sink-pruned');
     await ackGeneration(transport, g.id, g.manifestSha256, log);
     out.acked.push(g.id);
+    await crashPoint('sink-acked');
+  }
+}
+
+/** A prune killed half-way leaves `.<id>.deleting`: finish it (it was already out of the store's count). */
+async function removeDeletingLeftovers(streamDir: string, log: Logger): Promise<void> {
+  for (const n of await readdir(streamDir).catch(() => [] as string[])) {
+    if (!/^\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z\.deleting$/.test(n)) continue;
+    await rm(join(streamDir, n), { recursive: true, force: true });
+    log.warn({ step: 'prune' }, `finished removing ${n} left by an interrupted prune`);
   }
 }

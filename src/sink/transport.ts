@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { lstat, mkdir } from 'node:fs/promises';
 import type { SinkSourceConfig, SinkStreamConfig } from '../config/schema.js';
 import { runProcess, type RunResult } from '../adapters/run.js';
 import { mkdirp } from '../adapters/fsx.js';
@@ -31,7 +33,7 @@ const CIPHERS = 'aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305
 export function sshArgv(
   src: SinkSourceConfig,
   stream: SinkStreamConfig,
-  controlDir: string,
+  controlDir: string | undefined,
   ioTimeoutMs: number,
 ): string[] {
   const cert = `${stream.identity}-cert.pub`;
@@ -65,12 +67,16 @@ export function sshArgv(
     `ServerAliveInterval=${aliveSeconds}`,
     '-o',
     `ServerAliveCountMax=${Math.max(2, Math.ceil(ioTimeoutMs / 1000 / aliveSeconds))}`,
-    '-o',
-    'ControlMaster=auto',
-    '-o',
-    `ControlPath=${controlDir}/%C`,
-    '-o',
-    'ControlPersist=60',
+    ...(controlDir === undefined
+      ? []
+      : [
+          '-o',
+          'ControlMaster=auto',
+          '-o',
+          `ControlPath=${controlDir}/${connectionKey(src, stream)}`,
+          '-o',
+          'ControlPersist=60',
+        ]),
     '-o',
     'ClearAllForwardings=yes',
     '-c',
@@ -85,14 +91,46 @@ export function joinRsh(argv: readonly string[]): string {
   return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(' ');
 }
 
+/**
+ * The shared connection's name: one per host, port, user AND key. ssh's own `%C` leaves the key
+ * out, so two sources on one host with different keys would share a connection (and so one
+ * forced command).
+ */
+export function connectionKey(src: SinkSourceConfig, stream: SinkStreamConfig): string {
+  return createHash('sha256')
+    .update(JSON.stringify([src.host, src.port, stream.user, stream.identity]))
+    .digest('hex')
+    .slice(0, 20);
+}
+
+/**
+ * A directory for ssh control sockets. Unix socket paths are limited to 108 bytes and ssh adds
+ * `/<20 hex>.<16 random>`; a long stateDir falls back to a private `/tmp/baton-ssh-<uid>`.
+ * Returns undefined when no safe short directory exists (then no connection sharing).
+ */
+export async function controlSocketDir(preferred: string): Promise<string | undefined> {
+  const fits = (dir: string) => Buffer.byteLength(dir) + 1 + 20 + 17 < 104;
+  if (fits(preferred)) {
+    await mkdirp(preferred, 0o700);
+    return preferred;
+  }
+  const uid = process.getuid?.() ?? 0;
+  const dir = `/tmp/baton-ssh-${uid}`;
+  await mkdir(dir, { mode: 0o700 }).catch(() => undefined);
+  const st = await lstat(dir).catch(() => undefined);
+  // never use a directory someone else made (or a symlink) for our sockets
+  if (!st?.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) return undefined;
+  return dir;
+}
+
 export async function sshTransport(
   src: SinkSourceConfig,
   stream: SinkStreamConfig,
   controlDir: string,
   ioTimeoutMs: number,
 ): Promise<Transport> {
-  await mkdirp(controlDir, 0o700);
-  const rsh = sshArgv(src, stream, controlDir, ioTimeoutMs);
+  const sockets = await controlSocketDir(controlDir);
+  const rsh = sshArgv(src, stream, sockets, ioTimeoutMs);
   const remote = `${stream.user}@${src.host}`;
   return {
     rsh,
@@ -100,7 +138,7 @@ export async function sshTransport(
     describe: `ssh ${remote} port ${src.port}`,
     run: (command, timeoutMs) => runProcess([...rsh, remote, command], { timeoutMs, captureStdout: true }),
     close: async () => {
-      await runProcess([...rsh, '-O', 'exit', remote], { timeoutMs: 10_000 });
+      if (sockets !== undefined) await runProcess([...rsh, '-O', 'exit', remote], { timeoutMs: 10_000 });
     },
   };
 }

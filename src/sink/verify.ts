@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { compareTreeOrder, DEFAULT_MANIFEST_LIMITS, pathKey, type ManifestEntry } from '../core/manifest.js';
 import { generationMetaSchema } from '../core/meta.js';
 import { readJsonIfExists, sha256File, walkTree, type WalkEntry } from '../adapters/fsx.js';
-import { readManifest, ManifestError } from '../adapters/manifest-file.js';
+import { readManifest, ManifestCursor, ManifestError } from '../adapters/manifest-file.js';
+import { errnoCode } from '../errors.js';
 
 export type ProblemKind =
   'manifest' | 'meta' | 'missing' | 'extra' | 'type' | 'size' | 'hash' | 'target' | 'limit';
@@ -21,8 +22,12 @@ export interface VerifyOptions {
   expect?: { id: string; source: string; stream: 'data' | 'logs' };
   /** hash file contents (else presence, types, sizes, link targets only) */
   hashes: boolean;
-  /** a verified generation: files hard-linked to it with the same manifest hash need no re-read */
-  linkBase?: { tree: string; files: ReadonlyMap<string, ManifestEntry> };
+  /**
+   * a verified generation: files hard-linked to it with the same manifest hash need no re-read.
+   * Its entries come from `files` (a map, grows with the file count) or are read from its
+   * `manifest` file alongside the walk (constant memory).
+   */
+  linkBase?: { tree: string; files?: ReadonlyMap<string, ManifestEntry>; manifest?: string };
   maxFiles?: number;
   maxBytes?: number;
   /** files hashed at once (reads overlap; both cores busy) */
@@ -56,9 +61,12 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   };
   const res: VerifyResult = { ok: false, problems, entries: 0, files: 0, bytes: 0, hashed: 0, reused: 0 };
 
-  const metaRaw = await readJsonIfExists(join(opts.dir, 'meta.json')).catch(() => 'unreadable');
+  const metaPath = join(opts.dir, 'meta.json');
+  const metaProblem = await checkSourceFile(metaPath, MAX_META_BYTES);
+  const metaRaw = metaProblem ? undefined : await readJsonIfExists(metaPath).catch(() => 'unreadable');
   const meta = generationMetaSchema.safeParse(metaRaw);
-  if (!meta.success) add('meta', 'meta.json', metaRaw === undefined ? 'missing' : 'not a valid meta.json');
+  if (metaProblem) add('meta', 'meta.json', metaProblem);
+  else if (!meta.success) add('meta', 'meta.json', 'not a valid meta.json');
   else if (opts.expect) {
     const m = meta.data;
     if (m.id !== opts.expect.id || m.source !== opts.expect.source || m.stream !== opts.expect.stream) {
@@ -76,21 +84,42 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     add('missing', 'tree', 'tree/ is not a directory');
     return res;
   }
+  const manifestProblem = await checkSourceFile(join(opts.dir, 'manifest'));
+  if (manifestProblem) {
+    add('manifest', 'manifest', manifestProblem);
+    return res;
+  }
   const manifest = readManifest(join(opts.dir, 'manifest'), {
     ...DEFAULT_MANIFEST_LIMITS,
     maxEntries: opts.maxFiles ?? Number.MAX_SAFE_INTEGER,
   });
   const walk = walkTree(tree);
   const inflight = new Set<Promise<void>>();
-  const limit = opts.concurrency ?? 4;
+  const limit = opts.concurrency ?? 8;
+  const baseTree = opts.linkBase ? Buffer.from(`${opts.linkBase.tree}/`) : undefined;
+  const baseFiles = opts.linkBase?.files;
+  const baseCursor =
+    opts.linkBase?.manifest !== undefined && baseFiles === undefined
+      ? ManifestCursor.open(opts.linkBase.manifest)
+      : undefined;
 
-  const hashCheck = async (w: WalkEntry, m: ManifestEntry) => {
-    const got = await sha256File(w.abs);
+  /** Same inode as the link base's file with the same manifest hash (verified before), else hashed. */
+  const contentCheck = async (w: WalkEntry, m: ManifestEntry, base: ManifestEntry | undefined) => {
+    if (baseTree && base?.type === 'f' && base.sha256 === m.sha256) {
+      const bst = await lstat(Buffer.concat([baseTree, m.path]), { bigint: true }).catch(() => undefined);
+      if (bst && bst.ino === w.st.ino && bst.dev === w.st.dev) {
+        res.reused++;
+        return;
+      }
+    }
+    const got = await sha256File(w.abs, m.size);
     res.hashed++;
     if (got !== m.sha256) add('hash', show(m.path), `sha256 ${got} != manifest ${m.sha256 ?? '-'}`);
   };
   const schedule = async (p: Promise<void>) => {
     const tracked = p.finally(() => inflight.delete(tracked));
+    // awaited through `inflight` below; this only keeps an early failure from counting as unhandled
+    tracked.catch(() => undefined);
     inflight.add(tracked);
     if (inflight.size >= limit) await Promise.race(inflight);
   };
@@ -120,19 +149,9 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
       return;
     }
     if (!opts.hashes) return;
-    if (opts.linkBase) {
-      const base = opts.linkBase.files.get(pathKey(m.path));
-      if (base?.sha256 === m.sha256) {
-        const bst = await lstat(Buffer.concat([Buffer.from(`${opts.linkBase.tree}/`), m.path])).catch(
-          () => undefined,
-        );
-        if (bst && BigInt(bst.ino) === st.ino && BigInt(bst.dev) === st.dev) {
-          res.reused++;
-          return;
-        }
-      }
-    }
-    await schedule(hashCheck(w, m));
+    // the lookup runs here, in tree order (the cursor only moves forward); the check itself overlaps others
+    const base = baseFiles ? baseFiles.get(pathKey(m.path)) : await baseCursor?.seek(m.path);
+    await schedule(contentCheck(w, m, base));
   };
 
   try {
@@ -157,12 +176,49 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     await Promise.allSettled(inflight);
     if (e instanceof ManifestError) add('manifest', 'manifest', e.message);
     else if (!(e instanceof LimitReached)) throw e;
+  } finally {
+    // a bad link base only costs re-reading: its files are hashed instead
+    await baseCursor?.close().catch(() => undefined);
   }
   res.ok = problems.length === 0;
   return res;
 }
 
 class LimitReached extends Error {}
+
+/** meta.json is small; a larger one is not what baton writes. */
+const MAX_META_BYTES = 1024 * 1024;
+
+/**
+ * Why a file the source sent (meta.json, manifest) must not be opened, or undefined when it is a regular
+ * file. rsync -l brings symlinks as symlinks: following one would read the sink's own files (/etc/shadow
+ * into an error message), block forever on a FIFO or never end on /dev/zero.
+ */
+async function checkSourceFile(
+  path: string,
+  maxBytes = Number.MAX_SAFE_INTEGER,
+): Promise<string | undefined> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (e) {
+    return errnoCode(e) === 'ENOENT' ? 'missing' : `cannot inspect it: ${errnoCode(e) ?? String(e)}`;
+  }
+  if (!st.isFile()) return 'not a regular file (a symlink, FIFO or device from a source is never opened)';
+  if (st.size > maxBytes) return `larger than ${maxBytes} bytes`;
+  return undefined;
+}
+
+/**
+ * sha256 of `<dir>/manifest` as pulled, or why there is none (`missing`, `not a regular file …`): the
+ * hash compared with the listed one, computed without ever following a symlink from the source.
+ */
+export async function pulledManifestSha256(dir: string): Promise<string> {
+  const path = join(dir, 'manifest');
+  const problem = await checkSourceFile(path);
+  if (problem) return problem;
+  return sha256File(path).catch((e: unknown) => `unreadable: ${errnoCode(e) ?? String(e)}`);
+}
 
 async function nextInTree(
   it: AsyncGenerator<ManifestEntry>,

@@ -17,7 +17,9 @@ import { collectStream } from './collect.js';
 import { buildGeneration, type BuiltGeneration } from './build-generation.js';
 import { publishHandover } from './publish-handover.js';
 import { recoverSource } from './recover.js';
+import { crashPoint } from '../adapters/crash-point.js';
 import { sourceState } from './state.js';
+import { recordBackupMetrics } from './record-metrics.js';
 
 export interface BackupOptions {
   dryRun: boolean;
@@ -101,6 +103,7 @@ export async function runSourceBackup(
       transportFailed: result.transportFailed,
     });
     await ping(config.alerts.ping, 'success');
+    await recordBackupMetrics(config, { ok: true, startedAt, finishedAt: opts.now() }, log);
     return result;
   } catch (err) {
     const message = oneLine(err);
@@ -132,6 +135,7 @@ export async function runSourceBackup(
       log,
     );
     await ping(config.alerts.ping, 'fail', message);
+    await recordBackupMetrics(config, { ok: false, startedAt, finishedAt: opts.now() }, log);
     throw err;
   } finally {
     await lock.release();
@@ -164,17 +168,19 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
   let appStartedAt: Date | undefined;
   try {
     await stopApp(config.app, log);
+    await crashPoint('app-stopped');
     const collected = await Promise.allSettled(
       plan.streams.map((s) => collectStream(s.name, s.config, s.mirror, s.mirrorPathsFile, log, opts.signal)),
     );
     for (const c of collected) if (c.status === 'rejected') failures.push(asError(c.reason));
+    await crashPoint('collected');
     if (opts.signal?.aborted)
       failures.push(new JobError('interrupted by a signal while collecting', { step: 'collect' }));
   } catch (e) {
     failures.push(asError(e));
   } finally {
     try {
-      appStartedAt = await startApp(config.app, log);
+      appStartedAt = await startApp(config.app, log, opts.now);
       await clearAppStoppedRecord(state.appStopped);
     } catch (e) {
       failures.push(asError(e));
@@ -204,6 +210,7 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
       appStartedAt: startedAt,
       log,
     });
+    await crashPoint('before-publish');
     await publishHandover(gen, log);
     generations.push(gen);
   }

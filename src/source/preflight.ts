@@ -72,12 +72,40 @@ async function previousBytes(
   return parsed.success ? { bytes: parsed.data.bytes, copied: parsed.data.bytesCopied } : undefined;
 }
 
+/** rsync 3.2.5 fixed the remote-arg handling baton relies on (and CVE-2022-29154); older ones are refused. */
+export const MIN_RSYNC: readonly [number, number, number] = [3, 2, 5];
+
+/** Parses `rsync --version` output; undefined when it is not rsync's. */
+export function parseRsyncVersion(text: string): [number, number, number] | undefined {
+  const m = /rsync\s+version\s+v?([0-9]+)\.([0-9]+)\.([0-9]+)/.exec(text);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+}
+
+/** The tools collection needs, present and recent enough: checked before the app is stopped. */
+export async function checkTools(): Promise<void> {
+  const r = await runProcess(['rsync', '--version'], { timeoutMs: 10_000 });
+  if (r.code !== 0) {
+    throw new JobError('rsync is not installed (apt-get install rsync)', { step: 'preflight' });
+  }
+  const v = parseRsyncVersion(r.stdout);
+  const [a, b, c] = MIN_RSYNC;
+  if (!v || v[0] < a || (v[0] === a && (v[1] < b || (v[1] === b && v[2] < c)))) {
+    throw new JobError(
+      `rsync ${v ? v.join('.') : '(unknown version)'} is too old: baton needs ${MIN_RSYNC.join('.')} or newer`,
+      {
+        step: 'preflight',
+      },
+    );
+  }
+}
+
 /**
  * Everything that can fail before the app is stopped: users, paths, directories, filesystems,
  * free space, the pending cap, the new generation's id. Touches nothing.
  */
 export async function planBackup(config: SourceConfig, now: Date): Promise<BackupPlan> {
   const state = sourceState(config);
+  await checkTools();
   const streams: StreamPlan[] = [];
   const entries: Array<[StreamName, SourceStreamConfig, string | undefined]> = [
     ['data', config.streams.data, config.streams.data.store],

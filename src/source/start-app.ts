@@ -10,7 +10,11 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * `startTimeout`. A failed start command is retried once while time remains. Returns when the
  * app is healthy; throws an "app down" JobError otherwise.
  */
-export async function startApp(app: SourceConfig['app'], log: Logger): Promise<Date> {
+export async function startApp(
+  app: SourceConfig['app'],
+  log: Logger,
+  now: () => Date = () => new Date(),
+): Promise<Date> {
   const deadline = Date.now() + app.startTimeout;
   let lastProblem = '';
   for (let attempt = 1; attempt <= 2 && Date.now() < deadline; attempt++) {
@@ -24,7 +28,7 @@ export async function startApp(app: SourceConfig['app'], log: Logger): Promise<D
       log.warn({ step: 'start-app', attempt }, lastProblem);
       continue;
     }
-    if (app.healthCheck === undefined) return new Date();
+    if (app.healthCheck === undefined) return now();
     const health = app.healthCheck;
     while (Date.now() < deadline) {
       const h = await runProcess(health, {
@@ -32,7 +36,7 @@ export async function startApp(app: SourceConfig['app'], log: Logger): Promise<D
       });
       if (h.code === 0 && !h.timedOut) {
         log.info({ step: 'start-app' }, 'app is healthy');
-        return new Date();
+        return now();
       }
       lastProblem = `health check \`${describeCommand(health)}\` did not pass: ${describeExit(h)}`;
       await sleep(Math.min(app.healthInterval, Math.max(0, deadline - Date.now())));

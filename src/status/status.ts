@@ -1,130 +1,411 @@
-import { join } from 'node:path';
 import { readdir } from 'node:fs/promises';
+import { z } from 'zod';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
-import { formatAge } from '../config/duration.js';
-import { generationMetaSchema } from '../core/meta.js';
+import { formatDuration } from '../config/duration.js';
+import { isGenerationId } from '../core/generation-id.js';
+import { judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
-import { listGenerations } from '../adapters/generations.js';
+import { readStoreContents, type StoreGeneration } from '../adapters/store-contents.js';
 import { sourceState } from '../source/state.js';
 import { sinkPaths } from '../sink/state.js';
+import { streamFreshness } from '../sink/check-stale.js';
+import { errnoCode, JobError, oneLine } from '../errors.js';
 
-export interface GenerationStatus {
+export { renderStatus } from './render-text.js';
+export { renderStatusHtml } from './render-html.js';
+
+/**
+ * `baton status`: what each store holds, what waits, how the last runs went, what is stale, and how
+ * far back a user can go. The JSON form of StatusReport is a documented interface: docs/status-json.md.
+ * Change it only by adding fields; anything else needs a new `format`.
+ */
+export const STATUS_FORMAT = 'baton-status/1';
+
+export type StoreKind = 'handover' | 'source store' | 'sink store';
+
+export interface GenerationReport {
   id: string;
+  createdAt: string;
   ageSeconds: number;
-  files: number | undefined;
-  bytes: number | undefined;
-  bytesNew: number | undefined;
-  downtimeMs: number | undefined;
+  files: number | null;
+  bytes: number | null;
+  bytesNew: number | null;
+  downtimeMs: number | null;
+  /** checked against its manifest by the sink before it was published (sink store) or acked (source store) */
+  verified: boolean;
 }
 
-export interface StoreStatus {
-  kind: 'handover' | 'source store' | 'sink store';
+export interface StoreReport {
+  kind: StoreKind;
+  dir: string;
+  /** oldest first */
+  generations: GenerationReport[];
+}
+
+export interface PendingReport {
+  id: string;
+  createdAt: string;
+  ageSeconds: number;
+  /** the transport should have taken it by now (alerts.transportOverdue, or left from an earlier run) */
+  overdue: boolean;
+}
+
+export interface QuarantineReport {
+  name: string;
+  id: string | null;
+  quarantinedAt: string | null;
+}
+
+export interface StaleReport {
+  reason: 'no-new-generation' | 'transport-overdue';
+  ageSeconds: number | null;
+  limitSeconds: number | null;
+  message: string;
+}
+
+export interface StreamReport {
   source: string;
   stream: StreamName;
-  dir: string;
-  generations: GenerationStatus[];
-  quarantined?: number;
+  stores: StoreReport[];
+  /** source host: the generations waiting in the handover, oldest first; always [] on a sink */
+  pending: PendingReport[];
+  /** sink host: generations that failed verification, in `.quarantine/`; always [] on a source */
+  quarantined: QuarantineReport[];
+  /** the newest generation in any of this host's stores */
+  newest: { id: string; ageSeconds: number } | null;
+  stale: StaleReport | null;
+}
+
+export interface RunReport {
+  job: string;
+  source: string;
+  /** null for the source backup (one run makes every stream's generation) */
+  stream: StreamName | null;
+  ok: boolean;
+  startedAt: string;
+  finishedAt: string;
+  durationSeconds: number;
+  error: string | null;
+  /** the generation a successful source backup made */
+  generation: string | null;
+}
+
+export interface RecoveryPoint {
+  kind: StoreKind | 'tier';
+  name: string;
+  source: string | null;
+  stream: StreamName | null;
+  scope: string;
+  count: number | null;
+  oldest: string | null;
+  newest: string | null;
+  keepDays: number | null;
+}
+
+export interface Problem {
+  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record';
+  source: string;
+  stream: StreamName | null;
+  message: string;
 }
 
 export interface StatusReport {
+  format: typeof STATUS_FORMAT;
   host: 'source' | 'sink';
+  /** the source's name on a source host; null on a sink */
+  name: string | null;
   now: string;
-  stores: StoreStatus[];
-  lastRuns: unknown[];
-  recoveryTiers: Array<{ name: string; keepDays: number; scope: string }>;
+  /** false when there is a problem: `baton status` then exits 1 */
+  ok: boolean;
+  checks: { staleAfterSeconds: number | null; transportOverdueSeconds: number | null };
+  problems: Problem[];
+  streams: StreamReport[];
+  lastRuns: RunReport[];
+  recoveryPoints: RecoveryPoint[];
 }
 
-async function storeStatus(
-  kind: StoreStatus['kind'],
-  source: string,
-  stream: StreamName,
-  dir: string,
-  now: Date,
-): Promise<StoreStatus> {
-  const gens = await listGenerations(dir);
-  const generations: GenerationStatus[] = [];
-  for (const g of gens) {
-    const meta = generationMetaSchema.safeParse(
-      await readJsonIfExists(join(g.dir, 'meta.json')).catch(() => undefined),
-    );
-    generations.push({
-      id: g.id,
-      ageSeconds: Math.round((now.getTime() - g.createdAt.getTime()) / 1000),
-      files: meta.success ? meta.data.files : undefined,
-      bytes: meta.success ? meta.data.bytes : undefined,
-      bytesNew: meta.success ? meta.data.bytesCopied : undefined,
-      downtimeMs: meta.success ? meta.data.downtimeMs : undefined,
-    });
-  }
-  return { kind, source, stream, dir, generations };
-}
+const seconds = (ms: number) => Math.round(ms / 1000);
 
-/** Generations per store on the source: pending handovers and the source store, and the last run. */
-export async function sourceStatus(config: SourceConfig, now: Date): Promise<StatusReport> {
-  const stores: StoreStatus[] = [
-    await storeStatus('handover', config.name, 'data', config.streams.data.handover, now),
-    await storeStatus('source store', config.name, 'data', config.streams.data.store, now),
-  ];
-  if (config.streams.logs)
-    stores.push(await storeStatus('handover', config.name, 'logs', config.streams.logs.handover, now));
-  const last = await readJsonIfExists(sourceState(config).lastRun).catch(() => undefined);
+function generationReport(g: StoreGeneration, now: Date, verified: boolean): GenerationReport {
   return {
-    host: 'source',
-    now: now.toISOString(),
-    stores,
-    lastRuns: last === undefined ? [] : [last],
-    recoveryTiers: [],
+    id: g.id,
+    createdAt: g.createdAt.toISOString(),
+    ageSeconds: seconds(now.getTime() - g.createdAt.getTime()),
+    files: g.meta?.files ?? null,
+    bytes: g.meta?.bytes ?? null,
+    bytesNew: g.meta?.bytesCopied ?? null,
+    downtimeMs: g.meta?.downtimeMs ?? null,
+    verified,
   };
 }
 
-/** Generations per source and stream in the sink store, quarantined ones, and the last pulls. */
+async function storeReport(kind: StoreKind, dir: string, now: Date): Promise<StoreReport> {
+  let gens: StoreGeneration[];
+  try {
+    gens = await readStoreContents(dir);
+  } catch (e) {
+    throw new JobError(`cannot read the ${kind} ${dir}: ${errnoCode(e) ?? oneLine(e)}`, {
+      step: 'status',
+      cause: e,
+    });
+  }
+  return { kind, dir, generations: gens.map((g) => generationReport(g, now, kind !== 'handover')) };
+}
+
+function newestOf(stores: readonly StoreReport[]): StreamReport['newest'] {
+  const all = stores.flatMap((s) => s.generations).sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+  const g = all[0];
+  return g ? { id: g.id, ageSeconds: g.ageSeconds } : null;
+}
+
+function storePoints(r: StreamReport, scope: string): RecoveryPoint[] {
+  return r.stores
+    .filter((s) => s.generations.length > 0)
+    .map((s) => ({
+      kind: s.kind,
+      name: `${r.source}/${r.stream}`,
+      source: r.source,
+      stream: r.stream,
+      scope,
+      count: s.generations.length,
+      oldest: s.generations[0]?.createdAt ?? null,
+      newest: s.generations.at(-1)?.createdAt ?? null,
+      keepDays: null,
+    }));
+}
+
+const runRecordSchema = z.object({
+  job: z.string(),
+  source: z.string().optional(),
+  ok: z.boolean(),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  id: z.string().optional(),
+  error: z.string().optional(),
+});
+
+type RunRead = { run: RunReport } | { problem: Problem } | undefined;
+
+async function readRun(
+  file: string,
+  source: string,
+  stream: StreamName | null,
+  fallbackJob: string,
+): Promise<RunRead> {
+  let raw: unknown;
+  try {
+    raw = await readJsonIfExists(file);
+  } catch (e) {
+    return { problem: { kind: 'run-record', source, stream, message: `cannot read ${file}: ${oneLine(e)}` } };
+  }
+  if (raw === undefined) return undefined;
+  const p = runRecordSchema.safeParse(raw);
+  if (!p.success) {
+    return {
+      problem: { kind: 'run-record', source, stream, message: `${file} is not a baton run record` },
+    };
+  }
+  const r = p.data;
+  return {
+    run: {
+      job: r.job || fallbackJob,
+      source,
+      stream,
+      ok: r.ok,
+      startedAt: r.startedAt,
+      finishedAt: r.finishedAt,
+      durationSeconds: Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000,
+      error: r.ok ? null : (r.error ?? 'failed'),
+      generation: r.ok ? (r.id ?? null) : null,
+    },
+  };
+}
+
+function addRun(read: RunRead, runs: RunReport[], problems: Problem[]): RunReport | undefined {
+  if (read === undefined) return undefined;
+  if ('problem' in read) {
+    problems.push(read.problem);
+    return undefined;
+  }
+  runs.push(read.run);
+  if (!read.run.ok) {
+    problems.push({
+      kind: 'run-failed',
+      source: read.run.source,
+      stream: read.run.stream,
+      message: `${read.run.job}${read.run.stream === null ? ` (${read.run.source})` : ` ${read.run.source}/${read.run.stream}`} failed at ${read.run.finishedAt}: ${(read.run.error ?? '').split('\n')[0] ?? ''}`,
+    });
+  }
+  return read.run;
+}
+
+function finish(base: Omit<StatusReport, 'format' | 'ok' | 'problems'>, problems: Problem[]): StatusReport {
+  return { format: STATUS_FORMAT, ...base, ok: problems.length === 0, problems };
+}
+
+/** The source host: per stream its handover (pending) and source store, the last backup, overdue transports. */
+export async function sourceStatus(config: SourceConfig, now: Date): Promise<StatusReport> {
+  const problems: Problem[] = [];
+  const lastRuns: RunReport[] = [];
+  const run = addRun(
+    await readRun(sourceState(config).lastRun, config.name, null, 'source backup'),
+    lastRuns,
+    problems,
+  );
+  const overdueMs = config.alerts.transportOverdue;
+  const streams: StreamReport[] = [];
+  const recoveryPoints: RecoveryPoint[] = [];
+  const configured = [
+    { stream: 'data' as const, cfg: config.streams.data, store: config.streams.data.store },
+    ...(config.streams.logs ? [{ stream: 'logs' as const, cfg: config.streams.logs, store: undefined }] : []),
+  ];
+  for (const { stream, cfg, store } of configured) {
+    const handover = await storeReport('handover', cfg.handover, now);
+    const stores = [
+      handover,
+      ...(store === undefined ? [] : [await storeReport('source store', store, now)]),
+    ];
+    const overdue = judgeOverdueHandovers(
+      handover.generations.map((g) => ({ id: g.id, createdAt: new Date(g.createdAt) })),
+      now,
+      overdueMs,
+      run && { startedAt: new Date(run.startedAt), id: run.generation ?? undefined },
+    );
+    const overdueIds = new Set(overdue.map((o) => o.id));
+    const oldest = overdue[0];
+    const who = `${config.name}/${stream}`;
+    let stale: StaleReport | null = null;
+    if (oldest) {
+      const ageMs = now.getTime() - oldest.createdAt.getTime();
+      const message =
+        `${who}: ${overdue.length} generation(s) not taken by the sink, oldest ${oldest.id} ` +
+        (overdueMs === undefined
+          ? '(left from an earlier run)'
+          : `(older than transportOverdue ${formatDuration(overdueMs)})`);
+      stale = {
+        reason: 'transport-overdue',
+        ageSeconds: seconds(ageMs),
+        limitSeconds: overdueMs === undefined ? null : seconds(overdueMs),
+        message,
+      };
+      problems.push({ kind: 'transport-overdue', source: config.name, stream, message });
+    }
+    const r: StreamReport = {
+      source: config.name,
+      stream,
+      stores,
+      pending: handover.generations.map((g) => ({
+        id: g.id,
+        createdAt: g.createdAt,
+        ageSeconds: g.ageSeconds,
+        overdue: overdueIds.has(g.id),
+      })),
+      quarantined: [],
+      newest: newestOf(stores),
+      stale,
+    };
+    streams.push(r);
+    recoveryPoints.push(...storePoints(r, cfg.paths.join(', ')));
+  }
+  return finish(
+    {
+      host: 'source',
+      name: config.name,
+      now: now.toISOString(),
+      checks: {
+        staleAfterSeconds: null,
+        transportOverdueSeconds: overdueMs === undefined ? null : seconds(overdueMs),
+      },
+      streams,
+      lastRuns,
+      recoveryPoints,
+    },
+    problems,
+  );
+}
+
+/** `.quarantine/<id>.<UTC time without : and .>` → its id and when it was quarantined. */
+export function parseQuarantineName(name: string): QuarantineReport {
+  const dot = name.indexOf('.');
+  const id = dot > 0 ? name.slice(0, dot) : name;
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z$/.exec(dot > 0 ? name.slice(dot + 1) : '');
+  const at = m ? new Date(`${m[1]}T${m[2]}:${m[3]}:${m[4]}.${m[5]}Z`) : undefined;
+  return {
+    name,
+    id: isGenerationId(id) ? id : null,
+    quarantinedAt: at && !Number.isNaN(at.getTime()) ? at.toISOString() : null,
+  };
+}
+
+/** The sink host: per source and stream the sink store, quarantined generations, the last pull, staleness, tiers. */
 export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusReport> {
-  const stores: StoreStatus[] = [];
-  const lastRuns: unknown[] = [];
+  const problems: Problem[] = [];
+  const lastRuns: RunReport[] = [];
+  const streams: StreamReport[] = [];
+  const recoveryPoints: RecoveryPoint[] = [];
+  const staleAfter = config.alerts.staleAfter;
   for (const src of config.sources) {
     for (const stream of ['data', 'logs'] as const) {
       if (!src.streams[stream]) continue;
       const p = sinkPaths(config, src.name, stream);
-      const st = await storeStatus('sink store', src.name, stream, p.streamDir, now);
-      st.quarantined = (await readdir(p.quarantine).catch(() => [] as string[])).length;
-      stores.push(st);
-      const last = await readJsonIfExists(p.lastRun).catch(() => undefined);
-      if (last !== undefined) lastRuns.push(last);
+      const store = await storeReport('sink store', p.streamDir, now);
+      const quarantined = (await readdir(p.quarantine).catch(() => [] as string[]))
+        .filter((n) => !n.startsWith('.'))
+        .sort()
+        .map(parseQuarantineName);
+      addRun(await readRun(p.lastRun, src.name, stream, `sink pull ${stream}`), lastRuns, problems);
+      let stale: StaleReport | null = null;
+      if (staleAfter !== undefined) {
+        const [v] = judgeStale([await streamFreshness(config, src.name, stream)], now, staleAfter);
+        if (v?.stale) {
+          stale = {
+            reason: 'no-new-generation',
+            ageSeconds: v.ageMs === undefined ? null : seconds(v.ageMs),
+            limitSeconds: seconds(staleAfter),
+            message: v.message,
+          };
+          problems.push({ kind: 'stale', source: src.name, stream, message: v.message });
+        }
+      }
+      const r: StreamReport = {
+        source: src.name,
+        stream,
+        stores: [store],
+        pending: [],
+        quarantined,
+        newest: newestOf([store]),
+        stale,
+      };
+      streams.push(r);
+      recoveryPoints.push(...storePoints(r, `the ${stream} stream of ${src.name}`));
     }
   }
-  return { host: 'sink', now: now.toISOString(), stores, lastRuns, recoveryTiers: config.recoveryTiers };
-}
-
-const mib = (b: number | undefined) => (b === undefined ? '?' : `${(b / 1024 / 1024).toFixed(1)} MiB`);
-
-/** The readable table of a status report. */
-export function renderStatus(r: StatusReport): string {
-  const out: string[] = [];
-  for (const s of r.stores) {
-    out.push(
-      `${s.kind} ${s.source}/${s.stream}  ${s.dir}  (${s.generations.length} generation(s)${s.quarantined ? `, ${s.quarantined} quarantined` : ''})`,
-    );
-    if (s.generations.length === 0) out.push('    (none)');
-    for (const g of [...s.generations].reverse()) {
-      out.push(
-        `    ${g.id}  ${formatAge(g.ageSeconds * 1000).padStart(7)} old  ${String(g.files ?? '?').padStart(6)} files  ${mib(g.bytes).padStart(10)}  new ${mib(g.bytesNew).padStart(10)}` +
-          (g.downtimeMs === undefined ? '' : `  downtime ${(g.downtimeMs / 1000).toFixed(2)}s`),
-      );
-    }
+  for (const t of config.recoveryTiers) {
+    recoveryPoints.push({
+      kind: 'tier',
+      name: t.name,
+      source: null,
+      stream: null,
+      scope: t.scope,
+      count: null,
+      oldest: new Date(now.getTime() - t.keepDays * 86_400_000).toISOString(),
+      newest: now.toISOString(),
+      keepDays: t.keepDays,
+    });
   }
-  for (const run of r.lastRuns) {
-    if (typeof run === 'object' && run !== null) {
-      const o = run as Record<string, unknown>;
-      const who = typeof o.source === 'string' ? ` ${o.source}` : '';
-      const err = typeof o.error === 'string' ? `: ${o.error.split('\n')[0] ?? ''}` : '';
-      out.push(
-        `last run: ${String(o.job)}${who} ${o.ok === true ? 'ok' : 'FAILED'} at ${String(o.finishedAt)}${err}`,
-      );
-    }
-  }
-  if (r.recoveryTiers.length) {
-    out.push('outer recovery tiers (not managed by baton):');
-    for (const t of r.recoveryTiers) out.push(`    ${t.name}: ${t.keepDays} days, ${t.scope}`);
-  }
-  return `${out.join('\n')}\n`;
+  return finish(
+    {
+      host: 'sink',
+      name: null,
+      now: now.toISOString(),
+      checks: {
+        staleAfterSeconds: staleAfter === undefined ? null : seconds(staleAfter),
+        transportOverdueSeconds: null,
+      },
+      streams,
+      lastRuns,
+      recoveryPoints,
+    },
+    problems,
+  );
 }

@@ -41,6 +41,17 @@ export interface GenerationOptions {
   stream?: StreamName;
   /** false: stop before the manifest, like a crashed run (an incomplete generation). Default true. */
   complete?: boolean;
+  /**
+   * Hostile sources: replaces the manifest text that would be written (`generated`, header and one line
+   * per tree entry) with any text or bytes. `manifestSha256` is the hash of what was written.
+   */
+  manifest?: (generated: string) => string | Buffer;
+  /**
+   * Hostile sources: changes the generation (the work dir, with tree/, meta.json and manifest written)
+   * before it is renamed into place, so that tree and manifest disagree (a file removed, changed, or
+   * swapped for a symlink; meta.json made a symlink…).
+   */
+  tamper?: (dir: string) => Promise<void>;
 }
 
 export interface WrittenGeneration {
@@ -113,10 +124,12 @@ export async function writeGeneration(
   );
   let manifestSha256 = '';
   if (opts.complete !== false) {
-    const manifest = `${[MANIFEST_HEADER, ...entries.map(formatManifestLine)].join('\n')}\n`;
+    const generated = `${[MANIFEST_HEADER, ...entries.map(formatManifestLine)].join('\n')}\n`;
+    const manifest = opts.manifest ? opts.manifest(generated) : generated;
     await writeFile(join(work, 'manifest'), manifest);
     manifestSha256 = sha256(manifest);
   }
+  if (opts.tamper) await opts.tamper(work);
   const dir = join(parent, id);
   await rename(work, dir);
   return { id, dir, manifestSha256 };

@@ -18,7 +18,12 @@ It reads SSH_ORIGINAL_COMMAND (what the sink asked for) and allows exactly:
                               into the source store (then pruned to streams.data.generations),
                               logs are deleted
 Everything else is refused, logged to stderr and syslog (auth.warning, tag baton-gate), exit 1.
-The gate runs as the stream user; it needs no root, only the stream's handover (and store).`;
+The gate runs as the stream user; it needs no root, only the stream's handover (and store).
+
+Examples:
+  # what sshd runs for the sink's \`ssh dataBackupSource@source list\`:
+  SSH_ORIGINAL_COMMAND=list baton gate data --config /etc/baton/source.yaml
+  baton install source --sink-key-data sink-data.pub   # writes the authorized_keys lines for you`;
 
 function writeFd(fd: number): (text: string) => void {
   return (text) => {

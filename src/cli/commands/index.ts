@@ -5,6 +5,10 @@ import { registerSourceCommands } from './source.js';
 import { registerSinkCommands } from './sink.js';
 import { registerStatusCommand } from './status.js';
 import { registerDemoCommand } from './demo.js';
+import { registerInstallCommand } from './install.js';
+import { registerCompletionCommand } from './completion.js';
+import { registerVerifyCommand } from './verify.js';
+import { registerRestoreCommand } from './restore.js';
 
 /** Every command file exports one register function; this is the whole command tree. */
 export function registerCommands(root: Root): void {
@@ -14,4 +18,8 @@ export function registerCommands(root: Root): void {
   registerGateCommand(root);
   registerStatusCommand(root);
   registerDemoCommand(root);
+  registerInstallCommand(root);
+  registerCompletionCommand(root);
+  registerVerifyCommand(root);
+  registerRestoreCommand(root);
 }

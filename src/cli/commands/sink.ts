@@ -12,7 +12,16 @@ export function pullExitCode(outcomes: readonly StreamOutcome[]): number {
 }
 
 export function registerSinkCommands(root: Root): void {
-  const sink = root.command('sink').description('jobs of the sink host (the backup server)');
+  const sink = root
+    .command('sink')
+    .description('jobs of the sink host (the backup server)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  baton sink pull data                       # pull, verify, publish, ack every source's data
+  baton sink pull logs --source shop-prod`,
+    );
   sink
     .command('pull')
     .description(

@@ -6,6 +6,9 @@ import { recoverSource } from '../../source/recover.js';
 import { acquireLock } from '../../adapters/lock.js';
 import { mkdirp } from '../../adapters/fsx.js';
 import { sourceState } from '../../source/state.js';
+import { findRestoreCandidate, restoreInPlace } from '../../source/restore-in-place.js';
+import { confirmByTyping } from '../../adapters/confirm.js';
+import { describeCommand } from '../../adapters/run.js';
 
 const configOption = () => new Option('--config <file>', 'source config file').default(DEFAULT_CONFIG.source);
 
@@ -30,7 +33,16 @@ function abortOnSignals(): { signal: AbortSignal; dispose: () => void } {
 }
 
 export function registerSourceCommands(root: Root): void {
-  const source = root.command('source').description('jobs of the source host (the app server)');
+  const source = root
+    .command('source')
+    .description('jobs of the source host (the app server)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  baton source backup --dry-run              # what the nightly job would stop, collect and write
+  baton source recover                       # start the app if a killed run left it stopped`,
+    );
 
   source
     .command('backup')
@@ -111,6 +123,58 @@ Examples:
           if (r.removedWorkDirs.length) process.stdout.write(`removed: ${r.removedWorkDirs.join(', ')}\n`);
         } finally {
           await lock.release();
+        }
+      }),
+    );
+
+  source
+    .command('restore')
+    .description('put the data paths back as a generation has them (app stopped, safety copy kept)')
+    .argument('<generation>', 'a generation id (source store, then data handover) or a generation directory')
+    .addOption(configOption())
+    .option('--yes', 'do not ask (without it, type the id on a terminal to confirm)', false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  baton source restore 2026-11-28T061922Z                # asks: type the id to go on
+  baton source restore 2026-11-28T061922Z --yes --config /etc/baton/source.yaml
+
+Files in the data paths that are not in the generation are removed (they stay in the safety copy
+under <stateDir>/restore-safety/); the command to undo is printed at the end.
+Exit codes: 0 restored, 1 failed (the app is started again), 2 usage/config error or not confirmed,
+75 a backup holds the lock.`,
+    )
+    .action(async (generation, opts) =>
+      runAction(root, async (ctx) => {
+        const config = await loadSourceConfig(opts.config);
+        const candidate = await findRestoreCandidate(config, generation);
+        const sig = abortOnSignals();
+        try {
+          const r = await restoreInPlace(config, candidate, {
+            now: ctx.now,
+            log: ctx.log,
+            signal: sig.signal,
+            ...(opts.yes
+              ? {}
+              : {
+                  confirm: (w) =>
+                    confirmByTyping(
+                      `This stops the app and replaces ${w.paths.join(', ')} with generation ${w.id} (${w.dir}).`,
+                      w.id,
+                      'source restore',
+                    ),
+                }),
+          });
+          process.stdout.write(
+            `restored ${r.paths.join(', ')} from ${r.id} (${r.files} files, ${r.bytes} bytes); app downtime ${(r.downtimeMs / 1000).toFixed(2)}s\n` +
+              `safety copy of the data before the restore: ${r.safetyDir}\n` +
+              `to undo: stop the app (${describeCommand(config.app.stop)}), run\n` +
+              r.undo.map((argv) => `  ${describeCommand(argv)}\n`).join('') +
+              `and start it again (${describeCommand(config.app.start)})\n`,
+          );
+        } finally {
+          sig.dispose();
         }
       }),
     );

@@ -1,0 +1,160 @@
+import type { StreamName } from '../config/schema.js';
+
+/**
+ * Prometheus text exposition for node-exporter's textfile collector: what baton writes after every
+ * `source backup` and `sink pull` into `<stateDir>/metrics/baton_<job>.prom`. Gauges only, no
+ * timestamps on samples (the collector refuses them).
+ */
+
+export const METRIC_HELP = {
+  baton_last_success_timestamp_seconds:
+    'Unix time the last successful run of this job finished for the source/stream (0: never).',
+  baton_last_run_duration_seconds: 'Duration of the last run of this job for the source/stream.',
+  baton_last_run_success: '1 when the last run of this job succeeded for the source/stream, else 0.',
+  baton_generation_bytes: 'Bytes of the newest generation of the source/stream on this host.',
+  baton_generation_bytes_new: 'New or changed bytes of the newest generation of the source/stream.',
+  baton_generations: 'Complete generations of the source/stream in each store on this host.',
+  baton_app_downtime_seconds: 'App downtime (stop to started and healthy) of the newest generation.',
+} as const;
+
+export type MetricName = keyof typeof METRIC_HELP;
+const METRIC_ORDER = Object.keys(METRIC_HELP) as MetricName[];
+const isMetricName = (n: string): n is MetricName => Object.hasOwn(METRIC_HELP, n);
+
+export interface Sample {
+  name: MetricName;
+  labels: Readonly<Record<string, string>>;
+  value: number;
+}
+
+/** `job` label value and file name part: `source_backup`, `sink_pull_data`, `sink_pull_logs`. */
+export type MetricsJob = 'source_backup' | 'sink_pull_data' | 'sink_pull_logs';
+
+export type MetricsStore = 'handover' | 'source_store' | 'sink_store';
+
+/** What one job run knows about one source/stream after it ran (or chose not to touch it). */
+export interface StreamRunFacts {
+  source: string;
+  stream: StreamName;
+  /**
+   * false: this run did not run this stream (another `--source`, a lock held by another run): its
+   * run metrics (duration, success, last success) are carried over from the previous file.
+   */
+  ran: boolean;
+  ok: boolean;
+  durationSeconds: number;
+  finishedAt: Date;
+  stores: ReadonlyArray<{ store: MetricsStore; generations: number }>;
+  /** the newest generation of the stream on this host (its meta.json), if there is one */
+  newest: { bytes: number; bytesNew: number; downtimeMs: number | undefined } | undefined;
+}
+
+const LABEL_ORDER = ['job', 'source', 'stream', 'store'];
+
+function labelKey(labels: Readonly<Record<string, string>>): string {
+  const keys = Object.keys(labels).sort((a, b) => {
+    const ia = LABEL_ORDER.indexOf(a);
+    const ib = LABEL_ORDER.indexOf(b);
+    return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || (a < b ? -1 : a > b ? 1 : 0);
+  });
+  return keys.map((k) => `${k}="${escapeLabelValue(labels[k] ?? '')}"`).join(',');
+}
+
+const sameSeries = (a: Sample, name: MetricName, labels: Readonly<Record<string, string>>): boolean =>
+  a.name === name && labelKey(a.labels) === labelKey(labels);
+
+/**
+ * Given a job's facts per source/stream and the samples of the previous file, returns the samples
+ * of the new file. The last-success time survives failed runs (taken from `previous`; 0 when there
+ * never was one); streams the run did not touch keep their previous run metrics.
+ */
+export function planJobMetrics(
+  job: MetricsJob,
+  streams: readonly StreamRunFacts[],
+  previous: readonly Sample[],
+  opts: { appDowntime: boolean },
+): Sample[] {
+  const out: Sample[] = [];
+  const prev = (name: MetricName, labels: Record<string, string>) =>
+    previous.find((s) => sameSeries(s, name, labels));
+  for (const s of streams) {
+    const labels = { job, source: s.source, stream: s.stream };
+    if (s.ran) {
+      out.push({ name: 'baton_last_run_duration_seconds', labels, value: s.durationSeconds });
+      out.push({ name: 'baton_last_run_success', labels, value: s.ok ? 1 : 0 });
+      out.push({
+        name: 'baton_last_success_timestamp_seconds',
+        labels,
+        value: s.ok
+          ? s.finishedAt.getTime() / 1000
+          : (prev('baton_last_success_timestamp_seconds', labels)?.value ?? 0),
+      });
+    } else {
+      for (const name of [
+        'baton_last_run_duration_seconds',
+        'baton_last_run_success',
+        'baton_last_success_timestamp_seconds',
+      ] as const) {
+        const p = prev(name, labels);
+        if (p !== undefined) out.push({ name, labels, value: p.value });
+      }
+    }
+    for (const st of s.stores)
+      out.push({ name: 'baton_generations', labels: { ...labels, store: st.store }, value: st.generations });
+    if (s.newest !== undefined) {
+      out.push({ name: 'baton_generation_bytes', labels, value: s.newest.bytes });
+      out.push({ name: 'baton_generation_bytes_new', labels, value: s.newest.bytesNew });
+      if (opts.appDowntime && s.newest.downtimeMs !== undefined)
+        out.push({ name: 'baton_app_downtime_seconds', labels, value: s.newest.downtimeMs / 1000 });
+    }
+  }
+  return out;
+}
+
+function escapeLabelValue(v: string): string {
+  return v.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n');
+}
+
+function unescapeLabelValue(v: string): string {
+  return v.replace(/\\(.)/g, (_all, c: string) => (c === 'n' ? '\n' : c));
+}
+
+function formatValue(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (!Number.isFinite(v)) return v > 0 ? '+Inf' : '-Inf';
+  return Number.isInteger(v) ? String(v) : String(Math.round(v * 1000) / 1000);
+}
+
+/** The text exposition of samples: `# HELP` and `# TYPE gauge` per metric, series sorted, no timestamps. */
+export function formatMetrics(samples: readonly Sample[]): string {
+  const lines: string[] = [];
+  for (const name of METRIC_ORDER) {
+    const series = samples
+      .filter((s) => s.name === name)
+      .map((s) => ({ key: labelKey(s.labels), value: s.value }))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    if (series.length === 0) continue;
+    lines.push(`# HELP ${name} ${METRIC_HELP[name]}`, `# TYPE ${name} gauge`);
+    for (const s of series) lines.push(`${name}${s.key === '' ? '' : `{${s.key}}`} ${formatValue(s.value)}`);
+  }
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)\s*$/;
+const LABEL_PAIR = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+
+/** The baton samples of a previous `.prom` file; anything else (comments, foreign lines) is ignored. */
+export function parseMetrics(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    const m = SAMPLE_LINE.exec(line);
+    if (!m?.[1] || m[3] === undefined || !isMetricName(m[1])) continue;
+    const value = Number(m[3]);
+    if (Number.isNaN(value) && m[3] !== 'NaN') continue;
+    const labels: Record<string, string> = {};
+    for (const p of (m[2] ?? '').matchAll(LABEL_PAIR))
+      if (p[1]) labels[p[1]] = unescapeLabelValue(p[2] ?? '');
+    out.push({ name: m[1], labels, value });
+  }
+  return out;
+}

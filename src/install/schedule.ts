@@ -1,0 +1,198 @@
+/**
+ * The systemd units / cron files `baton install` writes: pure text from the baton argv, the config
+ * file and the schedule. Idempotency depends on these being byte-for-byte stable for the same input.
+ */
+import type { StreamName } from '../config/schema.js';
+import { cronCommand, hasControlCharacters, systemdJoin } from './quote.js';
+
+/** systemd OnCalendar= defaults: the source backs up at night, the sink pulls after it. */
+export const DEFAULT_CALENDAR = {
+  sourceBackup: '*-*-* 02:15:00',
+  sinkPull: { data: '*-*-* 04:00:00', logs: '*-*-* 04:30:00' },
+} as const satisfies { sourceBackup: string; sinkPull: Record<StreamName, string> };
+
+/** A small spread so many hosts do not start at the same second; small, because the app goes down. */
+const RANDOMIZED_DELAY = '5min';
+
+const HEADER = (kind: 'source' | 'sink') =>
+  `# Written by \`baton install ${kind}\`. Edits are replaced when it runs again: change its options instead.\n`;
+
+export interface UnitFile {
+  /** file name, e.g. `baton-source-backup.service` */
+  name: string;
+  content: string;
+}
+
+/** Why an OnCalendar= expression is not acceptable, or undefined when it is. */
+export function checkCalendar(spec: string): string | undefined {
+  if (spec.trim() === '') return 'empty calendar expression';
+  if (hasControlCharacters(spec) || !/^[A-Za-z0-9*:,./~ +-]+$/.test(spec)) {
+    return `"${spec}" is not an OnCalendar= expression (e.g. "*-*-* 02:15:00", "daily", "Mon..Fri 02:15")`;
+  }
+  return undefined;
+}
+
+/**
+ * The cron time fields for the calendar expressions that have one: `daily`, `hourly`, `weekly`,
+ * `HH:MM`, `HH:MM:00`, `*-*-* HH:MM[:00]`. Anything else cannot be written as a cron line.
+ */
+export function cronScheduleOf(spec: string): { ok: true; fields: string } | { ok: false; error: string } {
+  const s = spec.trim();
+  const fixed: Record<string, string> = { daily: '0 0 * * *', hourly: '0 * * * *', weekly: '0 0 * * 1' };
+  const known = fixed[s];
+  if (known !== undefined) return { ok: true, fields: known };
+  const m = /^(?:\*-\*-\*\s+)?(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(s);
+  const hour = Number(m?.[1]);
+  const minute = Number(m?.[2]);
+  if (!m || hour > 23 || minute > 59 || (m[3] !== undefined && Number(m[3]) !== 0)) {
+    return {
+      ok: false,
+      error: `"${spec}" has no cron equivalent: with --cron give a daily time like 02:15 or "*-*-* 02:15:00"`,
+    };
+  }
+  return { ok: true, fields: `${minute} ${hour} * * *` };
+}
+
+export interface SourceSchedule {
+  baton: readonly string[];
+  configFile: string;
+  onCalendar: string;
+  /** app.startTimeout in ms: a stopped unit must leave baton time to start the app again. */
+  appStartTimeoutMs: number;
+}
+
+/** `baton-source-backup.service` + `.timer`, and `baton-source-recover.service` for boot. */
+export function sourceUnits(o: SourceSchedule): UnitFile[] {
+  const run = (...args: string[]) => systemdJoin([...o.baton, ...args, '--config', o.configFile]);
+  const stopSeconds = Math.ceil(o.appStartTimeoutMs / 1000) + 60;
+  const backup = `${HEADER('source')}[Unit]
+Description=baton: app-consistent backup of this source (stop app, collect, start app, hand over)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=${run('source', 'backup')}
+# Also after a killed or failed run: starts the app if that run left it stopped, removes work dirs.
+ExecStopPost=${run('source', 'recover')}
+# The app's stop/start commands run inside this unit. An app started by a shell line (rather than
+# systemctl) would otherwise be killed together with this unit once the backup is done.
+KillMode=process
+# On SIGTERM baton still starts the app again (up to app.startTimeout): wait that long before SIGKILL.
+TimeoutStopSec=${stopSeconds}s
+SyslogIdentifier=baton-source
+# Hardening that the app's own stop/start commands (run as root, inheriting all of this) survive:
+# no PrivateTmp, ProtectSystem or NoNewPrivileges (setuid helpers such as postdrop must keep working).
+ProtectClock=yes
+ProtectHostname=yes
+ProtectKernelLogs=yes
+LockPersonality=yes
+`;
+  const timer = `${HEADER('source')}[Unit]
+Description=baton: nightly backup of this source
+
+[Timer]
+OnCalendar=${o.onCalendar}
+Persistent=true
+RandomizedDelaySec=${RANDOMIZED_DELAY}
+
+[Install]
+WantedBy=timers.target
+`;
+  const recover = `${HEADER('source')}[Unit]
+Description=baton: at boot, start the app again if a backup interrupted by a crash left it stopped
+After=local-fs.target network-online.target
+Wants=network-online.target
+Before=baton-source-backup.service
+
+[Service]
+Type=oneshot
+ExecStart=${run('source', 'recover')}
+SyslogIdentifier=baton-source
+
+[Install]
+WantedBy=multi-user.target
+`;
+  return [
+    { name: 'baton-source-backup.service', content: backup },
+    { name: 'baton-source-backup.timer', content: timer },
+    { name: 'baton-source-recover.service', content: recover },
+  ];
+}
+
+export interface SinkSchedule {
+  baton: readonly string[];
+  configFile: string;
+  /** the streams some source has, with their OnCalendar= */
+  streams: ReadonlyArray<{ stream: StreamName; onCalendar: string }>;
+}
+
+/** `baton-sink-pull-<stream>.service` + `.timer` per stream. */
+export function sinkUnits(o: SinkSchedule): UnitFile[] {
+  return o.streams.flatMap(({ stream, onCalendar }) => {
+    const service = `${HEADER('sink')}[Unit]
+Description=baton: pull, verify, publish and ack the ${stream} generations of every source
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=${systemdJoin([...o.baton, 'sink', 'pull', stream, '--config', o.configFile])}
+SyslogIdentifier=baton-sink
+# The sink runs only ssh, rsync and mail: it needs to write its store and state, nothing in /usr or /etc.
+# (No NoNewPrivileges: alerts.mail.sendmail may hand over to a setgid postdrop.)
+ProtectSystem=full
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+LockPersonality=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+`;
+    const timer = `${HEADER('sink')}[Unit]
+Description=baton: pull the ${stream} stream from every source
+
+[Timer]
+OnCalendar=${onCalendar}
+Persistent=true
+RandomizedDelaySec=${RANDOMIZED_DELAY}
+
+[Install]
+WantedBy=timers.target
+`;
+    return [
+      { name: `baton-sink-pull-${stream}.service`, content: service },
+      { name: `baton-sink-pull-${stream}.timer`, content: timer },
+    ];
+  });
+}
+
+// cron's PATH is /usr/bin:/bin; baton runs rsync, ssh and the app's commands (systemctl, …).
+const CRON_ENV = 'SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n';
+
+/** /etc/cron.d/baton-source: the nightly backup and the boot-time recover. */
+export function sourceCronFile(o: SourceSchedule & { cronFields: string }): string {
+  const run = (...args: string[]) => cronCommand([...o.baton, ...args, '--config', o.configFile]);
+  return `${HEADER('source')}${CRON_ENV}${o.cronFields} root ${run('source', 'backup')}
+@reboot root ${run('source', 'recover')}
+`;
+}
+
+/** /etc/cron.d/baton-sink: one pull line per stream. */
+export function sinkCronFile(
+  o: Omit<SinkSchedule, 'streams'> & {
+    streams: ReadonlyArray<{ stream: StreamName; cronFields: string }>;
+  },
+): string {
+  const lines = o.streams.map(
+    ({ stream, cronFields }) =>
+      `${cronFields} root ${cronCommand([...o.baton, 'sink', 'pull', stream, '--config', o.configFile])}\n`,
+  );
+  return `${HEADER('sink')}${CRON_ENV}${lines.join('')}`;
+}

@@ -1,0 +1,35 @@
+/** Small formatters shared by the text and HTML status reports. */
+
+/** 1536 → `1.5 KiB`; null → `?`. */
+export function formatBytes(b: number | null): string {
+  if (b === null) return '?';
+  if (b < 1024) return `${b} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = b / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i] ?? 'PiB'}`;
+}
+
+/** 3200 → `3.20s`, 95000 → `1m 35s`, 2 h → `2h 0m`; null → `` (unknown). */
+export function formatDowntime(ms: number | null): string {
+  if (ms === null) return '';
+  if (ms < 60_000) return `${(ms / 1000).toFixed(2)}s`;
+  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m ${Math.floor((ms % 60_000) / 1000)}s`;
+  return `${Math.floor(ms / 3_600_000)}h ${Math.floor((ms % 3_600_000) / 60_000)}m`;
+}
+
+/** `2026-11-28T06:19:22.123Z` → `2026-11-28 06:19Z` (what a table has room for). */
+export function formatInstant(iso: string | null): string {
+  if (iso === null) return '';
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)}Z`;
+}
+
+/** Seconds as a run duration: `0.4s`, `12.3s`, `4m 2s`. */
+export function formatRunDuration(s: number): string {
+  if (s < 60) return `${s.toFixed(1)}s`;
+  return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
+}

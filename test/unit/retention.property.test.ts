@@ -1,0 +1,122 @@
+/**
+ * Property-based tests of the retention planner: for any set of generations (verified or not) and any
+ * keep ≥ 1, the plan never drops the safety nets of DESIGN.md §1 and STYLE.md.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { formatGenerationId, sortNewestFirst } from '../../src/core/generation-id.js';
+import { planRetention, type RetentionCandidate } from '../../src/core/retention.js';
+
+const id = fc
+  .date({ min: new Date('2000-01-01T00:00:00Z'), max: new Date('2100-01-01T00:00:00Z'), noInvalidDate: true })
+  .map(formatGenerationId);
+
+const generations = fc.uniqueArray(
+  fc.record({ id, verified: fc.boolean() }).map((g): RetentionCandidate => g),
+  { selector: (g) => g.id, maxLength: 30 },
+);
+
+/** Dense sets: ids one second apart, so "newest" and neighbours are exercised on equal footing. */
+const denseGenerations = fc.array(fc.boolean(), { maxLength: 30 }).map((flags) =>
+  flags.map((verified, i): RetentionCandidate => ({
+    id: formatGenerationId(new Date(Date.UTC(2026, 10, 28, 6, 0, i))),
+    verified,
+  })),
+);
+
+const anyGenerations = fc.oneof(generations, denseGenerations);
+const keep = fc.oneof(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 40 }));
+
+const scenario = anyGenerations.chain((gens) =>
+  fc.record({
+    gens: fc.shuffledSubarray(gens, { minLength: gens.length, maxLength: gens.length }),
+    keep,
+    protect: fc.oneof(
+      fc.constant(undefined),
+      fc.subarray(gens.map((g) => g.id)),
+      fc
+        .tuple(fc.subarray(gens.map((g) => g.id)), fc.array(id, { maxLength: 2 }))
+        .map(([a, b]) => [...a, ...b]),
+    ),
+  }),
+);
+
+test('property: the plan partitions the input, keeps min(keep, n), the newest verified and protected ids', () => {
+  fc.assert(
+    fc.property(scenario, ({ gens, keep: k, protect }) => {
+      const plan = planRetention(gens, { keep: k, ...(protect === undefined ? {} : { protect }) });
+      const kept = plan.keep.map((d) => d.id);
+      const removed = plan.remove.map((d) => d.id);
+      const all = gens.map((g) => g.id);
+
+      // keep ∪ remove = input, disjoint
+      assert.deepEqual([...kept, ...removed].sort(), [...all].sort());
+      assert.equal(new Set([...kept, ...removed]).size, kept.length + removed.length);
+      // both lists newest first
+      assert.deepEqual(kept, sortNewestFirst(kept));
+      assert.deepEqual(removed, sortNewestFirst(removed));
+
+      assert.ok(kept.length >= Math.min(k, all.length), `kept ${kept.length} < min(${k}, ${all.length})`);
+      const newestFirst = sortNewestFirst(all);
+      for (const g of newestFirst.slice(0, k)) assert.ok(kept.includes(g), `one of the newest ${k} removed`);
+
+      const verified = new Set(gens.filter((g) => g.verified).map((g) => g.id));
+      const newestVerified = newestFirst.find((g) => verified.has(g));
+      if (newestVerified !== undefined) assert.ok(kept.includes(newestVerified), 'newest verified removed');
+      else assert.deepEqual(removed, [], 'removed something with no verified generation');
+
+      for (const p of protect ?? []) assert.ok(!removed.includes(p), `protected ${p} removed`);
+
+      // only generations beyond the newest `keep` are removed
+      for (const r of removed) assert.ok(!newestFirst.slice(0, k).includes(r));
+      for (const d of [...plan.keep, ...plan.remove]) assert.match(d.reason, /^(kept|removed): /);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('property: retention is stable: planning again over what was kept removes nothing more', () => {
+  fc.assert(
+    fc.property(scenario, ({ gens, keep: k }) => {
+      const first = planRetention(gens, { keep: k });
+      const left = gens.filter((g) => first.keep.some((d) => d.id === g.id));
+      const second = planRetention(left, { keep: k });
+      assert.deepEqual(second.remove, []);
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test('property: a policy that could delete everything, bad ids and duplicates are refused', () => {
+  fc.assert(
+    fc.property(
+      anyGenerations,
+      fc.oneof(
+        fc.integer({ max: 0 }),
+        fc.double({ noNaN: false }).filter((x) => !Number.isInteger(x) || x < 1),
+      ),
+      (gens, badKeep) => {
+        assert.throws(() => planRetention(gens, { keep: badKeep }), RangeError);
+      },
+    ),
+  );
+  fc.assert(
+    fc.property(
+      anyGenerations,
+      fc.constantFrom('../x', '2026-13-45T999999Z', 'a\nb', '.2026-11-28T061922Z', ''),
+      (gens, bad) => {
+        assert.throws(() => planRetention([...gens, { id: bad, verified: true }], { keep: 1 }), RangeError);
+      },
+    ),
+  );
+  fc.assert(
+    fc.property(
+      anyGenerations.filter((g) => g.length > 0),
+      (gens) => {
+        const dup = gens[0] as RetentionCandidate;
+        assert.throws(() => planRetention([...gens, { ...dup }], { keep: 1 }), RangeError);
+      },
+    ),
+  );
+});
