@@ -192,6 +192,17 @@ const sinkStream = z.strictObject({
   user: userName.describe('the stream user on the source'),
   identity: absPath('private key; an OpenSSH certificate next to it (KEY-cert.pub) is used too'),
   generations: z.int().min(1).max(10000).describe('generations kept in the sink store'),
+  keepWithin: duration(
+    'generations younger than this are never pruned by count (a burst of tiny generations cannot push out older ones)',
+  ).optional(),
+  anomalyDropPercent: z
+    .number()
+    .min(0)
+    .max(100)
+    .default(50)
+    .describe(
+      'files or bytes dropping by more than this percent against the previous verified generation → alert, no prune this run (0 disables)',
+    ),
 });
 
 export const sinkSchema = z

@@ -1,4 +1,4 @@
-import { isGenerationId, sortNewestFirst } from './generation-id.js';
+import { isGenerationId, parseGenerationId, sortNewestFirst } from './generation-id.js';
 
 /** A generation as retention sees it: its id (ids sort by time) and whether it was verified. */
 export interface RetentionCandidate {
@@ -7,10 +7,17 @@ export interface RetentionCandidate {
 }
 
 export interface RetentionPolicy {
-  /** How many of the newest generations to keep (at least 1). */
+  /** How many of the newest VERIFIED generations to keep (at least 1). */
   keep: number;
   /** Ids never removed whatever their age (e.g. the generation just acked). */
   protect?: ReadonlyArray<string>;
+  /**
+   * Milliseconds: a generation whose id is younger than `now - keepWithin` is never removed, so a burst
+   * of tiny generations cannot push last week's out by count. Needs `now`.
+   */
+  keepWithin?: number;
+  /** The clock for `keepWithin` (the planner itself never reads the clock). */
+  now?: Date;
 }
 
 export interface RetentionDecision {
@@ -27,25 +34,35 @@ export interface RetentionPlan {
 
 /**
  * Given generations in any order and a policy, returns which to keep and which to remove, each with a
- * reason (`kept: among newest 3`, `kept: newest verified`, `removed: beyond newest 3`).
+ * reason (`kept: among newest 3 verified`, `kept: within keepWithin`, `removed: beyond newest 3 verified`).
  *
- * - The newest `keep` generations are kept, verified or not: an unverified generation counts towards
- *   `keep` (it is newer than what it would otherwise displace, and removing it is not ours to decide).
- * - The newest verified generation is always kept, even when that keeps more than `keep`.
+ * - The newest `keep` VERIFIED generations are kept. Unverified generations never count towards
+ *   `keep`: an unverified (e.g. bit-rotted) generation is never the reason a verified one is removed.
+ * - Every unverified generation newer than the oldest kept verified one is kept too (it is not ours to
+ *   delete on a count basis); unverified ones older than that are removed with the verified ones.
+ * - Generations younger than `keepWithin` (by their id, against `now`) are kept; ids in the future
+ *   (clock skew) count as young.
  * - Ids in `protect` are always kept.
  * - With no verified generation at all nothing is removed: there is no known-good generation to fall
  *   back on, so deleting anything could leave no recovery point.
  *
- * Throws on a policy that could delete everything (`keep` < 1 or not an integer), on an id that is not
- * a generation id, and on a duplicated id — all signs that the caller listed the wrong thing.
+ * Throws on a policy that could delete everything (`keep` < 1 or not an integer), on a `keepWithin`
+ * that is negative or given without `now`, on an id that is not a generation id, and on a duplicated
+ * id — all signs that the caller listed the wrong thing.
  */
 export function planRetention(
   generations: ReadonlyArray<RetentionCandidate>,
   policy: RetentionPolicy,
 ): RetentionPlan {
-  const { keep } = policy;
+  const { keep, keepWithin, now } = policy;
   if (!Number.isInteger(keep) || keep < 1) {
     throw new RangeError(`retention policy must keep at least 1 generation (got ${String(keep)})`);
+  }
+  if (keepWithin !== undefined) {
+    if (!Number.isFinite(keepWithin) || keepWithin < 0)
+      throw new RangeError(`keepWithin must be a duration of 0 or more (got ${String(keepWithin)})`);
+    if (now === undefined || Number.isNaN(now.getTime()))
+      throw new RangeError('keepWithin needs a valid `now`');
   }
   const verified = new Map<string, boolean>();
   for (const g of generations) {
@@ -55,15 +72,22 @@ export function planRetention(
   }
   const protect = new Set(policy.protect ?? []);
   const newestFirst = sortNewestFirst([...verified.keys()]);
-  const newestVerified = newestFirst.find((id) => verified.get(id) === true);
+  const keptVerified = new Set(newestFirst.filter((id) => verified.get(id) === true).slice(0, keep));
+  const oldestKeptVerified = [...keptVerified].at(-1);
+  const cutoff = keepWithin !== undefined && now ? now.getTime() - keepWithin : undefined;
+  const isYoung = (id: string) => cutoff !== undefined && (parseGenerationId(id)?.getTime() ?? 0) > cutoff;
 
   const plan: RetentionPlan = { keep: [], remove: [] };
-  newestFirst.forEach((id, index) => {
-    if (index < keep) plan.keep.push({ id, reason: `kept: among newest ${keep}` });
-    else if (id === newestVerified) plan.keep.push({ id, reason: 'kept: newest verified' });
+  for (const id of newestFirst) {
+    const isVerified = verified.get(id) === true;
+    if (keptVerified.has(id)) plan.keep.push({ id, reason: `kept: among newest ${keep} verified` });
     else if (protect.has(id)) plan.keep.push({ id, reason: 'kept: protected' });
-    else if (newestVerified === undefined) plan.keep.push({ id, reason: 'kept: no verified generation' });
-    else plan.remove.push({ id, reason: `removed: beyond newest ${keep}` });
-  });
+    else if (isYoung(id)) plan.keep.push({ id, reason: 'kept: within keepWithin' });
+    else if (oldestKeptVerified === undefined) plan.keep.push({ id, reason: 'kept: no verified generation' });
+    else if (!isVerified && id > oldestKeptVerified)
+      plan.keep.push({ id, reason: 'kept: unverified, newer than the oldest kept verified' });
+    else if (isVerified) plan.remove.push({ id, reason: `removed: beyond newest ${keep} verified` });
+    else plan.remove.push({ id, reason: `removed: unverified, older than the newest ${keep} verified` });
+  }
   return plan;
 }

@@ -1,10 +1,17 @@
 import { readdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import type { StreamName } from '../config/schema.js';
+import type { SinkConfig, StreamName } from '../config/schema.js';
 import { errnoCode } from '../errors.js';
+import type { Logger } from '../adapters/log.js';
+import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
+import { clearBadMark, markGenerationBad } from '../sink/bad-marks.js';
 import { listGenerations } from '../adapters/generations.js';
 import { verifyGeneration, type VerifyProblem } from '../sink/verify.js';
 import { sinkPaths } from '../sink/state.js';
+import { createProgress } from '../adapters/progress.js';
+import { readJsonIfExists } from '../adapters/fsx.js';
+import { generationMetaSchema } from '../core/meta.js';
 
 export interface VerifyTarget {
   dir: string;
@@ -71,16 +78,28 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
  */
 export async function verifyGenerations(
   targets: readonly VerifyTarget[],
-  opts: { deep: boolean; onResult?: (c: GenerationCheck) => void },
+  opts: { deep: boolean; onResult?: (c: GenerationCheck) => void; progress?: boolean },
 ): Promise<GenerationCheck[]> {
   const out: GenerationCheck[] = [];
   for (const t of targets) {
+    // hashing progress against the generation's own byte count (meta.json), on a terminal only
+    const meta = generationMetaSchema.safeParse(
+      await readJsonIfExists(join(t.dir, 'meta.json')).catch(() => undefined),
+    );
+    const total = meta.success ? meta.data.bytes : 0;
+    const bar = createProgress(`verify ${basename(t.dir)}`, opts.deep && opts.progress === true && total > 0);
+    let hashedBytes = 0;
     const r = await verifyGeneration({
       dir: t.dir,
       hashes: opts.deep,
       concurrency: 4,
+      onHashed: (n) => {
+        hashedBytes += n;
+        bar.update(hashedBytes, total);
+      },
       ...(t.expect ? { expect: t.expect } : {}),
     });
+    bar.stop();
     const c: GenerationCheck = {
       dir: t.dir,
       store: t.store,
@@ -115,4 +134,59 @@ export function summarizeFailures(checks: readonly GenerationCheck[]): string | 
     `${failed.length} of ${checks.length} generation(s) failed: ${failed.map((c) => c.dir).join(', ')}` +
     (first ? ` (first: ${first.kind}: ${first.path})` : '')
   );
+}
+
+/**
+ * Bit rot (issue 5, case 24): a sink store generation that failed is marked bad (`.bad/<id>` next to
+ * it, see src/sink/bad-marks.ts) so retention no longer counts it as verified, and an alert is mailed;
+ * a generation that passed a deep check loses its mark. Other checks (handover, named dirs) are left
+ * alone. Returns the generation dirs marked and cleared.
+ */
+export async function recordSinkVerdicts(
+  config: SinkConfig,
+  checks: readonly GenerationCheck[],
+  opts: { deep: boolean; now: Date; log: Logger },
+): Promise<{ marked: string[]; cleared: string[] }> {
+  const marked: string[] = [];
+  const cleared: string[] = [];
+  for (const c of checks) {
+    if (c.store !== 'sink store') continue;
+    const streamDir = dirname(c.dir);
+    const id = basename(c.dir);
+    if (!c.ok) {
+      await markGenerationBad(
+        streamDir,
+        id,
+        c.problems.map((p) => `${p.kind}: ${p.path}: ${p.detail}`),
+        opts.now,
+      );
+      opts.log.warn({ step: 'verify', dir: c.dir }, `marked ${c.dir} bad: it no longer counts as verified`);
+      marked.push(c.dir);
+    } else if (opts.deep && (await clearBadMark(streamDir, id))) {
+      opts.log.info({ step: 'verify', dir: c.dir }, `${c.dir} passed a deep check: bad mark removed`);
+      cleared.push(c.dir);
+    }
+  }
+  if (marked.length > 0) {
+    const failed = checks.filter((c) => marked.includes(c.dir));
+    await sendAlert(
+      config.alerts.mail,
+      join(config.stateDir, 'pending-alerts'),
+      {
+        subject: alertSubject(
+          'sink',
+          `verify found ${marked.length} damaged generation(s) in the sink store`,
+        ),
+        text:
+          `baton verify${opts.deep ? ' --deep' : ''} found damage in the sink store:\n\n` +
+          failed.map((c) => renderCheck(c, opts.deep)).join('') +
+          `\nThese generations are marked bad (.bad/<id> in their stream directory): retention no longer ` +
+          `counts them as verified and keeps older verified generations instead. A later passing ` +
+          `\`baton verify --deep\` removes the mark.\n` +
+          alertFooter(),
+      },
+      opts.log,
+    );
+  }
+  return { marked, cleared };
 }

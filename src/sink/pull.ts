@@ -7,6 +7,7 @@ import { describeRsyncResult, rsyncEnv } from '../adapters/rsync.js';
 import { mkdirp } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { joinRsh, type Transport } from './transport.js';
+import { createProgress, rsyncProgressArgs } from '../adapters/progress.js';
 
 export interface PullInput {
   transport: Transport;
@@ -19,6 +20,8 @@ export interface PullInput {
   stream: StreamName;
   log: Logger;
   signal?: AbortSignal;
+  /** show an rsync progress bar on stderr (only when it is a terminal) */
+  progress?: boolean;
 }
 
 /** Only these two files in phase one: small, and enough to judge the generation before the tree moves. */
@@ -52,11 +55,18 @@ function isNoSpace(r: RunResult): boolean {
 
 async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> {
   await mkdirp(join(input.incoming, input.id), 0o700);
-  const r = await runProcess(pullArgv(input, headOnly), {
+  const progress = headOnly
+    ? undefined
+    : createProgress(`pull ${input.stream} ${input.id}`, input.progress === true);
+  const shown = rsyncProgressArgs(input.progress === true ? progress : undefined);
+  const [rsync, ...rest] = pullArgv(input, headOnly);
+  const r = await runProcess([rsync ?? 'rsync', ...shown.args, ...rest], {
     env: rsyncEnv(),
     tailBytes: 16 * 1024,
     signal: input.signal,
+    ...(shown.onStdout ? { onStdout: shown.onStdout } : {}),
   });
+  progress?.stop();
   const problem = describeRsyncResult(r);
   if (problem) {
     if (isNoSpace(r)) {

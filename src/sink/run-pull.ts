@@ -17,6 +17,7 @@ import { crashPoint } from '../adapters/crash-point.js';
 import { describeProblems, pulledManifestSha256, verifyGeneration } from './verify.js';
 import { cleanIncoming, publishGeneration, quarantineGeneration } from './publish.js';
 import { pruneSinkStream } from './prune.js';
+import { checkSizeAnomaly } from './check-anomaly.js';
 import { ackGeneration } from './ack.js';
 import { sinkPaths } from './state.js';
 import { checkStaleStreams } from './check-stale.js';
@@ -37,6 +38,8 @@ export interface SinkPullOptions {
   log: Logger;
   /** how to reach a source; ssh unless the demo says otherwise */
   transportFor?: TransportFactory;
+  /** progress bars on stderr (a terminal, not cron) */
+  progress?: boolean;
 }
 
 export interface StreamOutcome {
@@ -48,6 +51,8 @@ export interface StreamOutcome {
   acked: string[];
   pruned: string[];
   quarantined: string[];
+  /** things that did not fail the run but need a human (e.g. a suspicious size drop) */
+  warnings: string[];
   error?: string;
 }
 
@@ -132,6 +137,7 @@ async function pullSourceStream(
     acked: [],
     pruned: [],
     quarantined: [],
+    warnings: [],
   };
   if (!streamCfg) return { ...out, ok: true };
   const paths = sinkPaths(config, src.name, stream);
@@ -151,7 +157,7 @@ async function pullSourceStream(
   try {
     await mkdirp(paths.streamDir, 0o755);
     transport = await (opts.transportFor ?? sshTransport)(src, streamCfg, paths.controlDir, config.timeout);
-    await pullPending(config, src, stream, transport, paths, out, log, opts.now);
+    await pullPending(config, src, stream, transport, paths, out, log, opts.now, opts.progress === true);
     out.ok = true;
   } catch (e) {
     out.error = oneLine(e);
@@ -163,7 +169,7 @@ async function pullSourceStream(
   await mkdirp(join(config.stateDir, 'runs'), 0o755);
   await writeFileAtomic(
     paths.lastRun,
-    `${JSON.stringify({ job: `sink pull ${stream}`, source: src.name, ok: out.ok, startedAt: startedAt.toISOString(), finishedAt: opts.now().toISOString(), pulled: out.pulled, pruned: out.pruned, quarantined: out.quarantined, error: out.error }, null, 2)}\n`,
+    `${JSON.stringify({ job: `sink pull ${stream}`, source: src.name, ok: out.ok, startedAt: startedAt.toISOString(), finishedAt: opts.now().toISOString(), pulled: out.pulled, pruned: out.pruned, quarantined: out.quarantined, warnings: out.warnings, error: out.error }, null, 2)}\n`,
   ).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
   return out;
 }
@@ -177,7 +183,10 @@ async function pullPending(
   out: StreamOutcome,
   log: Logger,
   now: () => Date,
+  progress: boolean,
 ): Promise<void> {
+  const streamCfg = src.streams[stream];
+  if (!streamCfg) return;
   const listed = await transport.run('list', 2 * 60_000);
   if (listed.code !== 0) {
     const gateSaid = listed.stderr.split('\n').find((l) => l.startsWith('baton gate:'));
@@ -199,6 +208,8 @@ async function pullPending(
   const incomingNames = await readdir(paths.incoming).catch(() => [] as string[]);
   await cleanIncoming(paths.incoming, new Set(listing.generations.map((g) => g.id)), incomingNames);
 
+  // set by a suspicious size drop: nothing is pruned for this stream for the rest of this run
+  let retentionFrozen = false;
   for (const g of listing.generations) {
     const stored = await listGenerations(paths.streamDir);
     const already = stored.find((s) => s.id === g.id);
@@ -224,6 +235,7 @@ async function pullPending(
       ioTimeoutMs: config.timeout,
       stream,
       log,
+      progress,
     };
     const pulledDir = join(paths.incoming, g.id);
     const linkFiles = base
@@ -294,12 +306,38 @@ async function pullPending(
       { step: 'verify', id: g.id, files: v.files, bytes: v.bytes, hashed: v.hashed, reused: v.reused },
       `verified ${g.id}`,
     );
+    // -- anomaly check (retention under attack) --
+    const anomaly = await checkSizeAnomaly({
+      source: src.name,
+      stream,
+      streamDir: paths.streamDir,
+      id: g.id,
+      size: { files: v.files, bytes: v.bytes },
+      dropPercent: streamCfg.anomalyDropPercent,
+      mail: config.alerts.mail,
+      pendingAlerts: paths.pendingAlerts,
+      log,
+    });
+    if (anomaly !== undefined) {
+      out.warnings.push(anomaly);
+      retentionFrozen = true;
+    }
+    // -- end anomaly check --
     await crashPoint('sink-verified');
     await publishGeneration(paths.incoming, paths.streamDir, g.id, log);
     out.pulled.push(g.id);
     await crashPoint('sink-published');
-    const plan = await pruneSinkStream(paths.streamDir, src.streams[stream]?.generations ?? 1, [g.id], log);
-    out.pruned.push(...plan.remove.map((r) => r.id));
+    if (retentionFrozen) {
+      log.warn({ step: 'prune' }, `retention frozen after a suspicious size drop: nothing pruned`);
+    } else {
+      const plan = await pruneSinkStream(
+        paths.streamDir,
+        { keep: streamCfg.generations, keepWithin: streamCfg.keepWithin, now: now() },
+        [g.id],
+        log,
+      );
+      out.pruned.push(...plan.remove.map((r) => r.id));
+    }
     await crashPoint('sink-pruned');
     await ackGeneration(transport, g.id, g.manifestSha256, log);
     out.acked.push(g.id);

@@ -1,4 +1,5 @@
 import { lstat, readlink } from 'node:fs/promises';
+import { lstatSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { compareTreeOrder, DEFAULT_MANIFEST_LIMITS, pathKey, type ManifestEntry } from '../core/manifest.js';
 import { generationMetaSchema } from '../core/meta.js';
@@ -22,6 +23,8 @@ export interface VerifyOptions {
   expect?: { id: string; source: string; stream: 'data' | 'logs' };
   /** hash file contents (else presence, types, sizes, link targets only) */
   hashes: boolean;
+  /** told the size of every file hashed (progress display) */
+  onHashed?: (bytes: number) => void;
   /**
    * a verified generation: files hard-linked to it with the same manifest hash need no re-read.
    * Its entries come from `files` (a map, grows with the file count) or are read from its
@@ -106,7 +109,8 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   /** Same inode as the link base's file with the same manifest hash (verified before), else hashed. */
   const contentCheck = async (w: WalkEntry, m: ManifestEntry, base: ManifestEntry | undefined) => {
     if (baseTree && base?.type === 'f' && base.sha256 === m.sha256) {
-      const bst = await lstat(Buffer.concat([baseTree, m.path]), { bigint: true }).catch(() => undefined);
+      // synchronous: one cached metadata call costs less than a thread-pool round trip (see walkTree)
+      const bst = lstatQuiet(Buffer.concat([baseTree, m.path]));
       if (bst && bst.ino === w.st.ino && bst.dev === w.st.dev) {
         res.reused++;
         return;
@@ -114,6 +118,7 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     }
     const got = await sha256File(w.abs, m.size);
     res.hashed++;
+    opts.onHashed?.(m.size);
     if (got !== m.sha256) add('hash', show(m.path), `sha256 ${got} != manifest ${m.sha256 ?? '-'}`);
   };
   const schedule = async (p: Promise<void>) => {
@@ -185,6 +190,14 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
 }
 
 class LimitReached extends Error {}
+
+function lstatQuiet(path: Buffer): BigIntStats | undefined {
+  try {
+    return lstatSync(path, { bigint: true });
+  } catch {
+    return undefined;
+  }
+}
 
 /** meta.json is small; a larger one is not what baton writes. */
 const MAX_META_BYTES = 1024 * 1024;

@@ -27,6 +27,8 @@ export interface BackupOptions {
   log: Logger;
   /** aborted on SIGTERM / SIGINT: running rsyncs are stopped, the app is still started again */
   signal?: AbortSignal;
+  /** a progress bar for the data collection on stderr (a terminal, not cron) */
+  progress?: boolean;
 }
 
 export interface BackupResult {
@@ -170,7 +172,17 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
     await stopApp(config.app, log);
     await crashPoint('app-stopped');
     const collected = await Promise.allSettled(
-      plan.streams.map((s) => collectStream(s.name, s.config, s.mirror, s.mirrorPathsFile, log, opts.signal)),
+      plan.streams.map((s) =>
+        collectStream(
+          s.name,
+          s.config,
+          s.mirror,
+          s.mirrorPathsFile,
+          log,
+          opts.signal,
+          opts.progress === true && s.name === 'data',
+        ),
+      ),
     );
     for (const c of collected) if (c.status === 'rejected') failures.push(asError(c.reason));
     await crashPoint('collected');

@@ -5,6 +5,7 @@ import { runProcess } from '../adapters/run.js';
 import { describeRsyncResult, rsyncEnv } from '../adapters/rsync.js';
 import { mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
+import { createProgress, rsyncProgressArgs } from '../adapters/progress.js';
 
 export interface CollectResult {
   stream: StreamName;
@@ -41,6 +42,7 @@ export async function collectStream(
   pathsFile: string,
   log: Logger,
   signal?: AbortSignal,
+  progress = false,
 ): Promise<CollectResult> {
   const want = JSON.stringify({ paths: stream.paths, exclude: stream.exclude });
   const had = await readJsonIfExists(pathsFile).catch(() => undefined);
@@ -50,7 +52,16 @@ export async function collectStream(
   await mkdirp(mirror, 0o700);
   const argv = mirrorArgv(stream, mirror);
   log.info({ step: 'collect', stream: name }, `refreshing the ${name} mirror`);
-  const r = await runProcess(argv, { env: rsyncEnv(), signal, tailBytes: 16 * 1024 });
+  const bar = createProgress(`collect ${name}`, progress);
+  const shown = rsyncProgressArgs(progress ? bar : undefined);
+  const [rsync, ...rest] = argv;
+  const r = await runProcess([rsync ?? 'rsync', ...shown.args, ...rest], {
+    env: rsyncEnv(),
+    signal,
+    tailBytes: 16 * 1024,
+    ...(shown.onStdout ? { onStdout: shown.onStdout } : {}),
+  });
+  bar.stop();
   const problem = describeRsyncResult(r);
   if (problem) {
     throw new JobError(`collecting ${name}: ${problem}`, { step: 'collect' });

@@ -89,8 +89,14 @@ export function renderStatus(r: StatusReport, opts: { color?: boolean } = {}): s
               cell(formatBytes(g.bytes)),
               cell(formatBytes(g.bytesNew)),
               cell(
-                g.verified ? 'yes' : overdue.has(g.id) ? 'no, OVERDUE' : 'no, pending',
-                overdue.has(g.id) ? c.red : undefined,
+                g.bad === true
+                  ? 'BAD'
+                  : g.verified
+                    ? 'yes'
+                    : overdue.has(g.id)
+                      ? 'no, OVERDUE'
+                      : 'no, pending',
+                overdue.has(g.id) || g.bad === true ? c.red : undefined,
               ),
               cell(formatDowntime(g.downtimeMs)),
             ]),

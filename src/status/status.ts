@@ -7,6 +7,7 @@ import { judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import { readStoreContents, type StoreGeneration } from '../adapters/store-contents.js';
 import { sourceState } from '../source/state.js';
+import { listBadMarks } from '../sink/bad-marks.js';
 import { sinkPaths } from '../sink/state.js';
 import { streamFreshness } from '../sink/check-stale.js';
 import { errnoCode, JobError, oneLine } from '../errors.js';
@@ -33,6 +34,8 @@ export interface GenerationReport {
   downtimeMs: number | null;
   /** checked against its manifest by the sink before it was published (sink store) or acked (source store) */
   verified: boolean;
+  /** sink store: a later `baton verify` found it damaged (`.bad/<id>`); then `verified` is false. Absent otherwise. */
+  bad?: true;
 }
 
 export interface StoreReport {
@@ -349,6 +352,8 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
       if (!src.streams[stream]) continue;
       const p = sinkPaths(config, src.name, stream);
       const store = await storeReport('sink store', p.streamDir, now);
+      const bad = await listBadMarks(p.streamDir);
+      for (const g of store.generations) if (bad.has(g.id)) Object.assign(g, { verified: false, bad: true });
       const quarantined = (await readdir(p.quarantine).catch(() => [] as string[]))
         .filter((n) => !n.startsWith('.'))
         .sort()

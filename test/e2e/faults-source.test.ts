@@ -366,3 +366,26 @@ test(
     assert.ok(ids[0]!.startsWith(future.slice(0, 10)), 'the first id is from the future clock');
   },
 );
+
+test(
+  'case 13: rsync exit 23 (partial transfer) fails the backup; the app runs, nothing is published',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const s = await setup('rsync23');
+    // Root reads every file, so a real exit 23 cannot be provoked reliably: a wrapper earlier in
+    // PATH runs the real rsync (so the mirror is refreshed) and then reports a partial transfer.
+    const bin = join(root, 'bin-rsync23');
+    await mkdir(bin, { recursive: true });
+    await writeFile(
+      join(bin, 'rsync'),
+      '#!/bin/sh\ncase "$1" in --version) exec /usr/bin/rsync "$@";; esac\n/usr/bin/rsync "$@"\necho "rsync: [sender] read errors mapping \\"x\\": Input/output error (5)" >&2\nexit 23\n',
+      { mode: 0o755 },
+    );
+    const r = await backup(s, { PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}` });
+    assert.equal(r.code, 1, show(r));
+    assert.match(r.stderr, /collect: collecting data: rsync exit 23 \(partial transfer due to error\)/);
+    assert.ok(s.app.isRunning());
+    assert.deepEqual(await generationIds(s.handoverData), []);
+    await assertNoPartials(s);
+  },
+);

@@ -232,19 +232,21 @@ test(
   'a hung stop command is killed after stopTimeout, the app is started, the run fails with an alert',
   { skip: NEEDS_ROOT },
   async (t) => {
-    const s = await setup('hungstop', { stop: 'sleep 300', stopTimeout: '2s' });
+    // a sleep length no other process on the machine uses, so pgrep finds only ours
+    const hang = `sleep ${300 + (process.pid % 1000) / 1000}`;
+    const s = await setup('hungstop', { stop: hang, stopTimeout: '2s' });
     t.after(() => s.app.kill());
     const before = smtp.messages.length;
     const started = Date.now();
     const r = await runBaton(['source', 'backup', '--config', s.config]);
     assert.equal(r.code, 1, show(r));
     assert.ok(Date.now() - started < 60_000);
-    assert.match(r.stderr, /baton: stop-app: stop command `sleep 300` failed: timed out/);
+    assert.ok(r.stderr.includes(`baton: stop-app: stop command \`${hang}\` failed: timed out`), r.stderr);
     assert.ok(s.app.isRunning());
     assert.deepEqual(await generations(s.handoverData), []);
     const mails = await smtp.waitFor(before + 1);
     assert.match(mails.at(-1)!.subject, /source backup FAILED \(stop-app\)/);
-    const sleepers = await runProcess(['pgrep', '-f', '^sleep 300$']);
+    const sleepers = await runProcess(['pgrep', '-xf', hang]);
     assert.equal(sleepers.code, 1, "the stop command's process group was killed");
   },
 );

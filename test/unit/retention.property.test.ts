@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { formatGenerationId, sortNewestFirst } from '../../src/core/generation-id.js';
+import { formatGenerationId, parseGenerationId, sortNewestFirst } from '../../src/core/generation-id.js';
 import { planRetention, type RetentionCandidate } from '../../src/core/retention.js';
 
 const id = fc
@@ -42,10 +42,26 @@ const scenario = anyGenerations.chain((gens) =>
   }),
 );
 
-test('property: the plan partitions the input, keeps min(keep, n), the newest verified and protected ids', () => {
+const withWindow = scenario.chain((sc) =>
+  fc.record({
+    sc: fc.constant(sc),
+    keepWithin: fc.oneof(fc.constant(undefined), fc.integer({ min: 0, max: 40 * 86_400_000 })),
+    now: fc.date({
+      min: new Date('2000-01-01T00:00:00Z'),
+      max: new Date('2100-01-01T00:00:00Z'),
+      noInvalidDate: true,
+    }),
+  }),
+);
+
+test('property: partition; the newest keep verified, unverified newer than them, protected and young ids survive', () => {
   fc.assert(
-    fc.property(scenario, ({ gens, keep: k, protect }) => {
-      const plan = planRetention(gens, { keep: k, ...(protect === undefined ? {} : { protect }) });
+    fc.property(withWindow, ({ sc: { gens, keep: k, protect }, keepWithin, now }) => {
+      const plan = planRetention(gens, {
+        keep: k,
+        ...(protect === undefined ? {} : { protect }),
+        ...(keepWithin === undefined ? {} : { keepWithin, now }),
+      });
       const kept = plan.keep.map((d) => d.id);
       const removed = plan.remove.map((d) => d.id);
       const all = gens.map((g) => g.id);
@@ -57,19 +73,35 @@ test('property: the plan partitions the input, keeps min(keep, n), the newest ve
       assert.deepEqual(kept, sortNewestFirst(kept));
       assert.deepEqual(removed, sortNewestFirst(removed));
 
-      assert.ok(kept.length >= Math.min(k, all.length), `kept ${kept.length} < min(${k}, ${all.length})`);
       const newestFirst = sortNewestFirst(all);
-      for (const g of newestFirst.slice(0, k)) assert.ok(kept.includes(g), `one of the newest ${k} removed`);
-
       const verified = new Set(gens.filter((g) => g.verified).map((g) => g.id));
-      const newestVerified = newestFirst.find((g) => verified.has(g));
-      if (newestVerified !== undefined) assert.ok(kept.includes(newestVerified), 'newest verified removed');
-      else assert.deepEqual(removed, [], 'removed something with no verified generation');
+      const verifiedNewestFirst = newestFirst.filter((g) => verified.has(g));
+      const keptVerified = verifiedNewestFirst.slice(0, k);
+      for (const g of keptVerified) assert.ok(kept.includes(g), `one of the newest ${k} verified removed`);
+      if (verifiedNewestFirst.length === 0)
+        assert.deepEqual(removed, [], 'removed something with no verified generation');
+
+      // an unverified generation is never the reason a verified one is removed
+      for (const r of removed) {
+        if (!verified.has(r)) continue;
+        const newerVerifiedKept = kept.filter((g) => verified.has(g) && g > r).length;
+        assert.ok(
+          newerVerifiedKept >= k,
+          `verified ${r} removed with only ${newerVerifiedKept} newer verified`,
+        );
+      }
+      // unverified generations newer than the oldest kept verified one are never removed
+      const oldest = keptVerified.at(-1);
+      if (oldest !== undefined)
+        for (const r of removed) assert.ok(verified.has(r) || r < oldest, `unverified ${r} removed by count`);
 
       for (const p of protect ?? []) assert.ok(!removed.includes(p), `protected ${p} removed`);
-
-      // only generations beyond the newest `keep` are removed
-      for (const r of removed) assert.ok(!newestFirst.slice(0, k).includes(r));
+      if (keepWithin !== undefined) {
+        for (const r of removed) {
+          const age = now.getTime() - (parseGenerationId(r)?.getTime() ?? 0);
+          assert.ok(age >= keepWithin, `${r} removed inside the keepWithin window`);
+        }
+      }
       for (const d of [...plan.keep, ...plan.remove]) assert.match(d.reason, /^(kept|removed): /);
     }),
     { numRuns: 2000 },

@@ -7,6 +7,7 @@ const B = '2026-11-26T061922Z';
 const C = '2026-11-27T061922Z';
 const D = '2026-11-28T061922Z';
 const E = '2026-11-29T061922Z';
+const DAY = 86_400_000;
 
 const v = (id: string): RetentionCandidate => ({ id, verified: true });
 const u = (id: string): RetentionCandidate => ({ id, verified: false });
@@ -16,6 +17,8 @@ interface Row {
   generations: RetentionCandidate[];
   keep: number;
   protect?: string[];
+  keepWithin?: number;
+  now?: Date;
   expected: RetentionPlan;
 }
 
@@ -32,8 +35,8 @@ const rows: Row[] = [
     keep: 3,
     expected: {
       keep: [
-        { id: B, reason: 'kept: among newest 3' },
-        { id: A, reason: 'kept: among newest 3' },
+        { id: B, reason: 'kept: among newest 3 verified' },
+        { id: A, reason: 'kept: among newest 3 verified' },
       ],
       remove: [],
     },
@@ -44,44 +47,58 @@ const rows: Row[] = [
     keep: 3,
     expected: {
       keep: [
-        { id: E, reason: 'kept: among newest 3' },
-        { id: D, reason: 'kept: among newest 3' },
-        { id: C, reason: 'kept: among newest 3' },
+        { id: E, reason: 'kept: among newest 3 verified' },
+        { id: D, reason: 'kept: among newest 3 verified' },
+        { id: C, reason: 'kept: among newest 3 verified' },
       ],
       remove: [
-        { id: B, reason: 'removed: beyond newest 3' },
-        { id: A, reason: 'removed: beyond newest 3' },
+        { id: B, reason: 'removed: beyond newest 3 verified' },
+        { id: A, reason: 'removed: beyond newest 3 verified' },
       ],
     },
   },
   {
-    name: 'newest generations unverified -> also keeps the newest verified one beyond keep',
+    name: 'newest generations unverified -> they do not count, the newest keep verified ones stay',
     generations: [v(A), v(B), u(C), u(D), u(E)],
     keep: 2,
     expected: {
       keep: [
-        { id: E, reason: 'kept: among newest 2' },
-        { id: D, reason: 'kept: among newest 2' },
-        { id: B, reason: 'kept: newest verified' },
+        { id: E, reason: 'kept: unverified, newer than the oldest kept verified' },
+        { id: D, reason: 'kept: unverified, newer than the oldest kept verified' },
+        { id: C, reason: 'kept: unverified, newer than the oldest kept verified' },
+        { id: B, reason: 'kept: among newest 2 verified' },
+        { id: A, reason: 'kept: among newest 2 verified' },
       ],
-      remove: [
-        { id: C, reason: 'removed: beyond newest 2' },
-        { id: A, reason: 'removed: beyond newest 2' },
-      ],
+      remove: [],
     },
   },
   {
-    name: 'newest verified is among the newest -> no extra generation kept',
-    generations: [v(A), u(B), v(C), u(D)],
+    name: 'bit rot in the newest (marked unverified) -> the older verified ones are kept',
+    generations: [v(A), v(B), v(C), u(D)],
+    keep: 3,
+    expected: {
+      keep: [
+        { id: D, reason: 'kept: unverified, newer than the oldest kept verified' },
+        { id: C, reason: 'kept: among newest 3 verified' },
+        { id: B, reason: 'kept: among newest 3 verified' },
+        { id: A, reason: 'kept: among newest 3 verified' },
+      ],
+      remove: [],
+    },
+  },
+  {
+    name: 'unverified older than the oldest kept verified -> removed',
+    generations: [u(A), v(B), u(C), v(D), v(E)],
     keep: 2,
     expected: {
       keep: [
-        { id: D, reason: 'kept: among newest 2' },
-        { id: C, reason: 'kept: among newest 2' },
+        { id: E, reason: 'kept: among newest 2 verified' },
+        { id: D, reason: 'kept: among newest 2 verified' },
       ],
       remove: [
-        { id: B, reason: 'removed: beyond newest 2' },
-        { id: A, reason: 'removed: beyond newest 2' },
+        { id: C, reason: 'removed: unverified, older than the newest 2 verified' },
+        { id: B, reason: 'removed: beyond newest 2 verified' },
+        { id: A, reason: 'removed: unverified, older than the newest 2 verified' },
       ],
     },
   },
@@ -91,7 +108,7 @@ const rows: Row[] = [
     keep: 1,
     expected: {
       keep: [
-        { id: D, reason: 'kept: among newest 1' },
+        { id: D, reason: 'kept: no verified generation' },
         { id: C, reason: 'kept: no verified generation' },
         { id: B, reason: 'kept: no verified generation' },
         { id: A, reason: 'kept: no verified generation' },
@@ -100,13 +117,13 @@ const rows: Row[] = [
     },
   },
   {
-    name: 'keep 1 with only old verified -> keeps the newest and the newest verified',
+    name: 'keep 1 with only old verified -> keeps the newer unverified and the newest verified',
     generations: [v(A), u(B)],
     keep: 1,
     expected: {
       keep: [
-        { id: B, reason: 'kept: among newest 1' },
-        { id: A, reason: 'kept: newest verified' },
+        { id: B, reason: 'kept: unverified, newer than the oldest kept verified' },
+        { id: A, reason: 'kept: among newest 1 verified' },
       ],
       remove: [],
     },
@@ -118,11 +135,11 @@ const rows: Row[] = [
     protect: [A],
     expected: {
       keep: [
-        { id: D, reason: 'kept: among newest 2' },
-        { id: C, reason: 'kept: among newest 2' },
+        { id: D, reason: 'kept: among newest 2 verified' },
+        { id: C, reason: 'kept: among newest 2 verified' },
         { id: A, reason: 'kept: protected' },
       ],
-      remove: [{ id: B, reason: 'removed: beyond newest 2' }],
+      remove: [{ id: B, reason: 'removed: beyond newest 2 verified' }],
     },
   },
   {
@@ -131,15 +148,75 @@ const rows: Row[] = [
     keep: 1,
     protect: [E],
     expected: {
-      keep: [{ id: B, reason: 'kept: among newest 1' }],
-      remove: [{ id: A, reason: 'removed: beyond newest 1' }],
+      keep: [{ id: B, reason: 'kept: among newest 1 verified' }],
+      remove: [{ id: A, reason: 'removed: beyond newest 1 verified' }],
+    },
+  },
+  {
+    name: 'keepWithin 3d -> generations younger than the window survive the count',
+    generations: [v(A), v(B), v(C), v(D), v(E)],
+    keep: 1,
+    keepWithin: 3 * DAY,
+    now: new Date('2026-11-29T12:00:00Z'),
+    expected: {
+      keep: [
+        { id: E, reason: 'kept: among newest 1 verified' },
+        { id: D, reason: 'kept: within keepWithin' },
+        { id: C, reason: 'kept: within keepWithin' },
+      ],
+      remove: [
+        { id: B, reason: 'removed: beyond newest 1 verified' },
+        { id: A, reason: 'removed: beyond newest 1 verified' },
+      ],
+    },
+  },
+  {
+    name: "a burst of tiny generations within an hour -> last week's survive with keepWithin 7d",
+    generations: [
+      v(A),
+      v(B),
+      ...[0, 1, 2, 3, 4].map((m) => v(`2026-11-29T07${String(m * 10).padStart(2, '0')}00Z`)),
+    ],
+    keep: 3,
+    keepWithin: 7 * DAY,
+    now: new Date('2026-11-29T08:00:00Z'),
+    expected: {
+      keep: [
+        { id: '2026-11-29T074000Z', reason: 'kept: among newest 3 verified' },
+        { id: '2026-11-29T073000Z', reason: 'kept: among newest 3 verified' },
+        { id: '2026-11-29T072000Z', reason: 'kept: among newest 3 verified' },
+        { id: '2026-11-29T071000Z', reason: 'kept: within keepWithin' },
+        { id: '2026-11-29T070000Z', reason: 'kept: within keepWithin' },
+        { id: B, reason: 'kept: within keepWithin' },
+        { id: A, reason: 'kept: within keepWithin' },
+      ],
+      remove: [],
+    },
+  },
+  {
+    name: 'keepWithin with ids in the future (clock skew) -> they count as young',
+    generations: [v(A), v(B)],
+    keep: 1,
+    keepWithin: 0,
+    now: new Date('2026-01-01T00:00:00Z'),
+    expected: {
+      keep: [
+        { id: B, reason: 'kept: among newest 1 verified' },
+        { id: A, reason: 'kept: within keepWithin' },
+      ],
+      remove: [],
     },
   },
 ];
 
 for (const row of rows) {
   test(row.name, () => {
-    const policy = row.protect === undefined ? { keep: row.keep } : { keep: row.keep, protect: row.protect };
+    const policy = {
+      keep: row.keep,
+      ...(row.protect === undefined ? {} : { protect: row.protect }),
+      ...(row.keepWithin === undefined ? {} : { keepWithin: row.keepWithin }),
+      ...(row.now === undefined ? {} : { now: row.now }),
+    };
     assert.deepEqual(planRetention(row.generations, policy), row.expected);
   });
 }
@@ -159,6 +236,14 @@ const refusals: Array<{ name: string; generations: RetentionCandidate[]; keep: n
   { name: 'a work dir name -> throws', generations: [v(`.${A}`)], keep: 1, message: /not a generation id/ },
   { name: 'a duplicated id -> throws', generations: [v(A), u(A)], keep: 1, message: /twice/ },
 ];
+
+test('keepWithin without now -> throws', () => {
+  assert.throws(() => planRetention([v(A)], { keep: 1, keepWithin: DAY }), /needs a valid `now`/);
+});
+
+test('negative keepWithin -> throws', () => {
+  assert.throws(() => planRetention([v(A)], { keep: 1, keepWithin: -1, now: new Date() }), /keepWithin/);
+});
 
 for (const row of refusals) {
   test(row.name, () => {

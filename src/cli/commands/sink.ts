@@ -51,6 +51,7 @@ Exit codes: 0 all sources ok, 1 a source failed (alert sent; nothing acked or pr
           ...(opts.source === undefined ? {} : { only: opts.source }),
           now: ctx.now,
           log: ctx.log,
+          progress: ctx.interactive,
         });
         if (opts.json) {
           process.stdout.write(`${JSON.stringify(outcomes, null, 2)}\n`);

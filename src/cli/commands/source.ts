@@ -73,6 +73,7 @@ Exit codes: 0 ok, 1 the backup failed (alert sent), 2 config error, 75 another r
             now: ctx.now,
             log: ctx.log,
             signal: sig.signal,
+            progress: ctx.interactive,
           });
           if (r && opts.json) {
             process.stdout.write(

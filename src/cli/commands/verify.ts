@@ -4,6 +4,7 @@ import { loadConfig } from '../../config/load.js';
 import { ConfigError, JobError } from '../../errors.js';
 import {
   listConfiguredGenerations,
+  recordSinkVerdicts,
   renderCheck,
   summarizeFailures,
   verifyGenerations,
@@ -45,16 +46,15 @@ Examples:
 Exit codes: 0 all generations ok, 1 a mismatch was found, 2 usage or config error.`,
     )
     .action(async (dirs, opts) =>
-      runAction(root, async () => {
+      runAction(root, async (ctx) => {
         if (dirs.length === 0 && !opts.all)
           throw new ConfigError('name generation directories or pass --all', { step: 'verify' });
         const targets: VerifyTarget[] = dirs.map((dir) => ({ dir }));
-        if (opts.all)
-          targets.push(
-            ...(await listConfiguredGenerations(await loadConfig(opts.config ?? defaultConfigFile()))),
-          );
+        const loaded = opts.all ? await loadConfig(opts.config ?? defaultConfigFile()) : undefined;
+        if (loaded) targets.push(...(await listConfiguredGenerations(loaded)));
         const checks = await verifyGenerations(targets, {
           deep: opts.deep,
+          progress: ctx.interactive,
           onResult: (c) => {
             if (!opts.json) process.stdout.write(renderCheck(c, opts.deep));
           },
@@ -66,6 +66,8 @@ Exit codes: 0 all generations ok, 1 a mismatch was found, 2 usage or config erro
         } else if (checks.length === 0) {
           process.stdout.write('no generations found\n');
         }
+        if (loaded?.kind === 'sink')
+          await recordSinkVerdicts(loaded.config, checks, { deep: opts.deep, now: ctx.now(), log: ctx.log });
         const failed = summarizeFailures(checks);
         if (failed) throw new JobError(failed, { step: 'verify' });
       }),
