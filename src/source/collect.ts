@@ -23,6 +23,10 @@ export function mirrorArgv(stream: SourceStreamConfig, mirror: string): string[]
     '--delete-excluded',
     '--numeric-ids',
     '--no-inc-recursive',
+    // compare and keep mtimes to the nanosecond: the default window matches whole seconds only, so a
+    // file rewritten with the same size in the same second would be skipped, and a new directory,
+    // symlink or device whose mtime is in the current second would keep its creation time
+    '--modify-window=-1',
     ...stream.exclude.map((p) => `--exclude=${p}`),
     '--',
     ...stream.paths,
