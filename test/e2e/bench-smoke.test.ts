@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runProcess } from '../../src/adapters/run.js';
+import { skipUnlessRoot } from '../helpers/users.js';
+import { BATON_MAIN, show } from '../helpers/cli.js';
+import { FIGURE_IDS } from '../../bench/report.js';
+
+// The benchmark's quick variant end to end (`npm run bench:quick`): real users (batonSmokeData,
+// batonSmokeLogs: not the benchmark's own), sshd, baton and the bare tools on ~50 MiB. A smoke test, not a timed one: it
+// checks that every figure was measured and reported, never how fast.
+const RUN = fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+
+test('the quick benchmark measures and reports every figure', async (t) => {
+  if (skipUnlessRoot(t, 'creates the users batonSmokeData/batonSmokeLogs and runs sshd')) return;
+  assert.ok(existsSync(BATON_MAIN), 'run `npm run build` first');
+  const dir = await mkdtemp(join(tmpdir(), 'baton-bench-smoke-'));
+  // the stream users (the gate runs as them) must reach the configs and stores inside
+  await chmod(dir, 0o755);
+  try {
+    const out = join(dir, 'RESULTS.md');
+    const r = await runProcess(
+      [process.execPath, '--import', 'tsx', RUN, '--quick', '--out', out, '--dir', dir],
+      {
+        cwd: REPO,
+        timeoutMs: 170_000,
+        captureStdout: true,
+      },
+    );
+    assert.equal(r.code, 0, show(r));
+    const md = await readFile(out, 'utf8');
+    assert.equal(r.stdout, md, 'the report is printed as written');
+    for (const heading of ['## Machine', '## Dataset', '## Figures', '## Every measurement'])
+      assert.ok(md.includes(`\n${heading}\n`), `missing section ${heading}`);
+    assert.match(md, /CPU: \d+ × .+; RAM: [\d.]+ GiB; filesystem: \S+/);
+    assert.match(md, /rsync version \d+\.\d+/);
+    assert.match(md, /OpenSSH_\d+\.\d+/);
+    for (const id of FIGURE_IDS) {
+      const row = md.split('\n').find((l) => l.startsWith(`| ${id} |`));
+      assert.ok(row, `figure ${id} has a row`);
+      const cells = row.split(' | ');
+      assert.equal(cells.length, 7, `figure ${id}: 7 columns: ${row}`);
+      assert.doesNotMatch(row, /not measured/, `figure ${id} was measured: ${row}`);
+      // baton's figure and the plain tool's, each a number with its unit, and the ratio
+      assert.match(cells[2] ?? '', /\*\*[\d.]+ (s|MiB\/s|MiB|µs\/file)\*\*/, `figure ${id}: baton value`);
+      assert.match(
+        cells[3] ?? '',
+        /\*\*[\d.]+ (s|MiB\/s|MiB|µs\/file)\*\*/,
+        `figure ${id}: plain tool value`,
+      );
+      assert.match(cells[4] ?? '', /^[\d.]+×$/, `figure ${id}: ratio`);
+      assert.match(cells[6] ?? '', /^(met|\*\*missed\*\* by \d+ %) \|$/, `figure ${id}: verdict`);
+    }
+    // the run cleaned up after itself: no work dir left beside the report
+    assert.deepEqual((await readdir(dir)).sort(), ['RESULTS.md']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
