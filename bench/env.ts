@@ -4,7 +4,7 @@
  * key for the data stream has the gate as its forced command (what baton uses); a second key of
  * the same user is unrestricted but for `restrict`, for the bare rsync over the same sshd.
  */
-import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rename, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,7 @@ import {
 } from '../src/adapters/system-users.js';
 import { startSshd, type Sshd } from '../src/demo/sshd.js';
 import { joinRsh } from '../src/sink/transport.js';
+import { runProcess } from '../src/adapters/run.js';
 
 export const BATON_MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 /** The stream users of a benchmark run (the smoke test has its own, so it never disturbs a running benchmark). */
@@ -54,6 +55,8 @@ export interface BenchEnv {
   bareRsh: string;
   /** `user@127.0.0.1` */
   remote: string;
+  /** (re)writes the stream users' authorized_keys with this run's keys */
+  writeKeys(): Promise<void>;
   close(keep: boolean): Promise<void>;
 }
 
@@ -145,11 +148,14 @@ export async function createEnv(parent: string, users: BenchUsers = BENCH_USERS)
     );
     const gate = (stream: 'data' | 'logs') =>
       `restrict,command="${process.execPath} ${BATON_MAIN} gate ${stream} --config ${p.sourceConfig}"`;
-    await writeAuthorizedKeys(dataUser, [
-      `${gate('data')} ${gateData.publicKey}`,
-      `restrict ${bare.publicKey}`,
-    ]);
-    await writeAuthorizedKeys(logUser, [`${gate('logs')} ${gateLogs.publicKey}`]);
+    const writeKeys = async () => {
+      await writeAuthorizedKeys(dataUser, [
+        `${gate('data')} ${gateData.publicKey}`,
+        `restrict ${bare.publicKey}`,
+      ]);
+      await writeAuthorizedKeys(logUser, [`${gate('logs')} ${gateLogs.publicKey}`]);
+    };
+    await writeKeys();
     const bareRsh = joinRsh([
       'ssh',
       '-F',
@@ -179,19 +185,26 @@ export async function createEnv(parent: string, users: BenchUsers = BENCH_USERS)
       logUser,
       bareRsh,
       remote: `${users.data}@127.0.0.1`,
+      writeKeys,
       close: async (keep) => {
         await started.stop();
         // no key of this run may log in after it
         await writeAuthorizedKeys(dataUser, []);
         await writeAuthorizedKeys(logUser, []);
-        if (!keep) await rm(root, { recursive: true, force: true });
+        if (!keep) await removeTree(root);
       },
     };
   } catch (e) {
     await sshd?.stop();
-    await rm(root, { recursive: true, force: true });
+    await removeTree(root);
     throw e;
   }
+}
+
+/** `rm -rf`: much faster than fs.rm on a million files, and its memory stays out of this process. */
+export async function removeTree(path: string): Promise<void> {
+  const r = await runProcess(['rm', '-rf', '--one-file-system', '--', path], { timeoutMs: 3600_000 });
+  if (r.code !== 0) throw new Error(`rm -rf ${path} failed: ${r.stderr.trim()}`);
 }
 
 /** Generation ids (complete, not dot-names) in `dir`, oldest first. */
@@ -215,7 +228,7 @@ export async function unack(env: BenchEnv, id: string): Promise<void> {
 /** Removes all but the newest log generation from the handover (the benchmark pulls data only). */
 export async function trimLogHandover(env: BenchEnv): Promise<void> {
   const ids = await generationIds(env.handoverLogs);
-  for (const id of ids.slice(0, -1)) await rm(join(env.handoverLogs, id), { recursive: true, force: true });
+  for (const id of ids.slice(0, -1)) await removeTree(join(env.handoverLogs, id));
 }
 
 /** Back to "nothing backed up yet": no mirror, generations, sink store or bare copies (app data stays). */
@@ -230,6 +243,6 @@ export async function resetStores(env: BenchEnv): Promise<void> {
     env.bareMirror,
     env.bareSink,
   ]) {
-    await rm(d, { recursive: true, force: true });
+    await removeTree(d);
   }
 }

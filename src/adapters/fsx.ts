@@ -1,18 +1,9 @@
 import { open, lstat, rename, mkdir, rm, stat } from 'node:fs/promises';
-import {
-  close as fsClose,
-  createReadStream,
-  lstatSync,
-  open as fsOpen,
-  readdirSync,
-  read as fsRead,
-  write as fsWrite,
-  type BigIntStats,
-} from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createReadStream, lstatSync, readdirSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { runProcess } from './run.js';
+import { hashPool } from './hash-pool.js';
 
 /** fsync a directory so a rename or create inside it is durable. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -97,64 +88,21 @@ export async function removeTreeSafely(parent: string, name: string): Promise<vo
   await rm(doomed, { recursive: true, force: true });
 }
 
-// Read buffers are reused: a fresh 1 MiB buffer per file (what createReadStream allocates, whatever
-// the file's size) made the garbage collector the busiest part of hashing 20,000 small files.
-const IO_BUFFER_BYTES = 1024 * 1024;
-const ioBuffers: Buffer[] = [];
-const takeBuffer = (): Buffer => ioBuffers.pop() ?? Buffer.allocUnsafeSlow(IO_BUFFER_BYTES);
-const giveBuffer = (b: Buffer): void => {
-  if (ioBuffers.length < 16) ioBuffers.push(b);
-};
-
-// Plain fs callbacks rather than FileHandle promises: hashing a tree spends less main-thread time per
-// call (about 30 % faster here), and that thread is also the one hashing.
-const fdOpen = (path: string | Buffer, flags: string, mode?: number) =>
-  new Promise<number>((resolve, reject) => {
-    fsOpen(path, flags, mode, (e, fd) => (e ? reject(e) : resolve(fd)));
-  });
-const fdRead = (fd: number, buf: Buffer) =>
-  new Promise<number>((resolve, reject) => {
-    fsRead(fd, buf, 0, buf.length, null, (e, n) => (e ? reject(e) : resolve(n)));
-  });
-const fdWrite = (fd: number, buf: Buffer, offset: number, length: number) =>
-  new Promise<number>((resolve, reject) => {
-    fsWrite(fd, buf, offset, length, null, (e, n) => (e ? reject(e) : resolve(n)));
-  });
-const fdClose = (fd: number) =>
-  new Promise<void>((resolve, reject) => {
-    fsClose(fd, (e) => (e ? reject(e) : resolve()));
-  });
+const asBuffer = (p: string | Buffer): Buffer => (typeof p === 'string' ? Buffer.from(p) : p);
 
 /**
- * sha256 of a file, read in 1 MiB pieces into a reused buffer. With `size` (what lstat just said),
- * reading stops after that many bytes instead of asking once more for the end of the file: one
- * thread-pool round trip less per small file (a file that grew since is hashed as it was).
+ * sha256 of a file, computed on a worker thread (see hash-pool.ts: both cores hash). With `size`
+ * (what lstat just said), reading stops after that many bytes instead of asking once more for the
+ * end of the file (a file that grew since is hashed as it was).
  */
 export async function sha256File(file: string | Buffer, size?: number): Promise<string> {
-  const fd = await fdOpen(file, 'r');
-  const buf = takeBuffer();
-  try {
-    const h = createHash('sha256');
-    for (let total = 0; size === undefined || total < size;) {
-      const n = await fdRead(
-        fd,
-        size === undefined ? buf : buf.subarray(0, Math.min(buf.length, size - total)),
-      );
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-      total += n;
-    }
-    return h.digest('hex');
-  } finally {
-    giveBuffer(buf);
-    await fdClose(fd);
-  }
+  return (await hashPool().run({ op: 'hash', path: asBuffer(file), size: size ?? -1 })).sha256;
 }
 
 /**
- * Copies `from` to the new file `to` (created with `mode`, failing if it exists) while hashing it:
- * one read of the source. Returns the sha256 and the bytes copied. With `size` (what lstat just
- * said), it stops after that many bytes, as `sha256File` does.
+ * Copies `from` to the new file `to` (created with `mode`, failing if it exists) while hashing it,
+ * on a worker thread: one read of the source. Returns the sha256 and the bytes copied. With
+ * `size` (what lstat just said), it stops after that many bytes, as `sha256File` does.
  */
 export async function copyFileHashed(
   from: string | Buffer,
@@ -162,31 +110,7 @@ export async function copyFileHashed(
   mode = 0o600,
   size?: number,
 ): Promise<{ sha256: string; bytes: number }> {
-  const src = await fdOpen(from, 'r');
-  const buf = takeBuffer();
-  try {
-    const dst = await fdOpen(to, 'wx', mode);
-    try {
-      const h = createHash('sha256');
-      let bytes = 0;
-      while (size === undefined || bytes < size) {
-        const n = await fdRead(
-          src,
-          size === undefined ? buf : buf.subarray(0, Math.min(buf.length, size - bytes)),
-        );
-        if (n === 0) break;
-        h.update(buf.subarray(0, n));
-        for (let off = 0; off < n;) off += await fdWrite(dst, buf, off, n - off);
-        bytes += n;
-      }
-      return { sha256: h.digest('hex'), bytes };
-    } finally {
-      await fdClose(dst);
-    }
-  } finally {
-    giveBuffer(buf);
-    await fdClose(src);
-  }
+  return hashPool().run({ op: 'copy', path: asBuffer(from), to: asBuffer(to), mode, size: size ?? -1 });
 }
 
 export interface WalkEntry {

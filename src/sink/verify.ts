@@ -98,7 +98,7 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   });
   const walk = walkTree(tree);
   const inflight = new Set<Promise<void>>();
-  const limit = opts.concurrency ?? 8;
+  const limit = opts.concurrency ?? 32;
   const baseTree = opts.linkBase ? Buffer.from(`${opts.linkBase.tree}/`) : undefined;
   const baseFiles = opts.linkBase?.files;
   const baseCursor =

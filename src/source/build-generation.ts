@@ -91,7 +91,7 @@ export const normalisedDirMode = (mode: number): number => (mode & 0o555) | 0o70
  * Files copied or hard-linked at once. Their reads, writes, hashing and metadata calls overlap on
  * the thread pool (both cores busy); the manifest is still written in tree order.
  */
-const FILES_IN_FLIGHT = 8;
+const FILES_IN_FLIGHT = 32;
 /** Entries waiting to be written to the manifest (a bound on memory between slow and fast files). */
 const MAX_QUEUED = 512;
 
