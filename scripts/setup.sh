@@ -3,11 +3,11 @@
 # As root it installs the Debian packages (rsync, OpenSSH server and client, python3 for rrsync);
 # otherwise it only checks for them. `--test` adds what the test suite uses besides: systemd
 # (systemd-analyze verify for the generated units), chromium (the HTML report's screenshot),
-# time (/usr/bin/time -v for the benchmark's peak memory).
+# time (/usr/bin/time -v for the benchmark's peak memory), xfsprogs (mkfs.xfs for the reflink tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=(rsync openssh-server openssh-client python3)
-if [ "${1:-}" = "--test" ]; then need+=(systemd chromium time); fi
+if [ "${1:-}" = "--test" ]; then need+=(systemd chromium time xfsprogs); fi
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

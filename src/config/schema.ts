@@ -118,6 +118,12 @@ const streamBase = {
   user: userName.describe(
     'owns the handover and source store files; the sink logs in as this user through `baton gate`',
   ),
+  collect: z
+    .enum(['rsync', 'reflink'])
+    .default('rsync')
+    .describe(
+      'how the paths are collected while the app is down: rsync refreshes a kept mirror (downtime grows with what changed); reflink clones them with cp --reflink=always into stateDir (downtime grows with the file count only; the paths and stateDir must be on one XFS/btrfs filesystem)',
+    ),
 };
 
 export const sourceSchema = z
@@ -210,6 +216,12 @@ export const sinkSchema = z
     store: absPath('the Sink-Store root'),
     stateDir: absPath('baton state: run records, locks').prefault('/var/lib/baton/sink-state'),
     verify: z.boolean().default(true).describe('compare every received file with its manifest hash'),
+    storeMode: z
+      .enum(['hardlink', 'reflink', 'auto'])
+      .default('hardlink')
+      .describe(
+        'how a new generation shares unchanged data with the previous one: hardlink (unchanged files are hard links, a changed file is a whole new copy), reflink (the previous tree is cloned with cp --reflink=always and rsync updates changed blocks in place: a database file with a few changed pages costs only those pages; needs XFS with reflink=1 or btrfs), auto (reflink where the store can clone, else hardlink)',
+      ),
     parallel: z.int().min(1).max(32).default(2).describe('sources pulled at once'),
     timeout: duration('rsync/ssh I/O timeout: a stalled connection fails after this').prefault('10m'),
     limits: z

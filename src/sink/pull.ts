@@ -16,6 +16,11 @@ export interface PullInput {
   incoming: string;
   /** newest verified generation in the sink store: unchanged files become hard links to it */
   linkDest: string | undefined;
+  /**
+   * storeMode reflink: `<incoming>/<id>/tree` already holds a reflink clone of the previous
+   * generation's tree; rsync updates it in place, writing only the changed blocks (no --link-dest)
+   */
+  inplace?: boolean;
   ioTimeoutMs: number;
   stream: StreamName;
   log: Logger;
@@ -29,7 +34,7 @@ const HEAD_FILTER = ['--include=/manifest', '--include=/meta.json', '--exclude=*
 
 /** rsync argv that pulls one generation (or, with `headOnly`, its manifest and meta.json) through the gate. */
 export function pullArgv(
-  input: Pick<PullInput, 'transport' | 'id' | 'incoming' | 'linkDest' | 'ioTimeoutMs'>,
+  input: Pick<PullInput, 'transport' | 'id' | 'incoming' | 'linkDest' | 'ioTimeoutMs' | 'inplace'>,
   headOnly = false,
 ): string[] {
   return [
@@ -40,7 +45,9 @@ export function pullArgv(
     '--numeric-ids',
     '--partial',
     `--timeout=${Math.max(1, Math.round(input.ioTimeoutMs / 1000))}`,
-    ...(input.linkDest ? [`--link-dest=${input.linkDest}`] : []),
+    // in place: a changed file keeps its cloned extents and only the differing blocks are written
+    ...(input.inplace ? (headOnly ? [] : ['--inplace', '--no-whole-file']) : []),
+    ...(input.linkDest && !input.inplace ? [`--link-dest=${input.linkDest}`] : []),
     '-e',
     joinRsh(input.transport.rsh),
     '--',
@@ -101,8 +108,13 @@ export async function pullHead(input: PullInput): Promise<void> {
  */
 export async function pullGeneration(input: PullInput): Promise<{ ms: number }> {
   input.log.info(
-    { step: 'pull', stream: input.stream, id: input.id, linkDest: input.linkDest },
-    `pulling ${input.id}`,
+    {
+      step: 'pull',
+      stream: input.stream,
+      id: input.id,
+      ...(input.inplace ? { inplace: true } : { linkDest: input.linkDest }),
+    },
+    `pulling ${input.id}${input.inplace ? ' in place into the clone' : ''}`,
   );
   const r = await runPull(input, false);
   return { ms: r.durationMs };

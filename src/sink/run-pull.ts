@@ -20,6 +20,7 @@ import { pruneSinkStream } from './prune.js';
 import { checkSizeAnomaly } from './check-anomaly.js';
 import { ackGeneration } from './ack.js';
 import { sinkPaths } from './state.js';
+import { prepareClonedTree, useReflinkStore } from './reflink-store.js';
 import { checkStaleStreams } from './check-stale.js';
 import { recordPullMetrics } from './record-metrics.js';
 
@@ -208,6 +209,9 @@ async function pullPending(
   const incomingNames = await readdir(paths.incoming).catch(() => [] as string[]);
   await cleanIncoming(paths.incoming, new Set(listing.generations.map((g) => g.id)), incomingNames);
 
+  // storeMode: each generation starts as a reflink clone of the previous one, or hard links
+  const reflink = await useReflinkStore(config.storeMode, paths.streamDir, log);
+
   // set by a suspicious size drop: nothing is pruned for this stream for the rest of this run
   let retentionFrozen = false;
   for (const g of listing.generations) {
@@ -232,6 +236,7 @@ async function pullPending(
       id: g.id,
       incoming: paths.incoming,
       linkDest: base?.dir,
+      inplace: reflink && base !== undefined,
       ioTimeoutMs: config.timeout,
       stream,
       log,
@@ -279,12 +284,19 @@ async function pullPending(
         { step: 'pull' },
       );
     }
+    if (pullInput.inplace && base) {
+      await prepareClonedTree(pulledDir, base.dir, log);
+      await crashPoint('sink-cloned');
+    }
     await pullGeneration(pullInput);
     const v = await verifyGeneration({
       dir: pulledDir,
       expect: { id: g.id, source: src.name, stream },
       hashes: config.verify,
-      ...(base && linkFiles ? { linkBase: { tree: join(base.dir, 'tree'), files: linkFiles } } : {}),
+      // a clone written in place shares no inode with the base: every file is hashed (no shortcut)
+      ...(base && linkFiles && !pullInput.inplace
+        ? { linkBase: { tree: join(base.dir, 'tree'), files: linkFiles } }
+        : {}),
       maxFiles: config.limits.maxFiles,
       maxBytes: config.limits.maxBytes,
     });

@@ -1,4 +1,4 @@
-import { chown } from 'node:fs/promises';
+import { chown, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
 import { BatonError, CombinedError, JobError, oneLine } from '../errors.js';
@@ -13,7 +13,7 @@ import { planBackup, type BackupPlan } from './preflight.js';
 import { checkPreviousTransport } from './check-previous-transport.js';
 import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
 import { startApp } from './start-app.js';
-import { collectStream } from './collect.js';
+import { cloneStream, collectStream, finishClone } from './collect.js';
 import { buildGeneration, type BuiltGeneration } from './build-generation.js';
 import { publishHandover } from './publish-handover.js';
 import { recoverSource } from './recover.js';
@@ -48,7 +48,11 @@ export function describePlan(config: SourceConfig, plan: BackupPlan): string {
     lines.push(
       `  collect ${s.name}: ${s.config.paths.join(', ')}${s.config.exclude.length ? `  (exclude ${s.config.exclude.join(', ')})` : ''}`,
     );
-    lines.push(`      refresh mirror ${s.mirror} with rsync while the app is down`);
+    lines.push(
+      s.config.collect === 'reflink'
+        ? `      clone with cp --reflink=always into ${s.reflinkStage} while the app is down, then replace mirror ${s.mirror}`
+        : `      refresh mirror ${s.mirror} with rsync while the app is down`,
+    );
   }
   lines.push(
     `  start app:   ${describeCommand(config.app.start)}${config.app.healthCheck ? `, then until healthy: ${describeCommand(config.app.healthCheck)}` : ''}  (timeout ${config.app.startTimeout / 1000}s)`,
@@ -173,15 +177,17 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
     await crashPoint('app-stopped');
     const collected = await Promise.allSettled(
       plan.streams.map((s) =>
-        collectStream(
-          s.name,
-          s.config,
-          s.mirror,
-          s.mirrorPathsFile,
-          log,
-          opts.signal,
-          opts.progress === true && s.name === 'data',
-        ),
+        s.config.collect === 'reflink'
+          ? cloneStream(s.name, s.config, state.reflinkStage(s.name), log, opts.signal)
+          : collectStream(
+              s.name,
+              s.config,
+              s.mirror,
+              s.mirrorPathsFile,
+              log,
+              opts.signal,
+              opts.progress === true && s.name === 'data',
+            ),
       ),
     );
     for (const c of collected) if (c.status === 'rejected') failures.push(asError(c.reason));
@@ -198,11 +204,34 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
       failures.push(asError(e));
     }
   }
+  // no clone of a failed run is left behind (the next run clones afresh)
+  if (failures.length > 0)
+    await rm(state.reflinkRoot, { recursive: true, force: true }).catch(() => undefined);
   if (failures.length === 1 && failures[0]) throw failures[0];
   if (failures.length > 1) throw new CombinedError(failures);
   const startedAt = appStartedAt ?? opts.now();
   const downtimeMs = startedAt.getTime() - appStoppedAt.getTime();
   log.info({ step: 'start-app', downtimeMs }, `app was down for ${(downtimeMs / 1000).toFixed(1)}s`);
+
+  // collect: reflink — the clones become what the build reads, now that the app runs again
+  if (plan.streams.some((s) => s.config.collect === 'reflink')) {
+    try {
+      for (const s of plan.streams) {
+        if (s.config.collect !== 'reflink') continue;
+        await finishClone(
+          s.name,
+          s.config,
+          state.reflinkStage(s.name),
+          s.mirror,
+          s.mirrorPathsFile,
+          log,
+          opts.signal,
+        );
+      }
+    } finally {
+      await rm(state.reflinkRoot, { recursive: true, force: true });
+    }
+  }
 
   // After the app is back: build, hash and hand over each stream's generation.
   const generations: BuiltGeneration[] = [];

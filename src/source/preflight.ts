@@ -8,6 +8,7 @@ import { requireUser, type Account } from '../adapters/accounts.js';
 import { exists, readJsonIfExists } from '../adapters/fsx.js';
 import { listGenerations, type StoredGeneration } from '../adapters/generations.js';
 import { runProcess } from '../adapters/run.js';
+import { reflinkProblem } from '../adapters/reflink.js';
 import { sourceState } from './state.js';
 
 export interface StreamPlan {
@@ -19,6 +20,8 @@ export interface StreamPlan {
   store: string | undefined;
   mirror: string;
   mirrorPathsFile: string;
+  /** collect: reflink — where the clone is taken */
+  reflinkStage: string;
   /** un-acked generations waiting in the handover */
   pending: StoredGeneration[];
   /** newest complete generation on this host: hard-link base for the new one */
@@ -100,6 +103,36 @@ export async function checkTools(): Promise<void> {
 }
 
 /**
+ * `collect: reflink` is refused before the app stops unless every path and the stateDir (where
+ * the clone is taken) are on one filesystem that can clone files.
+ */
+export async function checkReflink(
+  name: StreamName,
+  paths: readonly string[],
+  stateDir: string,
+): Promise<void> {
+  const fail = (msg: string) =>
+    new JobError(`${name}: collect: reflink refused: ${msg}`, { step: 'preflight' });
+  const stateAt = await nearestExisting(stateDir);
+  const stateDev = (await stat(stateAt)).dev;
+  for (const p of paths) {
+    // the path itself (a file or directory; not followed if it is a symlink, as cp -a copies the link)
+    const dev = (await lstat(p)).dev;
+    if (dev !== stateDev) {
+      throw fail(
+        `${p} and the stateDir ${stateDir} are on different filesystems (a clone cannot cross filesystems); use collect: rsync or move the stateDir onto the data's filesystem`,
+      );
+    }
+  }
+  const problem = await reflinkProblem(stateAt);
+  if (problem !== undefined) {
+    throw fail(
+      `the filesystem of ${stateDir} cannot clone files (${problem}); use collect: rsync, or keep the data on XFS (mkfs.xfs -m reflink=1) or btrfs`,
+    );
+  }
+}
+
+/**
  * Everything that can fail before the app is stopped: users, paths, directories, filesystems,
  * free space, the pending cap, the new generation's id. Touches nothing.
  */
@@ -128,6 +161,7 @@ export async function planBackup(config: SourceConfig, now: Date): Promise<Backu
         `handover ${cfg.handover} and store ${store} must be on the same filesystem (generations move by rename and share files by hard links)`,
       );
     }
+    if (cfg.collect === 'reflink') await checkReflink(name, cfg.paths, state.root);
     const pending = await listGenerations(cfg.handover);
     if (pending.length >= config.limits.maxPendingGenerations) {
       throw fail(
@@ -145,7 +179,9 @@ export async function planBackup(config: SourceConfig, now: Date): Promise<Backu
     // A new generation needs room for what changed; the first one (no previous tree to link to) for everything.
     const expectedBytes = previous && prevSize ? Math.max(prevSize.copied * 2, ONE_MIB) : total;
     const needHandover = expectedBytes + config.limits.minFreeBytes;
-    const needMirror = (mirrorExists ? expectedBytes : total) + config.limits.minFreeBytes;
+    // a reflink clone shares the data's extents: it costs metadata only when taken
+    const needMirror =
+      (cfg.collect === 'reflink' ? 0 : mirrorExists ? expectedBytes : total) + config.limits.minFreeBytes;
     const sameFs = (await deviceOf(cfg.handover)) === (await deviceOf(state.root));
     const freeHandover = await freeBytes(cfg.handover);
     if (sameFs ? freeHandover < needHandover + needMirror : freeHandover < needHandover) {
@@ -166,6 +202,7 @@ export async function planBackup(config: SourceConfig, now: Date): Promise<Backu
       store,
       mirror,
       mirrorPathsFile: state.mirrorPaths(name),
+      reflinkStage: state.reflinkStage(name),
       pending,
       previous,
       expectedBytes,

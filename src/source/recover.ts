@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
 import { listWorkDirs } from '../adapters/generations.js';
+import { exists } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { clearAppStoppedRecord, readAppStoppedRecord } from './stop-app.js';
 import { startApp } from './start-app.js';
@@ -41,6 +42,11 @@ export async function recoverSource(config: SourceConfig, log: Logger): Promise<
       await rm(join(d, name), { recursive: true, force: true });
       removed.push(join(d, name));
     }
+  }
+  // collect: reflink — a clone of a killed run (taken while the app was down) is never resumed
+  if (await exists(state.reflinkRoot)) {
+    await rm(state.reflinkRoot, { recursive: true, force: true });
+    removed.push(state.reflinkRoot);
   }
   if (removed.length)
     log.warn({ step: 'recover', removed }, `removed ${removed.length} work dir(s) of an interrupted run`);

@@ -11,6 +11,9 @@ export function sourceState(config: SourceConfig) {
     appStopped: join(root, 'app-stopped.json'),
     mirror: (stream: StreamName) => join(root, 'mirror', stream),
     mirrorPaths: (stream: StreamName) => join(root, 'mirror', `${stream}.paths.json`),
+    /** collect: reflink — the clone taken while the app is down, then the tree that replaces the mirror */
+    reflinkRoot: join(root, 'reflink'),
+    reflinkStage: (stream: StreamName) => join(root, 'reflink', stream),
     lastRun: join(root, 'last-run.json'),
     pendingAlerts: join(root, 'pending-alerts'),
   };
