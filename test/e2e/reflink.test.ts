@@ -190,8 +190,14 @@ async function touchPages(file: string, pages: number): Promise<number> {
   return pages * PAGE;
 }
 
+/**
+ * Used bytes of the filesystem holding `dir`, once written back and without XFS's speculative
+ * copy-on-write preallocations (up to 128 KiB around each rewritten block, which XFS frees by
+ * itself within 30 minutes): what the data takes for good.
+ */
 const usedBytes = async (dir: string): Promise<number> => {
   await sh(`sync -f ${dir}`);
+  await sh(`xfs_spaceman -c 'prealloc -s -m 0' ${dir} 2>/dev/null`);
   const s = await statfs(dir);
   return (s.blocks - s.bfree) * s.bsize;
 };
@@ -259,7 +265,8 @@ test('storeMode: reflink pulls through the gate; a few changed pages of a large 
   process.stderr.write(
     `reflink store: ${changed} bytes changed in a ${DB_BYTES}-byte file -> the sink store grew by ${grew} bytes (${((grew / DB_BYTES) * 100).toFixed(2)} % of the file)\n`,
   );
-  assert.ok(grew < DB_BYTES / 8, `a generation with ${changed} changed bytes took ${grew} bytes`);
+  // 16 pages, each within one or two of rsync's ~8 KiB delta blocks, plus the new tree's metadata
+  assert.ok(grew < DB_BYTES / 64, `a generation with ${changed} changed bytes took ${grew} bytes`);
   assert.match(r.stderr, /cloned the previous generation's tree/);
   assert.ok(!existsSync(join(streamDir, '.incoming', ids[1] ?? '')), 'published, nothing left in .incoming');
 });
