@@ -39,7 +39,15 @@ export interface ReflinkBenchResult {
   datasetBytes: number;
   /** per round: bytes the mutator and the page writes changed in the data */
   changedBytes: number[];
-  downtime: { rsyncMs: number[]; reflinkMs: number[]; medianRatio: number };
+  downtime: {
+    rsyncMs: number[];
+    reflinkMs: number[];
+    medianRatio: number;
+    /** the first backup with the rsync collect (empty mirror: everything is new, a 100 % change) */
+    rsyncFirstMs: number;
+    /** median reflink downtime / that: a clone costs the same whatever changed */
+    reflinkVsRsyncFirstRatio: number;
+  };
   sinkBytesPerGeneration: { hardlink: number[]; reflink: number[]; medianRatio: number };
   notes: string[];
 }
@@ -184,7 +192,13 @@ export async function benchReflink(o: ReflinkBenchOptions = {}): Promise<Reflink
       spec: spec.name,
       datasetBytes: ds.bytes,
       changedBytes: [],
-      downtime: { rsyncMs: [], reflinkMs: [], medianRatio: 0 },
+      downtime: {
+        rsyncMs: [],
+        reflinkMs: [],
+        medianRatio: 0,
+        rsyncFirstMs: first.downtimeMs,
+        reflinkVsRsyncFirstRatio: 0,
+      },
       sinkBytesPerGeneration: { hardlink: [], reflink: [], medianRatio: 0 },
       notes,
     };
@@ -212,6 +226,8 @@ export async function benchReflink(o: ReflinkBenchOptions = {}): Promise<Reflink
       notes.push(`${mode} store holds ${ids.length} generations`);
     }
     res.downtime.medianRatio = median(res.downtime.reflinkMs) / Math.max(1, median(res.downtime.rsyncMs));
+    res.downtime.reflinkVsRsyncFirstRatio =
+      median(res.downtime.reflinkMs) / Math.max(1, res.downtime.rsyncFirstMs);
     res.sinkBytesPerGeneration.medianRatio =
       median(res.sinkBytesPerGeneration.reflink) / Math.max(1, median(res.sinkBytesPerGeneration.hardlink));
     notes.push(
@@ -236,6 +252,7 @@ export function renderReflinkResult(r: ReflinkBenchResult): string {
     `## Reflinks on XFS (${r.spec} dataset, ${(r.datasetBytes / MiB).toFixed(0)} MiB; changes per round: ${mib(r.changedBytes)})`,
     '',
     `- downtime after the change, collect reflink / rsync (median): **${r.downtime.medianRatio.toFixed(2)}** (reflink ${ms(r.downtime.reflinkMs)}; rsync ${ms(r.downtime.rsyncMs)})`,
+    `- downtime, collect reflink (median) / the first backup with collect rsync (empty mirror, everything new): **${r.downtime.reflinkVsRsyncFirstRatio.toFixed(2)}** (rsync first ${r.downtime.rsyncFirstMs} ms)`,
     `- sink store growth per generation, storeMode reflink / hardlink (median): **${r.sinkBytesPerGeneration.medianRatio.toFixed(3)}** (reflink ${mib(r.sinkBytesPerGeneration.reflink)}; hard links ${mib(r.sinkBytesPerGeneration.hardlink)})`,
     ...r.notes.map((n) => `- ${n}`),
     '',
