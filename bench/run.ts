@@ -156,6 +156,12 @@ const logLineSchema = z.looseObject({
   step: z.string().optional(),
 });
 type LogLine = z.infer<typeof logLineSchema>;
+/** what the sink's `verified <id>` log line counts */
+const verifyCounts = z.looseObject({
+  hashed: z.number(),
+  hashedDuringTransfer: z.number(),
+  reused: z.number(),
+});
 
 function logLines(stderr: string): LogLine[] {
   const out: LogLine[] = [];
@@ -267,6 +273,13 @@ async function sinkPull(env: BenchEnv): Promise<PullRun> {
     if (listed !== undefined) parts.push(`until the tree rsync starts ${secs(main.firstMs - listed)}`);
     parts.push(`tree rsync ${secs(main.lastMs - main.firstMs)}`);
     if (verified !== undefined) parts.push(`verify after it ${secs(verified - main.lastMs)}`);
+  }
+  const counts = verifyCounts.safeParse(lines.find((x) => /^verified /.test(x.msg ?? '')));
+  if (counts.success) {
+    const v = counts.data;
+    parts.push(
+      `${v.hashed} files hashed (${v.hashedDuringTransfer} of them during the transfer), ${v.reused} hard links to the previous generation not re-read`,
+    );
   }
   if (verified !== undefined && published !== undefined)
     parts.push(`publish (syncfs) ${secs(published - verified)}`);

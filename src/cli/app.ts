@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { createLogger } from '../adapters/log.js';
 import { BatonError, ConfigError, ExitCode, oneLine } from '../errors.js';
@@ -92,3 +93,8 @@ export function reportError(ctx: CliContext | undefined, err: unknown): number {
 }
 
 export const DEFAULT_CONFIG = { source: '/etc/baton/source.yaml', sink: '/etc/baton/sink.yaml' } as const;
+
+/** The CLI's entry script (dist/cli/main.js, bundled or not), for commands that run baton again. */
+export function cliMainScript(): string {
+  return fileURLToPath(new URL('./main.js', import.meta.url));
+}

@@ -8,6 +8,7 @@ import { mkdirp } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { joinRsh, type Transport } from './transport.js';
 import { createProgress, rsyncProgressArgs } from '../adapters/progress.js';
+import type { EarlyHashes } from './early-hash.js';
 
 export interface PullInput {
   transport: Transport;
@@ -22,6 +23,8 @@ export interface PullInput {
   signal?: AbortSignal;
   /** show an rsync progress bar on stderr (only when it is a terminal) */
   progress?: boolean;
+  /** hashes files as rsync completes them (the tree phase only) */
+  early?: EarlyHashes;
 }
 
 /** Only these two files in phase one: small, and enough to judge the generation before the tree moves. */
@@ -59,13 +62,21 @@ async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> 
     ? undefined
     : createProgress(`pull ${input.stream} ${input.id}`, input.progress === true);
   const shown = rsyncProgressArgs(input.progress === true ? progress : undefined);
+  const early = headOnly ? undefined : input.early;
+  const onStdout =
+    shown.onStdout && early
+      ? (b: Buffer) => {
+          shown.onStdout?.(b);
+          early.onStdout(b);
+        }
+      : (shown.onStdout ?? early?.onStdout);
   const [rsync, ...rest] = pullArgv(input, headOnly);
-  const r = await runProcess([rsync ?? 'rsync', ...shown.args, ...rest], {
+  const r = await runProcess([rsync ?? 'rsync', ...shown.args, ...(early?.args ?? []), ...rest], {
     env: rsyncEnv(),
     tailBytes: 16 * 1024,
     signal: input.signal,
-    ...(shown.onStdout ? { onStdout: shown.onStdout } : {}),
-  });
+    ...(onStdout ? { onStdout } : {}),
+  }).finally(() => early?.finish());
   progress?.stop();
   const problem = describeRsyncResult(r);
   if (problem) {

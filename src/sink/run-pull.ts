@@ -1,4 +1,5 @@
 import { readdir, rm } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import { BatonError, JobError, LockedError, oneLine } from '../errors.js';
@@ -6,13 +7,14 @@ import { parseGateListing } from '../core/listing.js';
 import { acquireLock } from '../adapters/lock.js';
 import { mkdirp, sha256File, writeFileAtomic } from '../adapters/fsx.js';
 import { listGenerations } from '../adapters/generations.js';
-import { loadFileEntries, ManifestError } from '../adapters/manifest-file.js';
+import { ManifestError } from '../adapters/manifest-file.js';
 import { alertFooter, alertSubject, flushPendingAlerts, sendAlert } from '../adapters/notify.js';
 import { ping } from '../adapters/ping.js';
 import { recentLogLines, type Logger } from '../adapters/log.js';
 import { describeSshFailure, sshTransport, type Transport } from './transport.js';
 import { freeBytes, pullGeneration, pullHead } from './pull.js';
 import { precheckManifest } from './precheck.js';
+import { EarlyHashes } from './early-hash.js';
 import { crashPoint } from '../adapters/crash-point.js';
 import { describeProblems, pulledManifestSha256, verifyGeneration } from './verify.js';
 import { cleanIncoming, publishGeneration, quarantineGeneration } from './publish.js';
@@ -238,9 +240,8 @@ async function pullPending(
       progress,
     };
     const pulledDir = join(paths.incoming, g.id);
-    const linkFiles = base
-      ? await loadFileEntries(join(base.dir, 'manifest')).catch(() => undefined)
-      : undefined;
+    // read alongside the new manifest in tree order, never loaded whole (1,000,000 files fit in constant memory)
+    const baseManifest = base ? join(base.dir, 'manifest') : undefined;
     // Phase one: manifest and meta.json only. A hostile, oversized or too-large generation is
     // rejected here, before its tree takes any space.
     await pullHead(pullInput);
@@ -254,7 +255,7 @@ async function pullPending(
             ? 'manifest hash differs from the one listed'
             : `manifest ${manifestHash}`,
         );
-      pre = await precheckManifest(pulledDir, config.limits.maxFiles, linkFiles);
+      pre = await precheckManifest(pulledDir, config.limits.maxFiles, baseManifest);
     } catch (e) {
       if (!(e instanceof ManifestError)) throw e;
       const q = await quarantineGeneration(paths.incoming, paths.quarantine, g.id, now());
@@ -279,14 +280,17 @@ async function pullPending(
         { step: 'pull' },
       );
     }
-    await pullGeneration(pullInput);
+    // files are hashed as rsync completes them, while it transfers the next ones
+    const early = config.verify ? new EarlyHashes(pulledDir) : undefined;
+    await pullGeneration({ ...pullInput, ...(early ? { early } : {}) });
     const v = await verifyGeneration({
       dir: pulledDir,
       expect: { id: g.id, source: src.name, stream },
       hashes: config.verify,
-      ...(base && linkFiles ? { linkBase: { tree: join(base.dir, 'tree'), files: linkFiles } } : {}),
+      ...(base && baseManifest ? { linkBase: { tree: join(base.dir, 'tree'), manifest: baseManifest } } : {}),
       maxFiles: config.limits.maxFiles,
       maxBytes: config.limits.maxBytes,
+      ...(early ? { knownHash: (rel: Buffer, st: BigIntStats) => early.lookup(rel, st) } : {}),
     });
     if ((await pulledManifestSha256(pulledDir)) !== g.manifestSha256) {
       v.ok = false;
@@ -303,7 +307,15 @@ async function pullPending(
       );
     }
     log.info(
-      { step: 'verify', id: g.id, files: v.files, bytes: v.bytes, hashed: v.hashed, reused: v.reused },
+      {
+        step: 'verify',
+        id: g.id,
+        files: v.files,
+        bytes: v.bytes,
+        hashed: v.hashed,
+        hashedDuringTransfer: early?.hashed ?? 0,
+        reused: v.reused,
+      },
       `verified ${g.id}`,
     );
     // -- anomaly check (retention under attack) --
