@@ -19,6 +19,7 @@ import {
 import { startSshd, type Sshd } from '../src/demo/sshd.js';
 import { joinRsh } from '../src/sink/transport.js';
 import { runProcess } from '../src/adapters/run.js';
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
 
 export const BATON_MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 /** The stream users of a benchmark run (the smoke test has its own, so it never disturbs a running benchmark). */
@@ -60,8 +61,8 @@ export interface BenchEnv {
   close(keep: boolean): Promise<void>;
 }
 
-/** The baton CLI as argv (node + the built main.js). */
-export const baton = (...args: string[]): string[] => [process.execPath, BATON_MAIN, ...args];
+/** The baton CLI as argv, as installed units start it (node, its flags, the built main.js). */
+export const baton = (...args: string[]): string[] => [process.execPath, ...NODE_FLAGS, BATON_MAIN, ...args];
 
 /** Creates users, keys, sshd and configs under a new temp dir in `parent`. Needs root. */
 export async function createEnv(parent: string, users: BenchUsers = BENCH_USERS): Promise<BenchEnv> {

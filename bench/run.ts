@@ -56,6 +56,7 @@ import {
 } from './report.js';
 
 const DEFAULT_OUT = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
+const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 1024 * 1024;
 
 interface Options {
@@ -951,6 +952,7 @@ async function machineInfo(dir: string): Promise<Omit<MachineInfo, 'load'>> {
     gnuTime: existsSync(GNU_TIME)
       ? `peak RSS by ${GNU_TIME} -v`
       : `${GNU_TIME} missing (apt-get install time): peak RSS polled from /proc VmHWM`,
+    code: await firstLine(['git', '-C', REPO_DIR, 'describe', '--always', '--dirty', '--abbrev=12']),
   };
 }
 

@@ -106,7 +106,7 @@ export interface RecoveryPoint {
 }
 
 export interface Problem {
-  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record';
+  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record' | 'damaged';
   source: string;
   stream: StreamName | null;
   message: string;
@@ -354,6 +354,15 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
       const store = await storeReport('sink store', p.streamDir, now);
       const bad = await listBadMarks(p.streamDir);
       for (const g of store.generations) if (bad.has(g.id)) Object.assign(g, { verified: false, bad: true });
+      const damaged = store.generations.filter((g) => g.bad === true).map((g) => g.id);
+      if (damaged.length > 0) {
+        problems.push({
+          kind: 'damaged',
+          source: src.name,
+          stream,
+          message: `${src.name}/${stream}: ${damaged.length} generation(s) failed \`baton verify\` and no longer count as good: ${damaged.join(', ')} (see .bad/ in ${p.streamDir}; restore from an older one)`,
+        });
+      }
       const quarantined = (await readdir(p.quarantine).catch(() => [] as string[]))
         .filter((n) => !n.startsWith('.'))
         .sort()

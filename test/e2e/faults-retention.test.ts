@@ -170,6 +170,9 @@ test(
     );
     const text = await runBaton(['status', '--config', file]);
     assert.match(text.stdout, new RegExp(`${newest}.*BAD`));
+    // a damaged generation is a problem to act on: status says so and exits 1 (cron / monitoring see it)
+    assert.equal(text.code, 1, show(text));
+    assert.match(text.stdout + text.stderr, new RegExp(`failed \`baton verify\`.*${newest}`));
 
     // A new pull: 3 verified wanted (new + the two older), the bad one is newer than the oldest kept
     // verified: nothing is pruned. Before this change the oldest verified one was removed here.
@@ -185,6 +188,10 @@ test(
     const ok = await runBaton(['verify', '--deep', '--all', '--config', file]);
     assert.equal(ok.code, 0, show(ok));
     assert.equal(existsSync(markFile), false, 'mark removed');
+    const healed = JSON.parse((await runBaton(['status', '--json', '--config', file])).stdout) as {
+      problems: Array<{ kind: string }>;
+    };
+    assert.ok(!healed.problems.some((p) => p.kind === 'damaged'), JSON.stringify(healed.problems));
   },
 );
 

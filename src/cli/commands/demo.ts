@@ -1,4 +1,4 @@
-import { cliMainScript, runAction, type Root } from '../app.js';
+import { cliArgv, runAction, type Root } from '../app.js';
 import { runDemo } from '../../demo/demo.js';
 
 export function registerDemoCommand(root: Root): void {
@@ -18,8 +18,7 @@ Examples:
     )
     .action(async (opts) =>
       runAction(root, async (ctx) => {
-        const main = cliMainScript();
-        await runDemo({ keep: opts.keep, log: ctx.log, batonArgv: [process.execPath, main] });
+        await runDemo({ keep: opts.keep, log: ctx.log, batonArgv: cliArgv() });
       }),
     );
 }

@@ -4,7 +4,7 @@ import { loadConfig } from '../../config/load.js';
 import { CONFIG_KINDS } from '../../config/schema.js';
 import { ExitCode } from '../../errors.js';
 import { readPublicKeyFile, runInstall } from '../../install/install.js';
-import { cliMainScript, DEFAULT_CONFIG, runAction, type Root } from '../app.js';
+import { cliArgv, DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 
 const HELP_AFTER = `
 Examples:
@@ -61,7 +61,7 @@ export function registerInstallCommand(root: Root): void {
           print: opts.print,
           write: (text) => process.stdout.write(text),
           options: {
-            baton: opts.baton === undefined ? [process.execPath, cliMainScript()] : [resolve(opts.baton)],
+            baton: opts.baton === undefined ? cliArgv() : [resolve(opts.baton)],
             configFile,
             scheduler: opts.cron ? 'cron' : 'systemd',
             unitDir: resolve(opts.unitDir),
