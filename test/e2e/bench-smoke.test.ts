@@ -25,7 +25,19 @@ test('the quick benchmark measures and reports every figure', async (t) => {
   try {
     const out = join(dir, 'RESULTS.md');
     const r = await runProcess(
-      [process.execPath, '--import', 'tsx', RUN, '--quick', '--out', out, '--dir', dir],
+      [
+        process.execPath,
+        '--import',
+        'tsx',
+        RUN,
+        '--quick',
+        '--out',
+        out,
+        '--dir',
+        dir,
+        '--users',
+        'batonSmokeData,batonSmokeLogs',
+      ],
       {
         cwd: REPO,
         timeoutMs: 170_000,
