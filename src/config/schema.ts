@@ -207,7 +207,9 @@ const sinkStream = z.strictObject({
 
 export const sinkSchema = z
   .strictObject({
-    store: absPath('the Sink-Store root'),
+    store: absPath(
+      'the Sink-Store root; must exist and hold the marker file .baton-store (made by `baton install sink`)',
+    ),
     stateDir: absPath('baton state: run records, locks').prefault('/var/lib/baton/sink-state'),
     verify: z.boolean().default(true).describe('compare every received file with its manifest hash'),
     parallel: z.int().min(1).max(32).default(2).describe('sources pulled at once'),
