@@ -193,7 +193,7 @@ const sinkStream = z.strictObject({
   identity: absPath('private key; an OpenSSH certificate next to it (KEY-cert.pub) is used too'),
   generations: z.int().min(1).max(10000).describe('generations kept in the sink store'),
   keepWithin: duration(
-    'generations younger than this are never pruned by count (a burst of tiny generations cannot push out older ones)',
+    'generations within this of the newest one (by generation id, not the sink clock) are never pruned by count (a burst of tiny generations cannot push out older ones)',
   ).optional(),
   anomalyDropPercent: z
     .number()

@@ -396,7 +396,7 @@ async function pullPending(
     } else {
       const plan = await pruneSinkStream(
         paths.streamDir,
-        { keep: streamCfg.generations, keepWithin: streamCfg.keepWithin, now: now() },
+        { keep: streamCfg.generations, keepWithin: streamCfg.keepWithin },
         [g.id],
         log,
       );
