@@ -211,6 +211,9 @@ async function pullSourceStream(
   }
   let transport: Transport | undefined;
   try {
+    // checked again per source: a disk unmounted since the start of the run is not refilled either
+    const storeProblem = await checkStoreMarker(config.store);
+    if (storeProblem !== undefined) throw new JobError(storeProblem, { step: 'store' });
     await mkdirp(paths.streamDir, 0o755);
     transport = await (opts.transportFor ?? sshTransport)(src, streamCfg, paths.controlDir, config.timeout);
     await pullPending(config, src, stream, transport, paths, out, log, opts.now, opts.progress === true);
