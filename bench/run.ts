@@ -36,6 +36,7 @@ import {
   createEnv,
   type BenchUsers,
   generationIds,
+  markSinkStore,
   removeTree,
   resetStores,
   sourceGenerationDir,
@@ -254,6 +255,7 @@ interface PullRun {
 }
 
 async function sinkPull(env: BenchEnv): Promise<PullRun> {
+  await markSinkStore(env);
   await sync();
   const m = await measureOk(
     'baton sink pull data',

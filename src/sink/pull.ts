@@ -9,6 +9,7 @@ import type { Logger } from '../adapters/log.js';
 import { joinRsh, type Transport } from './transport.js';
 import { createProgress, rsyncProgressArgs } from '../adapters/progress.js';
 import type { EarlyHashes } from './early-hash.js';
+import { watchForStall } from '../adapters/stall-watch.js';
 
 export interface PullInput {
   transport: Transport;
@@ -25,6 +26,16 @@ export interface PullInput {
   progress?: boolean;
   /** hashes files as rsync completes them (the tree phase only) */
   early?: EarlyHashes;
+}
+
+/**
+ * rsync's own `--timeout` misses a source whose rsync stops while ssh stays up (SIGSTOP, a hung
+ * disk): the receiver's own keep-alives count as I/O, so it waits forever. A live sender sends
+ * data or a keep-alive at least every half `--timeout`; the sink kills its rsync when nothing at
+ * all was read for the timeout plus a margin.
+ */
+export function stallAfterMs(ioTimeoutMs: number): number {
+  return ioTimeoutMs + Math.min(ioTimeoutMs, 30_000);
 }
 
 /** Only these two files in phase one: small, and enough to judge the generation before the tree moves. */
@@ -71,13 +82,24 @@ async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> 
         }
       : (shown.onStdout ?? early?.onStdout);
   const [rsync, ...rest] = pullArgv(input, headOnly);
+  const quietMs = stallAfterMs(input.ioTimeoutMs);
+  const watch = watchForStall('rsync', quietMs);
   const r = await runProcess([rsync ?? 'rsync', ...shown.args, ...(early?.args ?? []), ...rest], {
     env: rsyncEnv(),
     tailBytes: 16 * 1024,
-    signal: input.signal,
+    signal: input.signal ? AbortSignal.any([input.signal, watch.signal]) : watch.signal,
+    onSpawn: (pid) => watch.attach(pid),
+    killGraceMs: 2000,
     ...(onStdout ? { onStdout } : {}),
   }).finally(() => early?.finish());
+  watch.stop();
   progress?.stop();
+  if (watch.stalled) {
+    throw new JobError(
+      `pulling ${input.stream} ${input.id} over ${input.transport.describe}: stalled, nothing received for ${Math.round(quietMs / 1000)}s (rsync killed; the partial copy is kept for the next run)`,
+      { step: 'pull' },
+    );
+  }
   const problem = describeRsyncResult(r);
   if (problem) {
     if (isNoSpace(r)) {
@@ -90,9 +112,11 @@ async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> 
         },
       );
     }
-    throw new JobError(`pulling ${input.stream} ${input.id} over ${input.transport.describe}: ${problem}`, {
-      step: 'pull',
-    });
+    const notResponding = /Timeout, server .* not responding/.exec(r.stderr);
+    throw new JobError(
+      `pulling ${input.stream} ${input.id} over ${input.transport.describe}: ${notResponding ? `the ssh connection stalled (${notResponding[0]})` : problem}`,
+      { step: 'pull' },
+    );
   }
   return r;
 }

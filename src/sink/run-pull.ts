@@ -2,7 +2,7 @@ import { readdir, rm } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
-import { BatonError, JobError, LockedError, oneLine } from '../errors.js';
+import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
 import { parseGateListing } from '../core/listing.js';
 import { acquireLock } from '../adapters/lock.js';
 import { mkdirp, sha256File, writeFileAtomic } from '../adapters/fsx.js';
@@ -24,6 +24,7 @@ import { ackGeneration } from './ack.js';
 import { sinkPaths } from './state.js';
 import { checkStaleStreams } from './check-stale.js';
 import { recordPullMetrics } from './record-metrics.js';
+import { checkStoreMarker } from './check-store.js';
 
 export type TransportFactory = (
   src: SinkSourceConfig,
@@ -87,8 +88,11 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
       step: 'config',
     });
   }
-  await mkdirp(config.stateDir, 0o700);
   const pendingAlerts = join(config.stateDir, 'pending-alerts');
+  // Before anything is written anywhere: an unmounted store disk must not be filled from scratch.
+  const storeProblem = await checkStoreMarker(config.store);
+  if (storeProblem !== undefined) await refuseStore(config, sources, opts, storeProblem);
+  await mkdirp(config.stateDir, 0o700);
   await flushPendingAlerts(config.alerts.mail, pendingAlerts, opts.log);
   await ping(config.alerts.ping, 'start');
   const outcomes = await mapLimited(sources, config.parallel, (src) => pullSourceStream(config, src, opts));
@@ -121,6 +125,58 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
   await checkStaleStreams(config, outcomes, opts);
   await recordPullMetrics(config, opts.stream, outcomes, opts.now(), opts.log);
   return outcomes;
+}
+
+/**
+ * The store root is missing or unmarked: nothing is written into it. The refusal is recorded per
+ * source (state dir, outside the store) so `baton status` shows it, alerted, and thrown (exit 2).
+ */
+async function refuseStore(
+  config: SinkConfig,
+  sources: readonly SinkSourceConfig[],
+  opts: SinkPullOptions,
+  problem: string,
+): Promise<never> {
+  const at = opts.now().toISOString();
+  if (!isInside(config.stateDir, config.store)) {
+    await mkdirp(join(config.stateDir, 'runs'), 0o755);
+    for (const src of sources) {
+      await recordRun(sinkPaths(config, src.name, opts.stream).lastRun, {
+        job: `sink pull ${opts.stream}`,
+        source: src.name,
+        ok: false,
+        startedAt: at,
+        finishedAt: at,
+        pulled: [],
+        pruned: [],
+        quarantined: [],
+        warnings: [],
+        error: problem,
+      }).catch((e: unknown) => opts.log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
+    }
+    await sendAlert(
+      config.alerts.mail,
+      join(config.stateDir, 'pending-alerts'),
+      {
+        subject: alertSubject('sink', `pull of ${opts.stream} REFUSED: sink store not usable`),
+        text:
+          `baton sink pull ${opts.stream} refused to run:\n\n${problem}\n\n` +
+          `Nothing was pulled, written, acked or pruned; the sources keep their generations.\n` +
+          alertFooter(),
+      },
+      opts.log,
+    );
+  }
+  await ping(config.alerts.ping, 'fail', problem);
+  throw new BatonError(problem, { exitCode: ExitCode.usage, step: 'store' });
+}
+
+function isInside(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+}
+
+async function recordRun(file: string, record: Record<string, unknown>): Promise<void> {
+  await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`);
 }
 
 async function pullSourceStream(
@@ -157,6 +213,9 @@ async function pullSourceStream(
   }
   let transport: Transport | undefined;
   try {
+    // checked again per source: a disk unmounted since the start of the run is not refilled either
+    const storeProblem = await checkStoreMarker(config.store);
+    if (storeProblem !== undefined) throw new JobError(storeProblem, { step: 'store' });
     await mkdirp(paths.streamDir, 0o755);
     transport = await (opts.transportFor ?? sshTransport)(src, streamCfg, paths.controlDir, config.timeout);
     await pullPending(config, src, stream, transport, paths, out, log, opts.now, opts.progress === true);
@@ -169,10 +228,18 @@ async function pullSourceStream(
     await lock.release();
   }
   await mkdirp(join(config.stateDir, 'runs'), 0o755);
-  await writeFileAtomic(
-    paths.lastRun,
-    `${JSON.stringify({ job: `sink pull ${stream}`, source: src.name, ok: out.ok, startedAt: startedAt.toISOString(), finishedAt: opts.now().toISOString(), pulled: out.pulled, pruned: out.pruned, quarantined: out.quarantined, warnings: out.warnings, error: out.error }, null, 2)}\n`,
-  ).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
+  await recordRun(paths.lastRun, {
+    job: `sink pull ${stream}`,
+    source: src.name,
+    ok: out.ok,
+    startedAt: startedAt.toISOString(),
+    finishedAt: opts.now().toISOString(),
+    pulled: out.pulled,
+    pruned: out.pruned,
+    quarantined: out.quarantined,
+    warnings: out.warnings,
+    error: out.error,
+  }).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
   return out;
 }
 
@@ -344,7 +411,7 @@ async function pullPending(
     } else {
       const plan = await pruneSinkStream(
         paths.streamDir,
-        { keep: streamCfg.generations, keepWithin: streamCfg.keepWithin, now: now() },
+        { keep: streamCfg.generations, keepWithin: streamCfg.keepWithin },
         [g.id],
         log,
       );

@@ -133,7 +133,8 @@ function generationReport(g: StoreGeneration, now: Date, verified: boolean): Gen
   return {
     id: g.id,
     createdAt: g.createdAt.toISOString(),
-    ageSeconds: seconds(now.getTime() - g.createdAt.getTime()),
+    // an id ahead of this host's clock (the clocks disagree) is as new as it gets: age 0, never negative
+    ageSeconds: Math.max(0, seconds(now.getTime() - g.createdAt.getTime())),
     files: g.meta?.files ?? null,
     bytes: g.meta?.bytes ?? null,
     bytesNew: g.meta?.bytesCopied ?? null,

@@ -9,6 +9,7 @@ import { startSshd, type Sshd } from '../helpers/sshd.js';
 import { ensureUser, isRoot, makeKeyPair, writeAuthorizedKeys, type KeyPair } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
 
 // Issue "Faults and hostile input", cases 24 (bit rot found by verify --deep) and 22 (retention under
 // attack: a sudden drop in size) with the built CLI over a real sshd and a real SMTP server.
@@ -67,7 +68,7 @@ async function sinkConfig(
   keep: number,
   streamExtra = '',
 ): Promise<{ file: string; store: string; state: string }> {
-  const store = join(root, `store-${name}`);
+  const store = await makeSinkStore(join(root, `store-${name}`));
   const state = join(root, `state-${name}`);
   const file = join(root, `sink-${name}.yaml`);
   await writeFile(

@@ -380,6 +380,8 @@ sources:
     assert.deepEqual(await modeOwner(key), ['600', 0, 0]);
     assert.deepEqual(await modeOwner(join(tmp, 'sink/keys')), ['700', 0, 0]);
     assert.deepEqual(await modeOwner(join(tmp, 'sink/store')), ['750', 0, 0]);
+    assert.deepEqual(await modeOwner(join(tmp, 'sink/store/.baton-store')), ['644', 0, 0]);
+    assert.match(await readFile(join(tmp, 'sink/store/.baton-store'), 'utf8'), /baton sink store/);
     assert.deepEqual(await modeOwner(join(tmp, 'sink/state')), ['700', 0, 0]);
     const pub = (await readFile(`${key}.pub`, 'utf8')).trim();
     assert.ok(r.stdout.includes(`public key: ${pub}`), show(r));
