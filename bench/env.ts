@@ -19,6 +19,8 @@ import {
 import { startSshd, type Sshd } from '../src/demo/sshd.js';
 import { joinRsh } from '../src/sink/transport.js';
 import { runProcess } from '../src/adapters/run.js';
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
+import { STORE_MARKER, STORE_MARKER_CONTENT } from '../src/core/store-marker.js';
 
 export const BATON_MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 /** The stream users of a benchmark run (the smoke test has its own, so it never disturbs a running benchmark). */
@@ -60,8 +62,8 @@ export interface BenchEnv {
   close(keep: boolean): Promise<void>;
 }
 
-/** The baton CLI as argv (node + the built main.js). */
-export const baton = (...args: string[]): string[] => [process.execPath, BATON_MAIN, ...args];
+/** The baton CLI as argv, as installed units start it (node, its flags, the built main.js). */
+export const baton = (...args: string[]): string[] => [process.execPath, ...NODE_FLAGS, BATON_MAIN, ...args];
 
 /** Creates users, keys, sshd and configs under a new temp dir in `parent`. Needs root. */
 export async function createEnv(parent: string, users: BenchUsers = BENCH_USERS): Promise<BenchEnv> {
@@ -199,6 +201,15 @@ export async function createEnv(parent: string, users: BenchUsers = BENCH_USERS)
     await removeTree(root);
     throw e;
   }
+}
+
+/**
+ * The sink store as `baton install sink` leaves it: the directory and its marker file (pulls refuse
+ * a store without it). The benchmark removes the store between runs, so each pull calls this.
+ */
+export async function markSinkStore(env: Pick<BenchEnv, 'sinkStore'>): Promise<void> {
+  await mkdir(env.sinkStore, { recursive: true, mode: 0o750 });
+  await writeFile(join(env.sinkStore, STORE_MARKER), STORE_MARKER_CONTENT, { mode: 0o644 });
 }
 
 /** `rm -rf`: much faster than fs.rm on a million files, and its memory stays out of this process. */

@@ -16,7 +16,16 @@ import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { runProcess } from '../src/adapters/run.js';
 import { FULL_SPEC, Prng, QUICK_SPEC, generateDataset, mutateDataset, type DatasetSpec } from './dataset.js';
-import { baton, createEnv, generationIds, removeTree, unack, type BenchEnv, type BenchUsers } from './env.js';
+import {
+  baton,
+  createEnv,
+  generationIds,
+  markSinkStore,
+  removeTree,
+  unack,
+  type BenchEnv,
+  type BenchUsers,
+} from './env.js';
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
@@ -124,6 +133,7 @@ async function sinkConfig(
   cfg.store = store;
   cfg.stateDir = join(env.root, `sink-state-${mode}`);
   cfg.storeMode = mode;
+  await markSinkStore({ sinkStore: store });
   const file = join(env.root, `sink-${mode}.yaml`);
   await writeFile(file, stringify(cfg), { mode: 0o644 });
   return { file, store };

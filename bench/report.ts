@@ -44,6 +44,8 @@ export interface MachineInfo {
   openssh: string;
   sha256sum: string;
   gnuTime: string;
+  /** the baton code measured: `git describe` of the checkout, or why there is none */
+  code?: string;
   /** other load on the machine while measuring */
   load: string;
 }
@@ -137,6 +139,7 @@ export function renderReport(r: Report): string {
     '',
     `- CPU: ${m.cpus}; RAM: ${m.ramGiB.toFixed(1)} GiB; filesystem: ${m.fs}; kernel ${m.kernel}`,
     `- node ${m.node}; ${m.rsync}; ${m.openssh}; ${m.sha256sum}; ${m.gnuTime}`,
+    ...(m.code === undefined ? [] : [`- baton code measured: ${m.code}`]),
     `- ${m.load}`,
     '',
     '## Dataset',

@@ -36,6 +36,7 @@ import {
   createEnv,
   type BenchUsers,
   generationIds,
+  markSinkStore,
   removeTree,
   resetStores,
   sourceGenerationDir,
@@ -56,6 +57,7 @@ import {
 } from './report.js';
 
 const DEFAULT_OUT = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
+const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 1024 * 1024;
 
 interface Options {
@@ -156,6 +158,12 @@ const logLineSchema = z.looseObject({
   step: z.string().optional(),
 });
 type LogLine = z.infer<typeof logLineSchema>;
+/** what the sink's `verified <id>` log line counts */
+const verifyCounts = z.looseObject({
+  hashed: z.number(),
+  hashedDuringTransfer: z.number(),
+  reused: z.number(),
+});
 
 function logLines(stderr: string): LogLine[] {
   const out: LogLine[] = [];
@@ -247,6 +255,7 @@ interface PullRun {
 }
 
 async function sinkPull(env: BenchEnv): Promise<PullRun> {
+  await markSinkStore(env);
   await sync();
   const m = await measureOk(
     'baton sink pull data',
@@ -267,6 +276,13 @@ async function sinkPull(env: BenchEnv): Promise<PullRun> {
     if (listed !== undefined) parts.push(`until the tree rsync starts ${secs(main.firstMs - listed)}`);
     parts.push(`tree rsync ${secs(main.lastMs - main.firstMs)}`);
     if (verified !== undefined) parts.push(`verify after it ${secs(verified - main.lastMs)}`);
+  }
+  const counts = verifyCounts.safeParse(lines.find((x) => /^verified /.test(x.msg ?? '')));
+  if (counts.success) {
+    const v = counts.data;
+    parts.push(
+      `${v.hashed} files hashed (${v.hashedDuringTransfer} of them during the transfer), ${v.reused} hard links to the previous generation not re-read`,
+    );
   }
   if (verified !== undefined && published !== undefined)
     parts.push(`publish (syncfs) ${secs(published - verified)}`);
@@ -424,16 +440,16 @@ const maxOf = (xs: number[]) => (xs.length ? Math.max(...xs) : Number.NaN);
 // Why a figure misses its target, in this code base (shown only when it does). Keep in step with the code.
 const KNOWN_CAUSES: Record<string, string> = {
   '1a': 'the downtime is the two mirror rsyncs (see the breakdown); a local rsync copies every changed file whole (`--whole-file` is its default between local paths), baton’s refresh and the bare one alike.',
-  '1b': 'the change appends to every log file (8 × 25 MiB) and to one 50–200 MiB database file, and a local rsync copies a changed file whole (`--whole-file`, its default between local paths): about 250–400 MiB move while the app is down, against 1.7 GiB for the first full backup, so the ratio sits near 0.15–0.2 by construction, for the bare refresh as much as for baton. Only copying less while the app is down gets under 0.1: `--append-verify` for append-only logs, or the reflink collect (issue: “go beyond”).',
-  '2': 'verification starts only after the tree rsync has ended (src/sink/run-pull.ts pulls, then verifies), so it adds its time instead of overlapping the transfer (it hashes on worker threads, both cores); fixed costs add to that: five start-ups of the baton CLI per pull (the sink’s own and the gate’s for list, manifest, tree and ack, 0.3–0.5 s each, most of it loading every command’s modules) and a second rsync session for the manifest. Fix: hash files as rsync reports them done (`--out-format` in src/sink/pull.ts feeding the verifier), and load command modules lazily.',
-  '3': 'fixed costs dominate a small change: CLI and gate start-ups and the list round trip, the manifest-first rsync session and its precheck, verification (a walk of every file, both manifests parsed, the changed files hashed) and the ack (see the breakdown).',
-  '4': '`baton verify` asks for 4 files in flight (src/operate/verify-command.ts); the same function with its default (32 in flight, batched to worker threads) reaches the rate in the detail line below.',
-  '5a': 'about 70 MiB of the peak is the Node runtime and baton’s modules before any work starts, the two hashing worker threads add about 16 MiB, and V8 lets its young generation grow while the build allocates fast (node alone is the whole peak: the rsync children are small).',
-  '5b': 'src/sink/run-pull.ts loads the link base’s whole manifest into a Map (`loadFileEntries`) for the precheck and for verification: memory grows with the file count. `verifyGeneration` now takes `linkBase.manifest` and streams it (`ManifestCursor`); run-pull.ts and precheck.ts still pass the Map.',
-  '5c': 'node alone is the peak (see the detail line): about 70 MiB of Node runtime and baton’s modules, about 16 MiB for the two hashing worker threads, and the V8 heap grown by the build’s allocation rate (a buffer per path, a string per manifest line); memory no longer grows with the file count (the previous manifest is streamed, directories are kept as strings).',
-  '5d': 'src/sink/run-pull.ts loads the link base’s whole manifest into a Map (`loadFileEntries`) for the precheck and for verification: about 0.9 KiB per file (it also delays the tree rsync: see the breakdown). `verifyGeneration` can stream the base instead (`linkBase: { tree, manifest }`, read with `ManifestCursor` alongside the walk); run-pull.ts and precheck.ts have to switch to it. A full pull, without a link base, can exceed the target too: not profiled yet (V8 heap growth while two large manifests are parsed is the likely part).',
-  '6a': 'per file, baton adds a verification pass after the transfer (a walk step, a manifest line parsed, the file read and hashed) that rsync does not do, and it does not overlap the transfer.',
-  '6b': 'per file, baton adds a verification pass after the transfer (a walk step, two manifest lines parsed, an lstat of the link base’s file) that rsync does not do.',
+  '1b': 'the change appends to every log file (8 × 25 MiB) and to one 50–200 MiB database file, and a local rsync copies a changed file whole (`--whole-file`, its default between local paths): about 250–400 MiB move while the app is down, against 1.7 GiB for the first full backup, so the ratio sits near 0.1–0.2 by construction, for the bare refresh as much as for baton. Only copying less while the app is down gets safely under 0.1, e.g. cloning the data with reflinks where the filesystem can.',
+  '2': 'verification reads every byte: files are hashed as rsync completes them (src/sink/early-hash.ts) on two worker threads, but on two cores the hashing competes with rsync and ssh for the CPU; what is left after the transfer is the walk over the tree and the files rsync finished last (see the breakdown).',
+  '3': 'fixed costs weigh on a small change: the sink’s own start-up and four of the gate (list, manifest, tree, ack; about 0.15 s each, the CLI is one bundled file), the list round trip, the manifest-first rsync session and its precheck, the walk that compares every file’s inode with the previous generation’s, and the ack (see the breakdown).',
+  '4': '`baton verify --deep` hashes on two worker threads with 32 files in flight; its start-up and the walk over the tree count against it (see the detail line for the rate without start-up).',
+  '5a': 'node alone is the peak (the rsync children are small): about 55 MiB of Node runtime and baton’s bundled code before any work starts, two hashing worker threads of about 8 MiB each, and the V8 heap while the build allocates fast (young generation capped by `--max-semi-space-size=4`, src/cli/node-flags.ts).',
+  '5b': 'as for 5a: the Node runtime and baton’s code, two hashing worker threads and the V8 heap; memory does not grow with the file count (both manifests are streamed, the table of hashes taken during the transfer is capped at 25,000 files).',
+  '5c': 'as for 5a: node alone is the peak; memory does not grow with the file count (the previous manifest is streamed, directories are kept as strings), the rest is the V8 heap under a high allocation rate.',
+  '5d': 'as for 5b: node alone is the peak; the manifests are streamed (a link base is read alongside the walk with `ManifestCursor`), so what remains is the V8 heap under the allocation rate of a million manifest lines and lstat results.',
+  '6a': 'per file, baton adds what rsync does not do: a manifest line parsed and checked, an lstat in the walk, and the file read and hashed (during the transfer where it can).',
+  '6b': 'per file, baton adds a verification pass after the transfer that rsync does not do: a walk step, two manifest lines parsed (the new one and the link base’s) and an lstat of the link base’s file.',
   '6c': 'per file, the build walks the mirror, reads the previous manifest, checks and hard-links the previous generation’s file (three system calls) and writes two manifest lines, all on one JavaScript thread; `cp -al` makes two system calls in C and writes no manifest.',
 };
 
@@ -938,6 +954,7 @@ async function machineInfo(dir: string): Promise<Omit<MachineInfo, 'load'>> {
     gnuTime: existsSync(GNU_TIME)
       ? `peak RSS by ${GNU_TIME} -v`
       : `${GNU_TIME} missing (apt-get install time): peak RSS polled from /proc VmHWM`,
+    code: await firstLine(['git', '-C', REPO_DIR, 'describe', '--always', '--dirty', '--abbrev=12']),
   };
 }
 

@@ -1,10 +1,20 @@
 import { readFileSync } from 'node:fs';
 
+/**
+ * The package's version from its package.json: one level up from src/version.ts and dist/version.js,
+ * two from the bundled dist/cli/main.js.
+ */
 function readVersion(): string {
-  // dist/version.js and src/version.ts both sit one level below the package root.
-  const raw: unknown = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-  if (typeof raw === 'object' && raw !== null && 'version' in raw && typeof raw.version === 'string') {
-    return raw.version;
+  for (const rel of ['../package.json', '../../package.json']) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8'));
+    } catch {
+      continue;
+    }
+    if (typeof raw === 'object' && raw !== null && 'name' in raw && raw.name === 'baton') {
+      return 'version' in raw && typeof raw.version === 'string' ? raw.version : '0.0.0';
+    }
   }
   return '0.0.0';
 }

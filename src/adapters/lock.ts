@@ -97,13 +97,15 @@ export async function acquireLock(path: string, command: string): Promise<Lock> 
       );
     }
     if (!owner) {
-      // unreadable: a torn write by a killed run, unless it is being written right now
+      // Unreadable: a torn write by a killed run, unless it is being written right now. "Right now"
+      // is within 5 s either way: a file stamped in the future was written before the clock jumped
+      // back, and must not block every run until the clock catches up.
       const age =
         Date.now() -
         (await stat(path)
           .then((s) => s.mtimeMs)
           .catch(() => 0));
-      if (age < 5000) throw new LockedError(`another run is taking ${path}`);
+      if (Math.abs(age) < 5000) throw new LockedError(`another run is taking ${path}`);
     }
     await unlink(path).catch(() => undefined);
     tookOverStale = true;

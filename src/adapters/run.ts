@@ -20,6 +20,8 @@ export interface RunOptions {
   captureStdout?: boolean;
   /** Receives SIGTERM on timeout / abort too. */
   signal?: AbortSignal;
+  /** Told the child's pid (= its process group id) once it is spawned. */
+  onSpawn?: (pid: number) => void;
   uid?: number;
   gid?: number;
 }
@@ -87,6 +89,7 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
       uid: opts.uid,
       gid: opts.gid,
     });
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     const killGroup = (sig: NodeJS.Signals): void => {
       if (child.pid === undefined) return;
       try {

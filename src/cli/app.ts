@@ -1,7 +1,9 @@
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { createLogger } from '../adapters/log.js';
 import { BatonError, ConfigError, ExitCode, oneLine } from '../errors.js';
 import { batonVersion } from '../version.js';
+import { NODE_FLAGS } from './node-flags.js';
 import type { CliContext } from './context.js';
 
 export type Root = ReturnType<typeof createRoot>;
@@ -92,3 +94,13 @@ export function reportError(ctx: CliContext | undefined, err: unknown): number {
 }
 
 export const DEFAULT_CONFIG = { source: '/etc/baton/source.yaml', sink: '/etc/baton/sink.yaml' } as const;
+
+/** The CLI's entry script (dist/cli/main.js, bundled or not), for commands that run baton again. */
+export function cliMainScript(): string {
+  return fileURLToPath(new URL('./main.js', import.meta.url));
+}
+
+/** argv that starts this baton again the way an installed one starts: node, its flags, the entry script. */
+export function cliArgv(): string[] {
+  return [process.execPath, ...NODE_FLAGS, cliMainScript()];
+}

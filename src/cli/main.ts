@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
+// (the flag: see node-flags.ts; a test keeps the two in step)
 import { CommanderError } from '@commander-js/extra-typings';
 import { createRoot, reportError } from './app.js';
 import { registerCommands } from './commands/index.js';

@@ -111,9 +111,12 @@ export async function checkConfigFile(file: string, kind?: ConfigKind): Promise<
     : { ok: false, kind: checked.kind ?? null, file, errors: checked.problems };
 }
 
-/** Where the commented example config of a kind lives (next to this module, also in dist/). */
+/**
+ * Where the commented example config of a kind lives: src/config/examples, copied to dist/config/examples
+ * (the path is written from one level down so that it also holds in the bundled dist/cli/main.js).
+ */
 export function exampleConfigFile(kind: ConfigKind): string {
-  return fileURLToPath(new URL(`./examples/${kind}.example.yaml`, import.meta.url));
+  return fileURLToPath(new URL(`../config/examples/${kind}.example.yaml`, import.meta.url));
 }
 
 /** The commented example config of a kind (`baton config example`). */

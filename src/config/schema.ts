@@ -199,7 +199,7 @@ const sinkStream = z.strictObject({
   identity: absPath('private key; an OpenSSH certificate next to it (KEY-cert.pub) is used too'),
   generations: z.int().min(1).max(10000).describe('generations kept in the sink store'),
   keepWithin: duration(
-    'generations younger than this are never pruned by count (a burst of tiny generations cannot push out older ones)',
+    'generations within this of the newest one (by generation id, not the sink clock) are never pruned by count (a burst of tiny generations cannot push out older ones)',
   ).optional(),
   anomalyDropPercent: z
     .number()
@@ -213,7 +213,9 @@ const sinkStream = z.strictObject({
 
 export const sinkSchema = z
   .strictObject({
-    store: absPath('the Sink-Store root'),
+    store: absPath(
+      'the Sink-Store root; must exist and hold the marker file .baton-store (made by `baton install sink`)',
+    ),
     stateDir: absPath('baton state: run records, locks').prefault('/var/lib/baton/sink-state'),
     verify: z.boolean().default(true).describe('compare every received file with its manifest hash'),
     storeMode: z

@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { runSourceBackup } from '../source/backup.js';
 import { runSinkPull, type TransportFactory } from '../sink/run-pull.js';
 import type { Transport } from '../sink/transport.js';
 import { renderStatus, sinkStatus, sourceStatus } from '../status/status.js';
+import { STORE_MARKER, STORE_MARKER_CONTENT } from '../core/store-marker.js';
 import { createFakeApp } from './sample-app.js';
 import { SSHD_BINARY, startSshd, type Sshd } from './sshd.js';
 
@@ -155,6 +156,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     const sinkFile = join(dir, 'sink.yaml');
     await writeFile(sinkFile, stringify(sinkRaw), { mode: 0o644 });
     const sink = await loadSinkConfig(sinkFile);
+    // what `baton install sink` does once: the store root and its marker (pulls refuse a store without it)
+    await mkdir(sink.store, { recursive: true, mode: 0o750 });
+    await writeFile(join(sink.store, STORE_MARKER), STORE_MARKER_CONTENT, { mode: 0o644 });
 
     for (let cycle = 1; cycle <= 2; cycle++) {
       out(`\n== cycle ${cycle}: baton source backup`);

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path/posix';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
 import { STREAMS } from '../config/schema.js';
 import { ConfigError, JobError } from '../errors.js';
+import { STORE_MARKER, STORE_MARKER_CONTENT } from '../core/store-marker.js';
 import { authorizedKeysOptionValue, hasControlCharacters, shellJoin } from './quote.js';
 import {
   checkCalendar,
@@ -155,7 +156,16 @@ function wanted(kind: 'source' | 'sink', config: SourceConfig | SinkConfig, opts
 type Wanted =
   | { type: 'user'; name: string }
   | { type: 'dir'; path: string; mode: number; owner: string; onlyIfMissing?: boolean; why: string }
-  | { type: 'file'; path: string; mode: number; owner: string; content: string; why: string }
+  | {
+      type: 'file';
+      path: string;
+      mode: number;
+      owner: string;
+      content: string;
+      /** an existing regular file is left as it is (content, mode and owner are the operator's) */
+      onlyIfMissing?: boolean;
+      why: string;
+    }
   | { type: 'keypair'; path: string; why: string }
   | {
       type: 'note';
@@ -504,6 +514,15 @@ function wantSink(config: SinkConfig, opts: InstallOptions): Wanted[] {
       why: 'ssh keys',
     })),
   ]);
+  out.push({
+    type: 'file',
+    path: join(config.store, STORE_MARKER),
+    mode: 0o644,
+    owner: 'root',
+    content: STORE_MARKER_CONTENT,
+    onlyIfMissing: true,
+    why: 'sink store marker: pulls refuse a store without it (an unmounted disk)',
+  });
 
   for (const src of config.sources) {
     for (const stream of STREAMS) {
@@ -696,6 +715,7 @@ function decide(w: Wanted, host: HostState): Action[] {
           },
         );
       }
+      if (w.onlyIfMissing) return [{ ...base, change: 'none', detail: w.why }];
       const diffs = [
         st.content === w.content ? '' : 'content differs',
         ownershipDiff(st, w.mode, w.owner, host),

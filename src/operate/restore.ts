@@ -421,7 +421,9 @@ class RestoreRun {
   private async restoreFile(e: ManifestEntry, dest: Buffer): Promise<void> {
     let src: FileHandle;
     try {
-      src = await open(this.source(e.path), constants.O_RDONLY | O_NOFOLLOW);
+      // O_NONBLOCK: a FIFO put where the manifest says file must not block the open (it is
+      // refused by the fstat below); reads of a regular file are not affected.
+      src = await open(this.source(e.path), constants.O_RDONLY | O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       const code = errnoCode(err);
       if (code === 'ELOOP' || code === 'ENOENT' || code === 'ENOTDIR')

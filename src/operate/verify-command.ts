@@ -73,8 +73,9 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
 
 /**
  * Checks each generation against its manifest (presence, types, sizes, link targets; every byte
- * with `deep`), one generation after the other, hashing up to 4 files at once. `onResult` sees
- * each result as it is known (for output while a long run goes on).
+ * with `deep`), one generation after the other; files are hashed many at once on worker threads
+ * (verifyGeneration's default). `onResult` sees each result as it is known (for output while a
+ * long run goes on).
  */
 export async function verifyGenerations(
   targets: readonly VerifyTarget[],
@@ -92,7 +93,6 @@ export async function verifyGenerations(
     const r = await verifyGeneration({
       dir: t.dir,
       hashes: opts.deep,
-      concurrency: 4,
       onHashed: (n) => {
         hashedBytes += n;
         bar.update(hashedBytes, total);

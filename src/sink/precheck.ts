@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { DEFAULT_MANIFEST_LIMITS, pathKey, type ManifestEntry } from '../core/manifest.js';
-import { readManifest } from '../adapters/manifest-file.js';
+import { DEFAULT_MANIFEST_LIMITS } from '../core/manifest.js';
+import { ManifestCursor, readManifest } from '../adapters/manifest-file.js';
 
 export interface Precheck {
   entries: number;
@@ -13,23 +13,31 @@ export interface Precheck {
 /**
  * Reads a pulled manifest before the tree is fetched: validates every line (hostile input,
  * throws ManifestError), bounds the entry count, and sums what the tree will cost on disk.
+ * `linkBaseManifest` (the manifest of the generation the pull hard-links to) is read alongside,
+ * in tree order: memory stays constant whatever the file count. A bad or missing link base
+ * only makes the estimate larger (every file counted as new).
  */
 export async function precheckManifest(
   dir: string,
   maxFiles: number,
-  linkBase: ReadonlyMap<string, ManifestEntry> | undefined,
+  linkBaseManifest: string | undefined,
 ): Promise<Precheck> {
   const r: Precheck = { entries: 0, files: 0, bytes: 0, newBytes: 0 };
-  for await (const e of readManifest(join(dir, 'manifest'), {
-    ...DEFAULT_MANIFEST_LIMITS,
-    maxEntries: maxFiles,
-  })) {
-    r.entries++;
-    if (e.type !== 'f') continue;
-    r.files++;
-    r.bytes += e.size;
-    const base = linkBase?.get(pathKey(e.path));
-    if (!(base && base.sha256 === e.sha256 && base.size === e.size)) r.newBytes += e.size;
+  const base = linkBaseManifest === undefined ? undefined : ManifestCursor.open(linkBaseManifest);
+  try {
+    for await (const e of readManifest(join(dir, 'manifest'), {
+      ...DEFAULT_MANIFEST_LIMITS,
+      maxEntries: maxFiles,
+    })) {
+      r.entries++;
+      if (e.type !== 'f') continue;
+      r.files++;
+      r.bytes += e.size;
+      const b = await base?.seek(e.path);
+      if (!(b?.type === 'f' && b.sha256 === e.sha256 && b.size === e.size)) r.newBytes += e.size;
+    }
+  } finally {
+    await base?.close().catch(() => undefined);
   }
   return r;
 }

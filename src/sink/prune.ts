@@ -1,4 +1,5 @@
 import { planRetention, type RetentionPlan } from '../core/retention.js';
+import { parseGenerationId, sortNewestFirst } from '../core/generation-id.js';
 import { listGenerations } from '../adapters/generations.js';
 import { removeTreeSafely } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
@@ -7,9 +8,8 @@ import { clearBadMark, listBadMarks } from './bad-marks.js';
 export interface SinkRetention {
   /** verified generations kept */
   keep: number;
-  /** milliseconds: younger generations are never pruned by count */
+  /** milliseconds: generations this close to the newest one are never pruned by count */
   keepWithin?: number | undefined;
-  now: Date;
 }
 
 /**
@@ -17,6 +17,11 @@ export interface SinkRetention {
  * store. Every published generation was verified before it was published, so all count as verified
  * unless a later `baton verify` marked it bad (`.bad/<id>`); the newest verified is never removed.
  * Each removal renames first, so a crash never leaves half a generation under its real name.
+ *
+ * `keepWithin` is counted back from the newest generation's id, not from the sink's clock: a sink
+ * clock that is wrong (years behind: every id "in the future" would count as young and nothing would
+ * ever be pruned; ahead: nothing would count as young) or jumps during a run changes nothing here.
+ * Ids come from the source, which keeps them increasing whatever its clock does.
  */
 export async function pruneSinkStream(
   streamDir: string,
@@ -26,12 +31,16 @@ export async function pruneSinkStream(
 ): Promise<RetentionPlan> {
   const gens = await listGenerations(streamDir);
   const bad = await listBadMarks(streamDir);
+  const [newest] = sortNewestFirst(gens.map((g) => g.id));
+  const reference = newest === undefined ? undefined : parseGenerationId(newest);
   const plan = planRetention(
     gens.map((g) => ({ id: g.id, verified: !bad.has(g.id) })),
     {
       keep: retention.keep,
       protect,
-      ...(retention.keepWithin === undefined ? {} : { keepWithin: retention.keepWithin, now: retention.now }),
+      ...(retention.keepWithin === undefined || reference === undefined
+        ? {}
+        : { keepWithin: retention.keepWithin, now: reference }),
     },
   );
   for (const r of plan.remove) {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir, mkdirp, syncFilesystem } from '../adapters/fsx.js';
@@ -30,7 +31,12 @@ export async function quarantineGeneration(
   at: Date,
 ): Promise<string> {
   await mkdirp(quarantine, 0o700);
-  const to = join(quarantine, `${id}.${at.toISOString().replace(/[:.]/g, '')}`);
+  // A clock that jumped back can repeat a time already used for this id: never rename onto it
+  // (an earlier quarantined copy would be replaced or the rename would fail).
+  let when = at.getTime();
+  const nameAt = (ms: number) => join(quarantine, `${id}.${new Date(ms).toISOString().replace(/[:.]/g, '')}`);
+  while (existsSync(nameAt(when))) when += 1;
+  const to = nameAt(when);
   await rename(join(incoming, id), to);
   await fsyncDir(quarantine);
   return to;

@@ -8,6 +8,8 @@ import { mkdirp } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { joinRsh, type Transport } from './transport.js';
 import { createProgress, rsyncProgressArgs } from '../adapters/progress.js';
+import type { EarlyHashes } from './early-hash.js';
+import { watchForStall } from '../adapters/stall-watch.js';
 
 export interface PullInput {
   transport: Transport;
@@ -27,6 +29,18 @@ export interface PullInput {
   signal?: AbortSignal;
   /** show an rsync progress bar on stderr (only when it is a terminal) */
   progress?: boolean;
+  /** hashes files as rsync completes them (the tree phase only) */
+  early?: EarlyHashes;
+}
+
+/**
+ * rsync's own `--timeout` misses a source whose rsync stops while ssh stays up (SIGSTOP, a hung
+ * disk): the receiver's own keep-alives count as I/O, so it waits forever. A live sender sends
+ * data or a keep-alive at least every half `--timeout`; the sink kills its rsync when nothing at
+ * all was read for the timeout plus a margin.
+ */
+export function stallAfterMs(ioTimeoutMs: number): number {
+  return ioTimeoutMs + Math.min(ioTimeoutMs, 30_000);
 }
 
 /** Only these two files in phase one: small, and enough to judge the generation before the tree moves. */
@@ -66,14 +80,33 @@ async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> 
     ? undefined
     : createProgress(`pull ${input.stream} ${input.id}`, input.progress === true);
   const shown = rsyncProgressArgs(input.progress === true ? progress : undefined);
+  const early = headOnly ? undefined : input.early;
+  const onStdout =
+    shown.onStdout && early
+      ? (b: Buffer) => {
+          shown.onStdout?.(b);
+          early.onStdout(b);
+        }
+      : (shown.onStdout ?? early?.onStdout);
   const [rsync, ...rest] = pullArgv(input, headOnly);
-  const r = await runProcess([rsync ?? 'rsync', ...shown.args, ...rest], {
+  const quietMs = stallAfterMs(input.ioTimeoutMs);
+  const watch = watchForStall('rsync', quietMs);
+  const r = await runProcess([rsync ?? 'rsync', ...shown.args, ...(early?.args ?? []), ...rest], {
     env: rsyncEnv(),
     tailBytes: 16 * 1024,
-    signal: input.signal,
-    ...(shown.onStdout ? { onStdout: shown.onStdout } : {}),
-  });
+    signal: input.signal ? AbortSignal.any([input.signal, watch.signal]) : watch.signal,
+    onSpawn: (pid) => watch.attach(pid),
+    killGraceMs: 2000,
+    ...(onStdout ? { onStdout } : {}),
+  }).finally(() => early?.finish());
+  watch.stop();
   progress?.stop();
+  if (watch.stalled) {
+    throw new JobError(
+      `pulling ${input.stream} ${input.id} over ${input.transport.describe}: stalled, nothing received for ${Math.round(quietMs / 1000)}s (rsync killed; the partial copy is kept for the next run)`,
+      { step: 'pull' },
+    );
+  }
   const problem = describeRsyncResult(r);
   if (problem) {
     if (isNoSpace(r)) {
@@ -86,9 +119,11 @@ async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> 
         },
       );
     }
-    throw new JobError(`pulling ${input.stream} ${input.id} over ${input.transport.describe}: ${problem}`, {
-      step: 'pull',
-    });
+    const notResponding = /Timeout, server .* not responding/.exec(r.stderr);
+    throw new JobError(
+      `pulling ${input.stream} ${input.id} over ${input.transport.describe}: ${notResponding ? `the ssh connection stalled (${notResponding[0]})` : problem}`,
+      { step: 'pull' },
+    );
   }
   return r;
 }

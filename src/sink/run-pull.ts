@@ -1,18 +1,20 @@
 import { readdir, rm } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
-import { BatonError, JobError, LockedError, oneLine } from '../errors.js';
+import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
 import { parseGateListing } from '../core/listing.js';
 import { acquireLock } from '../adapters/lock.js';
 import { mkdirp, sha256File, writeFileAtomic } from '../adapters/fsx.js';
 import { listGenerations } from '../adapters/generations.js';
-import { loadFileEntries, ManifestError } from '../adapters/manifest-file.js';
+import { ManifestError } from '../adapters/manifest-file.js';
 import { alertFooter, alertSubject, flushPendingAlerts, sendAlert } from '../adapters/notify.js';
 import { ping } from '../adapters/ping.js';
 import { recentLogLines, type Logger } from '../adapters/log.js';
 import { describeSshFailure, sshTransport, type Transport } from './transport.js';
 import { freeBytes, pullGeneration, pullHead } from './pull.js';
 import { precheckManifest } from './precheck.js';
+import { EarlyHashes } from './early-hash.js';
 import { crashPoint } from '../adapters/crash-point.js';
 import { describeProblems, pulledManifestSha256, verifyGeneration } from './verify.js';
 import { cleanIncoming, publishGeneration, quarantineGeneration } from './publish.js';
@@ -23,6 +25,7 @@ import { sinkPaths } from './state.js';
 import { prepareClonedTree, useReflinkStore } from './reflink-store.js';
 import { checkStaleStreams } from './check-stale.js';
 import { recordPullMetrics } from './record-metrics.js';
+import { checkStoreMarker } from './check-store.js';
 
 export type TransportFactory = (
   src: SinkSourceConfig,
@@ -86,8 +89,11 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
       step: 'config',
     });
   }
-  await mkdirp(config.stateDir, 0o700);
   const pendingAlerts = join(config.stateDir, 'pending-alerts');
+  // Before anything is written anywhere: an unmounted store disk must not be filled from scratch.
+  const storeProblem = await checkStoreMarker(config.store);
+  if (storeProblem !== undefined) await refuseStore(config, sources, opts, storeProblem);
+  await mkdirp(config.stateDir, 0o700);
   await flushPendingAlerts(config.alerts.mail, pendingAlerts, opts.log);
   await ping(config.alerts.ping, 'start');
   const outcomes = await mapLimited(sources, config.parallel, (src) => pullSourceStream(config, src, opts));
@@ -120,6 +126,58 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
   await checkStaleStreams(config, outcomes, opts);
   await recordPullMetrics(config, opts.stream, outcomes, opts.now(), opts.log);
   return outcomes;
+}
+
+/**
+ * The store root is missing or unmarked: nothing is written into it. The refusal is recorded per
+ * source (state dir, outside the store) so `baton status` shows it, alerted, and thrown (exit 2).
+ */
+async function refuseStore(
+  config: SinkConfig,
+  sources: readonly SinkSourceConfig[],
+  opts: SinkPullOptions,
+  problem: string,
+): Promise<never> {
+  const at = opts.now().toISOString();
+  if (!isInside(config.stateDir, config.store)) {
+    await mkdirp(join(config.stateDir, 'runs'), 0o755);
+    for (const src of sources) {
+      await recordRun(sinkPaths(config, src.name, opts.stream).lastRun, {
+        job: `sink pull ${opts.stream}`,
+        source: src.name,
+        ok: false,
+        startedAt: at,
+        finishedAt: at,
+        pulled: [],
+        pruned: [],
+        quarantined: [],
+        warnings: [],
+        error: problem,
+      }).catch((e: unknown) => opts.log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
+    }
+    await sendAlert(
+      config.alerts.mail,
+      join(config.stateDir, 'pending-alerts'),
+      {
+        subject: alertSubject('sink', `pull of ${opts.stream} REFUSED: sink store not usable`),
+        text:
+          `baton sink pull ${opts.stream} refused to run:\n\n${problem}\n\n` +
+          `Nothing was pulled, written, acked or pruned; the sources keep their generations.\n` +
+          alertFooter(),
+      },
+      opts.log,
+    );
+  }
+  await ping(config.alerts.ping, 'fail', problem);
+  throw new BatonError(problem, { exitCode: ExitCode.usage, step: 'store' });
+}
+
+function isInside(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+}
+
+async function recordRun(file: string, record: Record<string, unknown>): Promise<void> {
+  await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`);
 }
 
 async function pullSourceStream(
@@ -156,6 +214,9 @@ async function pullSourceStream(
   }
   let transport: Transport | undefined;
   try {
+    // checked again per source: a disk unmounted since the start of the run is not refilled either
+    const storeProblem = await checkStoreMarker(config.store);
+    if (storeProblem !== undefined) throw new JobError(storeProblem, { step: 'store' });
     await mkdirp(paths.streamDir, 0o755);
     transport = await (opts.transportFor ?? sshTransport)(src, streamCfg, paths.controlDir, config.timeout);
     await pullPending(config, src, stream, transport, paths, out, log, opts.now, opts.progress === true);
@@ -168,10 +229,18 @@ async function pullSourceStream(
     await lock.release();
   }
   await mkdirp(join(config.stateDir, 'runs'), 0o755);
-  await writeFileAtomic(
-    paths.lastRun,
-    `${JSON.stringify({ job: `sink pull ${stream}`, source: src.name, ok: out.ok, startedAt: startedAt.toISOString(), finishedAt: opts.now().toISOString(), pulled: out.pulled, pruned: out.pruned, quarantined: out.quarantined, warnings: out.warnings, error: out.error }, null, 2)}\n`,
-  ).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
+  await recordRun(paths.lastRun, {
+    job: `sink pull ${stream}`,
+    source: src.name,
+    ok: out.ok,
+    startedAt: startedAt.toISOString(),
+    finishedAt: opts.now().toISOString(),
+    pulled: out.pulled,
+    pruned: out.pruned,
+    quarantined: out.quarantined,
+    warnings: out.warnings,
+    error: out.error,
+  }).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
   return out;
 }
 
@@ -243,9 +312,8 @@ async function pullPending(
       progress,
     };
     const pulledDir = join(paths.incoming, g.id);
-    const linkFiles = base
-      ? await loadFileEntries(join(base.dir, 'manifest')).catch(() => undefined)
-      : undefined;
+    // read alongside the new manifest in tree order, never loaded whole (1,000,000 files fit in constant memory)
+    const baseManifest = base ? join(base.dir, 'manifest') : undefined;
     // Phase one: manifest and meta.json only. A hostile, oversized or too-large generation is
     // rejected here, before its tree takes any space.
     await pullHead(pullInput);
@@ -259,7 +327,7 @@ async function pullPending(
             ? 'manifest hash differs from the one listed'
             : `manifest ${manifestHash}`,
         );
-      pre = await precheckManifest(pulledDir, config.limits.maxFiles, linkFiles);
+      pre = await precheckManifest(pulledDir, config.limits.maxFiles, baseManifest);
     } catch (e) {
       if (!(e instanceof ManifestError)) throw e;
       const q = await quarantineGeneration(paths.incoming, paths.quarantine, g.id, now());
@@ -288,17 +356,20 @@ async function pullPending(
       await prepareClonedTree(pulledDir, base.dir, log);
       await crashPoint('sink-cloned');
     }
-    await pullGeneration(pullInput);
+    // files are hashed as rsync completes them, while it transfers the next ones
+    const early = config.verify ? new EarlyHashes(pulledDir) : undefined;
+    await pullGeneration({ ...pullInput, ...(early ? { early } : {}) });
     const v = await verifyGeneration({
       dir: pulledDir,
       expect: { id: g.id, source: src.name, stream },
       hashes: config.verify,
       // a clone written in place shares no inode with the base: every file is hashed (no shortcut)
-      ...(base && linkFiles && !pullInput.inplace
-        ? { linkBase: { tree: join(base.dir, 'tree'), files: linkFiles } }
+      ...(base && baseManifest && !pullInput.inplace
+        ? { linkBase: { tree: join(base.dir, 'tree'), manifest: baseManifest } }
         : {}),
       maxFiles: config.limits.maxFiles,
       maxBytes: config.limits.maxBytes,
+      ...(early ? { knownHash: (rel: Buffer, st: BigIntStats) => early.lookup(rel, st) } : {}),
     });
     if ((await pulledManifestSha256(pulledDir)) !== g.manifestSha256) {
       v.ok = false;
@@ -315,7 +386,15 @@ async function pullPending(
       );
     }
     log.info(
-      { step: 'verify', id: g.id, files: v.files, bytes: v.bytes, hashed: v.hashed, reused: v.reused },
+      {
+        step: 'verify',
+        id: g.id,
+        files: v.files,
+        bytes: v.bytes,
+        hashed: v.hashed,
+        hashedDuringTransfer: early?.hashed ?? 0,
+        reused: v.reused,
+      },
       `verified ${g.id}`,
     );
     // -- anomaly check (retention under attack) --
@@ -344,7 +423,7 @@ async function pullPending(
     } else {
       const plan = await pruneSinkStream(
         paths.streamDir,
-        { keep: streamCfg.generations, keepWithin: streamCfg.keepWithin, now: now() },
+        { keep: streamCfg.generations, keepWithin: streamCfg.keepWithin },
         [g.id],
         log,
       );

@@ -37,7 +37,9 @@ export function sshArgv(
   ioTimeoutMs: number,
 ): string[] {
   const cert = `${stream.identity}-cert.pub`;
-  const aliveSeconds = 15;
+  // a probe every 15 s, more often for a short timeout: a dead link fails after about the timeout
+  const timeoutSeconds = Math.max(1, Math.round(ioTimeoutMs / 1000));
+  const aliveSeconds = Math.max(1, Math.min(15, Math.floor(timeoutSeconds / 3)));
   return [
     'ssh',
     '-F',
@@ -66,7 +68,7 @@ export function sshArgv(
     '-o',
     `ServerAliveInterval=${aliveSeconds}`,
     '-o',
-    `ServerAliveCountMax=${Math.max(2, Math.ceil(ioTimeoutMs / 1000 / aliveSeconds))}`,
+    `ServerAliveCountMax=${Math.max(2, Math.ceil(timeoutSeconds / aliveSeconds))}`,
     ...(controlDir === undefined
       ? []
       : [

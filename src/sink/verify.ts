@@ -35,6 +35,11 @@ export interface VerifyOptions {
   maxBytes?: number;
   /** files hashed at once (reads overlap; both cores busy) */
   concurrency?: number;
+  /**
+   * a hash already taken of this very file (e.g. while rsync transferred it; see early-hash.ts): the
+   * file at `rel` inside tree/ with lstat `st`, or undefined to read it here
+   */
+  knownHash?: (rel: Buffer, st: BigIntStats) => string | undefined;
 }
 
 export interface VerifyResult {
@@ -116,7 +121,7 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
         return;
       }
     }
-    const got = await sha256File(w.abs, m.size);
+    const got = opts.knownHash?.(m.path, w.st) ?? (await sha256File(w.abs, m.size));
     res.hashed++;
     opts.onHashed?.(m.size);
     if (got !== m.sha256) add('hash', show(m.path), `sha256 ${got} != manifest ${m.sha256 ?? '-'}`);

@@ -224,7 +224,6 @@ async function restoreLocked(
   const checked = await verifyGeneration({
     dir: gen.dir,
     hashes: true,
-    concurrency: 4,
     ...(candidate.from === 'directory'
       ? {}
       : { expect: { id: candidate.id, source: config.name, stream: 'data' } }),

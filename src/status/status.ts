@@ -106,7 +106,7 @@ export interface RecoveryPoint {
 }
 
 export interface Problem {
-  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record';
+  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record' | 'damaged';
   source: string;
   stream: StreamName | null;
   message: string;
@@ -133,7 +133,8 @@ function generationReport(g: StoreGeneration, now: Date, verified: boolean): Gen
   return {
     id: g.id,
     createdAt: g.createdAt.toISOString(),
-    ageSeconds: seconds(now.getTime() - g.createdAt.getTime()),
+    // an id ahead of this host's clock (the clocks disagree) is as new as it gets: age 0, never negative
+    ageSeconds: Math.max(0, seconds(now.getTime() - g.createdAt.getTime())),
     files: g.meta?.files ?? null,
     bytes: g.meta?.bytes ?? null,
     bytesNew: g.meta?.bytesCopied ?? null,
@@ -354,6 +355,15 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
       const store = await storeReport('sink store', p.streamDir, now);
       const bad = await listBadMarks(p.streamDir);
       for (const g of store.generations) if (bad.has(g.id)) Object.assign(g, { verified: false, bad: true });
+      const damaged = store.generations.filter((g) => g.bad === true).map((g) => g.id);
+      if (damaged.length > 0) {
+        problems.push({
+          kind: 'damaged',
+          source: src.name,
+          stream,
+          message: `${src.name}/${stream}: ${damaged.length} generation(s) failed \`baton verify\` and no longer count as good: ${damaged.join(', ')} (see .bad/ in ${p.streamDir}; restore from an older one)`,
+        });
+      }
       const quarantined = (await readdir(p.quarantine).catch(() => [] as string[]))
         .filter((n) => !n.startsWith('.'))
         .sort()

@@ -25,7 +25,19 @@ test('the quick benchmark measures and reports every figure', async (t) => {
   try {
     const out = join(dir, 'RESULTS.md');
     const r = await runProcess(
-      [process.execPath, '--import', 'tsx', RUN, '--quick', '--out', out, '--dir', dir],
+      [
+        process.execPath,
+        '--import',
+        'tsx',
+        RUN,
+        '--quick',
+        '--out',
+        out,
+        '--dir',
+        dir,
+        '--users',
+        'batonSmokeData,batonSmokeLogs',
+      ],
       {
         cwd: REPO,
         timeoutMs: 170_000,
@@ -56,6 +68,12 @@ test('the quick benchmark measures and reports every figure', async (t) => {
       assert.match(cells[4] ?? '', /^[\d.]+×$/, `figure ${id}: ratio`);
       assert.match(cells[6] ?? '', /^(met|\*\*missed\*\* by \d+ %) \|$/, `figure ${id}: verdict`);
     }
+    // the full pull hashed files while rsync transferred them (src/sink/early-hash.ts), not all after it
+    const hashedEarly = /full pull, run 1: .*?(\d+) files hashed \((\d+) of them during the transfer\)/.exec(
+      md,
+    );
+    assert.ok(hashedEarly, 'the full pull reports how many files it hashed during the transfer');
+    assert.ok(Number(hashedEarly[2]) > 0, `files hashed during the transfer: ${hashedEarly[0]}`);
     // the run cleaned up after itself: no work dir left beside the report
     assert.deepEqual((await readdir(dir)).sort(), ['RESULTS.md']);
   } finally {

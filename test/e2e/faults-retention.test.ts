@@ -9,6 +9,7 @@ import { startSshd, type Sshd } from '../helpers/sshd.js';
 import { ensureUser, isRoot, makeKeyPair, writeAuthorizedKeys, type KeyPair } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
 
 // Issue "Faults and hostile input", cases 24 (bit rot found by verify --deep) and 22 (retention under
 // attack: a sudden drop in size) with the built CLI over a real sshd and a real SMTP server.
@@ -67,7 +68,7 @@ async function sinkConfig(
   keep: number,
   streamExtra = '',
 ): Promise<{ file: string; store: string; state: string }> {
-  const store = join(root, `store-${name}`);
+  const store = await makeSinkStore(join(root, `store-${name}`));
   const state = join(root, `state-${name}`);
   const file = join(root, `sink-${name}.yaml`);
   await writeFile(
@@ -170,6 +171,9 @@ test(
     );
     const text = await runBaton(['status', '--config', file]);
     assert.match(text.stdout, new RegExp(`${newest}.*BAD`));
+    // a damaged generation is a problem to act on: status says so and exits 1 (cron / monitoring see it)
+    assert.equal(text.code, 1, show(text));
+    assert.match(text.stdout + text.stderr, new RegExp(`failed \`baton verify\`.*${newest}`));
 
     // A new pull: 3 verified wanted (new + the two older), the bad one is newer than the oldest kept
     // verified: nothing is pruned. Before this change the oldest verified one was removed here.
@@ -185,6 +189,10 @@ test(
     const ok = await runBaton(['verify', '--deep', '--all', '--config', file]);
     assert.equal(ok.code, 0, show(ok));
     assert.equal(existsSync(markFile), false, 'mark removed');
+    const healed = JSON.parse((await runBaton(['status', '--json', '--config', file])).stdout) as {
+      problems: Array<{ kind: string }>;
+    };
+    assert.ok(!healed.problems.some((p) => p.kind === 'damaged'), JSON.stringify(healed.problems));
   },
 );
 

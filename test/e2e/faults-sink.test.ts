@@ -17,6 +17,7 @@ import {
 } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
 
 // Faults on the sink (issue "Faults", cases 11, 12, 18, 19, 20, 25) over a real sshd: the sink store
 // never loses a verified generation, nothing is acked or pruned after a failure, reruns converge.
@@ -83,7 +84,7 @@ interface SinkOpts {
 }
 
 async function sinkConfig(o: SinkOpts): Promise<{ file: string; store: string }> {
-  const store = o.store ?? join(root, `store-${o.name}`);
+  const store = await makeSinkStore(o.store ?? join(root, `store-${o.name}`));
   const file = join(root, `sink-${o.name}.yaml`);
   await writeFile(
     file,

@@ -48,6 +48,7 @@ import {
   type KeyPair,
   type TestUser,
 } from '../helpers/users.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
 
 const NEEDS_ROOT = !isRoot();
 if (NEEDS_ROOT) {
@@ -230,7 +231,7 @@ before(async () => {
   H.data = join(root, 'handover', 'data');
   H.logs = join(root, 'handover', 'logs');
   H.store = join(root, 'source-store');
-  H.sinkStore = join(root, 'sink-store');
+  H.sinkStore = await makeSinkStore(join(root, 'sink-store'));
   H.sinkData = join(H.sinkStore, SOURCE, 'data');
   H.sinkState = join(root, 'sink-state');
   await mkdir(join(root, 'handover'), { mode: 0o755 });

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runProcess, type RunResult } from '../../src/adapters/run.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import { NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import { isRoot, makeKeyPair, makeUserCA, signUserKey, type KeyPair } from '../helpers/users.js';
 
@@ -193,7 +194,7 @@ describe('baton install source', { skip: NEEDS_ROOT }, () => {
     assert.deepEqual(await modeOwner(keys), ['600', data.uid, data.gid]);
     assert.equal(
       await readFile(keys, 'utf8'),
-      `restrict,from="127.0.0.1",command="${process.execPath} ${BATON_MAIN} gate data --config ${sourceConfig}" ${sinkKey.publicKey}\n`,
+      `restrict,from="127.0.0.1",command="${[process.execPath, ...NODE_FLAGS, BATON_MAIN].join(' ')} gate data --config ${sourceConfig}" ${sinkKey.publicKey}\n`,
     );
     assert.equal(
       existsSync(join(logs.home, '.ssh', 'authorized_keys')),
@@ -379,6 +380,8 @@ sources:
     assert.deepEqual(await modeOwner(key), ['600', 0, 0]);
     assert.deepEqual(await modeOwner(join(tmp, 'sink/keys')), ['700', 0, 0]);
     assert.deepEqual(await modeOwner(join(tmp, 'sink/store')), ['750', 0, 0]);
+    assert.deepEqual(await modeOwner(join(tmp, 'sink/store/.baton-store')), ['644', 0, 0]);
+    assert.match(await readFile(join(tmp, 'sink/store/.baton-store'), 'utf8'), /baton sink store/);
     assert.deepEqual(await modeOwner(join(tmp, 'sink/state')), ['700', 0, 0]);
     const pub = (await readFile(`${key}.pub`, 'utf8')).trim();
     assert.ok(r.stdout.includes(`public key: ${pub}`), show(r));

@@ -20,6 +20,7 @@ import { runProcess } from '../../src/adapters/run.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import { ensureUser, isRoot, makeKeyPair, writeAuthorizedKeys, type KeyPair } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
 
 // Issue #6: `collect: reflink` on the source and `storeMode: reflink` in the sink store, on real XFS
@@ -144,6 +145,8 @@ function skipped(t: { skip: (m: string) => void; name: string }): boolean {
 }
 
 async function sinkConfig(name: string, store: string, storeMode: string): Promise<string> {
+  // a sink store is made once, marker included, as `baton install sink` makes it
+  await makeSinkStore(store);
   const file = join(root, `sink-${name}.yaml`);
   await writeFile(
     file,

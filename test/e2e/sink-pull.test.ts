@@ -19,6 +19,7 @@ import {
   type TestUser,
 } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
 
 // The whole process over real parts: fake app, source backup, real sshd on loopback with the
 // stream users' forced-command keys, rsync through the gate, verify, publish, prune, ack.
@@ -88,7 +89,7 @@ before(async () => {
   H.data = join(root, 'handover', 'data');
   H.logs = join(root, 'handover', 'logs');
   H.store = join(root, 'source-store');
-  H.sinkStore = join(root, 'sink-store');
+  H.sinkStore = await makeSinkStore(join(root, 'sink-store'));
   sourceConfig = join(root, 'source.yaml');
   await writeFile(
     sourceConfig,

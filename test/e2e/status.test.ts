@@ -14,6 +14,7 @@ import { ensureUser, isRoot, makeKeyPair, writeAuthorizedKeys, type TestUser } f
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { writeGeneration } from '../helpers/gate-fixtures.js';
 import { countColours, countPixelsNear, decodePng } from '../helpers/png.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
 
 // `baton status` (text, --json, --html), the sink's stale alert and the Prometheus metrics, over real
 // parts: a source backup, a real sshd on loopback with a forced-command key, the built CLI, a real
@@ -51,7 +52,7 @@ before(async () => {
   sshd = await startSshd();
   P.handover = join(root, 'handover', 'data');
   P.store = join(root, 'source-store');
-  P.sinkStore = join(root, 'sink-store');
+  P.sinkStore = await makeSinkStore(join(root, 'sink-store'));
   P.sinkState = join(root, 'sink-state');
   P.sourceState = join(root, 'source-state');
   P.textfile = join(root, 'textfile');

@@ -548,6 +548,7 @@ describe('planInstall sink', () => {
       'create dir /srv/backups',
       'create dir /srv/backups/baton',
       'create dir /etc/baton/keys',
+      'create file /srv/backups/baton/.baton-store',
       'create keypair /etc/baton/keys/shop-data',
       'create keypair /etc/baton/keys/shop-logs',
       'create file /etc/systemd/system/baton-sink-pull-data.service',
@@ -571,6 +572,25 @@ describe('planInstall sink', () => {
     assert.match(
       f.get('/etc/systemd/system/baton-sink-pull-logs.service')?.content ?? '',
       /^ExecStart=\/usr\/bin\/baton sink pull logs --config \/etc\/baton\/sink\.yaml$/m,
+    );
+  });
+
+  test('store marker made by hand (empty, 0600, not root) -> left alone; a directory there -> JobError', () => {
+    const host = applyToHost(baseHost(), planInstall('sink', SINK, sinkOpts(baseHost())));
+    const paths = host.paths as Map<string, ObservedPath>;
+    paths.set('/srv/backups/baton/.baton-store', {
+      type: 'file',
+      mode: 0o600,
+      uid: 1000,
+      gid: 1000,
+      content: '',
+    });
+    assert.deepEqual(changed(planInstall('sink', SINK, sinkOpts(host))), []);
+    paths.set('/srv/backups/baton/.baton-store', { type: 'dir', mode: 0o755, uid: 0, gid: 0 });
+    assert.throws(
+      () => planInstall('sink', SINK, sinkOpts(host)),
+      (e: unknown) =>
+        e instanceof BatonError && /\.baton-store \(sink store marker.*not a regular file/.test(e.message),
     );
   });
 
@@ -637,7 +657,11 @@ describe('planInstall sink', () => {
     const f = files(planInstall('sink', SINK_DATA_ONLY, sinkOpts(baseHost())));
     assert.deepEqual(
       [...f.keys()],
-      ['/etc/systemd/system/baton-sink-pull-data.service', '/etc/systemd/system/baton-sink-pull-data.timer'],
+      [
+        '/srv/backups/baton/.baton-store',
+        '/etc/systemd/system/baton-sink-pull-data.service',
+        '/etc/systemd/system/baton-sink-pull-data.timer',
+      ],
     );
     const cron = files(
       planInstall(

@@ -1,5 +1,4 @@
-import { fileURLToPath } from 'node:url';
-import { runAction, type Root } from '../app.js';
+import { cliArgv, runAction, type Root } from '../app.js';
 import { runDemo } from '../../demo/demo.js';
 
 export function registerDemoCommand(root: Root): void {
@@ -19,8 +18,7 @@ Examples:
     )
     .action(async (opts) =>
       runAction(root, async (ctx) => {
-        const main = fileURLToPath(new URL('../main.js', import.meta.url));
-        await runDemo({ keep: opts.keep, log: ctx.log, batonArgv: [process.execPath, main] });
+        await runDemo({ keep: opts.keep, log: ctx.log, batonArgv: cliArgv() });
       }),
     );
 }

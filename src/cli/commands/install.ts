@@ -1,11 +1,10 @@
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Argument, Option } from '@commander-js/extra-typings';
 import { loadConfig } from '../../config/load.js';
 import { CONFIG_KINDS } from '../../config/schema.js';
 import { ExitCode } from '../../errors.js';
 import { readPublicKeyFile, runInstall } from '../../install/install.js';
-import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
+import { cliArgv, DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 
 const HELP_AFTER = `
 Examples:
@@ -62,10 +61,7 @@ export function registerInstallCommand(root: Root): void {
           print: opts.print,
           write: (text) => process.stdout.write(text),
           options: {
-            baton:
-              opts.baton === undefined
-                ? [process.execPath, fileURLToPath(new URL('../main.js', import.meta.url))]
-                : [resolve(opts.baton)],
+            baton: opts.baton === undefined ? cliArgv() : [resolve(opts.baton)],
             configFile,
             scheduler: opts.cron ? 'cron' : 'systemd',
             unitDir: resolve(opts.unitDir),
