@@ -282,8 +282,32 @@ async function main(): Promise<void> {
   if (runs !== undefined) opts.runs = Number(runs);
   const pages = val('--pages');
   if (pages !== undefined) opts.pagesPerFile = Number(pages);
+  const out = val('--out') ?? fileURLToPath(new URL('./RESULTS-reflink.md', import.meta.url));
   try {
-    process.stdout.write(renderReflinkResult(await benchReflink(opts)));
+    const started = new Date();
+    const body = renderReflinkResult(await benchReflink(opts));
+    const code = await runProcess(
+      [
+        'git',
+        '-C',
+        fileURLToPath(new URL('..', import.meta.url)),
+        'describe',
+        '--always',
+        '--dirty',
+        '--abbrev=12',
+      ],
+      { timeoutMs: 10_000, captureStdout: true },
+    );
+    const text = [
+      '# baton benchmark: reflinks',
+      '',
+      `Run ${started.toISOString().replace(/\.\d+Z$/, 'Z')}, \`node --import tsx bench/reflink.ts ${args.join(' ')}\`, baton code measured: ${code.stdout.trim() || '?'}. The ext4 figures are in RESULTS.md.`,
+      '',
+      body,
+    ].join('\n');
+    await writeFile(out, text);
+    process.stdout.write(text);
+    process.stderr.write(`bench-reflink: wrote ${out}\n`);
   } catch (e) {
     process.stderr.write(`bench-reflink: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exitCode = 1;
