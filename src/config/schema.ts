@@ -140,6 +140,9 @@ export const sourceSchema = z
         stopTimeout: duration('how long stop may take before its process group is killed').prefault('2m'),
         startTimeout: duration('how long start + healthy may take').prefault('2m'),
         healthInterval: duration('pause between health checks').prefault('1s'),
+        maxDowntime: duration(
+          'how long the collection may keep the app down: past it the collection is aborted, the app started and the run fails (raise it for a first backup of a large data set)',
+        ).prefault('1h'),
       })
       .describe('the app server that is stopped while its data is collected'),
     streams: z

@@ -43,6 +43,7 @@ export function describePlan(config: SourceConfig, plan: BackupPlan): string {
   const lines = [
     `baton source backup --dry-run (${config.name}): nothing was changed`,
     `  stop app:    ${describeCommand(config.app.stop)}  (timeout ${config.app.stopTimeout / 1000}s)`,
+    `  app down at most ${formatSeconds(config.app.maxDowntime)} (app.maxDowntime): a longer collection is aborted`,
   ];
   for (const s of plan.streams) {
     lines.push(
@@ -172,24 +173,35 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
   await recordAppStopping(state.root, state.appStopped, appStoppedAt);
   const failures: Error[] = [];
   let appStartedAt: Date | undefined;
+  // The app's downtime is bounded: a collection that hangs (a stalled disk or network mount) or runs
+  // far longer than planned is aborted (its processes killed) and the app is started again.
+  const downLimit = AbortSignal.timeout(config.app.maxDowntime);
+  const collectSignal = opts.signal ? AbortSignal.any([opts.signal, downLimit]) : downLimit;
   try {
     await stopApp(config.app, log);
     await crashPoint('app-stopped');
     const collected = await Promise.allSettled(
       plan.streams.map((s) =>
         s.config.collect === 'reflink'
-          ? cloneStream(s.name, s.config, state.reflinkStage(s.name), log, opts.signal)
+          ? cloneStream(s.name, s.config, state.reflinkStage(s.name), log, collectSignal)
           : collectStream(
               s.name,
               s.config,
               s.mirror,
               s.mirrorPathsFile,
               log,
-              opts.signal,
+              collectSignal,
               opts.progress === true && s.name === 'data',
             ),
       ),
     );
+    if (downLimit.aborted && !opts.signal?.aborted)
+      failures.push(
+        new JobError(
+          `collecting kept the app down longer than app.maxDowntime (${formatSeconds(config.app.maxDowntime)}): aborted, the app is started again (raise maxDowntime for a first backup of a large data set)`,
+          { step: 'collect' },
+        ),
+      );
     for (const c of collected) if (c.status === 'rejected') failures.push(asError(c.reason));
     await crashPoint('collected');
     if (opts.signal?.aborted)
@@ -260,4 +272,9 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
+}
+
+/** 3600000 -> "3600s". */
+function formatSeconds(ms: number): string {
+  return `${Math.round(ms / 1000)}s`;
 }

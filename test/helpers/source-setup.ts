@@ -22,6 +22,8 @@ export interface SourceSetupOptions {
   start?: string;
   stopTimeout?: string;
   startTimeout?: string;
+  /** app.maxDowntime (the default, 1h, when unset) */
+  maxDowntime?: string;
   /** a directory for handovers, store and state (e.g. a small tmpfs); default inside `dir` */
   storageRoot?: string;
   extraYaml?: string;
@@ -56,7 +58,7 @@ app:
   healthCheck: ${JSON.stringify(app.healthCmd)}
   stopTimeout: ${o.stopTimeout ?? '30s'}
   startTimeout: ${o.startTimeout ?? '30s'}
-streams:
+${o.maxDowntime ? `  maxDowntime: ${o.maxDowntime}\n` : ''}streams:
   data: { paths: [${app.dataDir}], handover: ${s.handoverData}, user: ${o.dataUser}, store: ${s.store}, generations: 2 }
   logs: { paths: [${app.logDir}], handover: ${s.handoverLogs}, user: ${o.logsUser} }
 limits: { maxPendingGenerations: ${o.maxPending ?? 10}, minFreeBytes: 0 }

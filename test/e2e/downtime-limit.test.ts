@@ -1,0 +1,139 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runProcess } from '../../src/adapters/run.js';
+import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
+import { ensureUser, isRoot } from '../helpers/users.js';
+import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import {
+  generationIds,
+  makeSourceSetup,
+  sleep,
+  workDirs,
+  type SourceSetup,
+} from '../helpers/source-setup.js';
+
+// app.maxDowntime: a collection that hangs while the app is down (here: its rsync is stopped with
+// SIGSTOP, as a stalled disk or network mount would) is aborted, the app is started again, the run
+// fails with a record and an alert, and nothing partial is published.
+const NEEDS_ROOT = !isRoot();
+if (NEEDS_ROOT) {
+  if (process.env.CI === 'true')
+    throw new Error('downtime-limit e2e tests need root and CI=true: they must run');
+  process.stderr.write('SKIP downtime-limit e2e: needs root (creates users)\n');
+}
+
+const USERS = { data: 'batonDtlData', logs: 'batonDtlLogs' };
+let root: string;
+let smtp: SmtpSink;
+let s: SourceSetup;
+
+before(async () => {
+  if (NEEDS_ROOT) return;
+  root = await mkdtemp(join(tmpdir(), 'baton-downtime-'));
+  await chmod(root, 0o755);
+  smtp = await startSmtp();
+  await ensureUser(USERS.data);
+  await ensureUser(USERS.logs);
+  s = await makeSourceSetup(root, {
+    name: 'hang',
+    dataUser: USERS.data,
+    logsUser: USERS.logs,
+    mailUrl: smtp.url,
+    maxDowntime: '3s',
+  });
+});
+
+after(async () => {
+  if (NEEDS_ROOT) return;
+  s.app.kill();
+  await smtp.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+/** pids of the rsync processes refreshing this setup's data mirror */
+async function mirrorRsyncs(): Promise<number[]> {
+  const r = await runProcess(['pgrep', '-f', `^rsync .*${join(s.state, 'mirror', 'data')}`], {
+    captureStdout: true,
+  });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map(Number)
+    .filter((n) => n > 0);
+}
+
+test(
+  'a collection that hangs past app.maxDowntime -> aborted, app started again, run fails with record and alert; the next run completes',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const dry = await runBaton(['source', 'backup', '--dry-run', '--config', s.config]);
+    assert.equal(dry.code, 0, show(dry));
+    assert.match(dry.stdout, /app down at most 3s \(app\.maxDowntime\)/);
+
+    const mails = smtp.messages.length;
+    const started = Date.now();
+    const child = runProcess([process.execPath, BATON_MAIN, 'source', 'backup', '--config', s.config], {
+      timeoutMs: 60_000,
+    });
+    // stop the mirror rsync as soon as it runs: the collection now hangs with the app down
+    const stopped: number[] = [];
+    for (let i = 0; i < 200 && stopped.length === 0; i++) {
+      for (const pid of await mirrorRsyncs()) {
+        try {
+          process.kill(pid, 'SIGSTOP');
+          stopped.push(pid);
+        } catch {
+          /* already gone */
+        }
+      }
+      if (stopped.length === 0) await sleep(20);
+    }
+    const r = await child;
+    const tookMs = Date.now() - started;
+    // whatever happened, never leave a stopped process behind
+    for (const pid of stopped) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* killed by baton already */
+      }
+    }
+    if (stopped.length === 0) {
+      // the collection finished before it could be stopped: nothing to test on this run
+      assert.equal(r.code, 0, show(r));
+      assert.fail('the mirror rsync was never seen running; cannot simulate the hang');
+    }
+    assert.equal(r.code, 1, show(r));
+    assert.match(
+      r.stderr,
+      /^baton: .*longer than app\.maxDowntime \(3s\): aborted, the app is started again/m,
+    );
+    assert.ok(tookMs < 40_000, `bounded: the run ended after ${tookMs} ms`);
+    assert.ok(s.app.isRunning(), 'the app runs again');
+    assert.deepEqual(await generationIds(s.handoverData), [], 'nothing published');
+    for (const d of [s.handoverData, s.handoverLogs]) assert.deepEqual(await workDirs(d), []);
+    assert.equal(existsSync(join(s.state, 'app-stopped.json')), false, 'the app-down record is cleared');
+    for (const pid of stopped) assert.equal(existsSync(`/proc/${pid}`), false, `rsync ${pid} was killed`);
+
+    const got = await smtp.waitFor(mails + 1);
+    assert.match(got.at(-1)!.subject, /FAILED/);
+    assert.match(got.at(-1)!.text, /maxDowntime/);
+    const st = await runBaton(['status', '--config', s.config]);
+    assert.equal(st.code, 1, show(st));
+    const lastRun = JSON.parse(await readFile(join(s.state, 'last-run.json'), 'utf8')) as {
+      ok: boolean;
+      error?: string;
+    };
+    assert.equal(lastRun.ok, false);
+    assert.match(lastRun.error ?? '', /maxDowntime/);
+
+    // nothing hangs any more: the next run completes within the same limit
+    const ok = await runBaton(['source', 'backup', '--config', s.config]);
+    assert.equal(ok.code, 0, show(ok));
+    assert.equal((await generationIds(s.handoverData)).length, 1);
+  },
+);
