@@ -8,6 +8,7 @@ import { readJsonIfExists } from '../adapters/fsx.js';
 import { readStoreContents, type StoreGeneration } from '../adapters/store-contents.js';
 import { sourceState } from '../source/state.js';
 import { listBadMarks } from '../sink/bad-marks.js';
+import { checkStoreMarker } from '../sink/check-store.js';
 import { sinkPaths } from '../sink/state.js';
 import { streamFreshness } from '../sink/check-stale.js';
 import { errnoCode, JobError, oneLine } from '../errors.js';
@@ -106,8 +107,9 @@ export interface RecoveryPoint {
 }
 
 export interface Problem {
-  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record' | 'damaged';
-  source: string;
+  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record' | 'damaged' | 'store-unusable';
+  /** null for a problem of the sink store as a whole */
+  source: string | null;
   stream: StreamName | null;
   message: string;
 }
@@ -344,6 +346,10 @@ export function parseQuarantineName(name: string): QuarantineReport {
 /** The sink host: per source and stream the sink store, quarantined generations, the last pull, staleness, tiers. */
 export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusReport> {
   const problems: Problem[] = [];
+  // an unmounted store disk shows here before the next pull refuses it
+  const storeProblem = await checkStoreMarker(config.store);
+  if (storeProblem !== undefined)
+    problems.push({ kind: 'store-unusable', source: null, stream: null, message: storeProblem });
   const lastRuns: RunReport[] = [];
   const streams: StreamReport[] = [];
   const recoveryPoints: RecoveryPoint[] = [];

@@ -222,6 +222,17 @@ test(
     assert.equal(mntAfter.mtimeMs, mntBefore.mtimeMs, 'the mountpoint directory itself untouched');
     assert.deepEqual(await generationIds(src.handoverData), pending, 'nothing acked');
     assert.deepEqual(await sshLeftovers(), '', 'no ssh started at all');
+    // monitoring sees the missing disk itself, not only the refused run
+    const unmounted = JSON.parse((await runBaton(['status', '--json', '--config', file])).stdout) as {
+      problems: Array<{ kind: string; message: string }>;
+    };
+    assert.ok(
+      unmounted.problems.some(
+        (p) => p.kind === 'store-unusable' && p.message.includes('is its filesystem mounted'),
+      ),
+      JSON.stringify(unmounted.problems),
+    );
+    assert.deepEqual(await treeListing(mnt), listingBefore, 'status wrote nothing into the mountpoint');
 
     // a store root that does not exist at all is not created either
     const gone = join(root, 'no-such-mount', 'store');

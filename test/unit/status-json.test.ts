@@ -15,6 +15,7 @@ import {
   type StatusReport,
 } from '../../src/status/status.js';
 import { writeGeneration } from '../helpers/gate-fixtures.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
 
 // The documented JSON shape of `baton status --json` (docs/status-json.md), on stores built on disk.
 const now = new Date('2026-11-28T06:00:00Z');
@@ -70,6 +71,7 @@ before(async () => {
     alerts: { staleAfter: '30h' },
     recoveryTiers: [{ name: '<b>Snap & Co</b>', keepDays: 14, scope: 'whole source filesystem' }],
   });
+  await makeSinkStore(sink.store);
   const shopData = join(root, 'sink', 'shop', 'data');
   await gen(shopData, 72, 'shop', 'data', 4000);
   await gen(shopData, 48, 'shop', 'data', 3000);
@@ -201,6 +203,27 @@ function assertShape(r: StatusReport): void {
   // JSON round trip: nothing undefined (a documented shape has every key, null when unknown)
   assert.deepEqual(JSON.parse(JSON.stringify(r)), r);
 }
+
+test('sink status: a store root without its marker (disk not mounted) -> a store-unusable problem first', async () => {
+  const marker = join(sink.store, '.baton-store');
+  const kept = await readFile(marker);
+  await rm(marker);
+  try {
+    const r = await sinkStatus(sink, now);
+    assertShape(r);
+    assert.equal(r.ok, false);
+    assert.deepEqual(
+      [r.problems[0]?.kind, r.problems[0]?.source, r.problems[0]?.stream],
+      ['store-unusable', null, null],
+    );
+    assert.match(
+      r.problems[0]?.message ?? '',
+      /has no marker file \.baton-store: is its filesystem mounted\?/,
+    );
+  } finally {
+    await writeFile(marker, kept);
+  }
+});
 
 test('sink status -> documented shape; stale, failed run, bad record, quarantine, tiers', async () => {
   const r = await sinkStatus(sink, now);
