@@ -99,7 +99,9 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
       }
     };
     let graceTimer: NodeJS.Timeout | undefined;
+    let terminated = false;
     const terminate = (): void => {
+      terminated = true;
       killGroup('SIGTERM');
       graceTimer = setTimeout(() => killGroup('SIGKILL'), opts.killGraceMs ?? 5000);
       graceTimer.unref();
@@ -130,8 +132,9 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
       settled = true;
       if (timer) clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      // The group leader is gone; kill what it left behind holding our pipes (a daemon's children).
-      if (timedOut) killGroup('SIGKILL');
+      // The group leader is gone; kill what it left behind (a daemon's children, a stopped child
+      // that never saw the SIGTERM) once we had asked the group to end (timeout or abort).
+      if (timedOut || terminated) killGroup('SIGKILL');
       if (graceTimer) clearTimeout(graceTimer);
       resolve({
         argv,
