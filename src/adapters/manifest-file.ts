@@ -3,7 +3,6 @@ import {
   compareTreeOrder,
   MANIFEST_HEADER,
   parseManifestLine,
-  pathKey,
   type ManifestEntry,
   type ManifestLimits,
   DEFAULT_MANIFEST_LIMITS,
@@ -48,18 +47,11 @@ export async function* readManifest(
   if (lineNo === 0) throw new ManifestError(`${file}: empty manifest`);
 }
 
-/** The regular-file entries of a manifest by path key, for hash reuse. */
-export async function loadFileEntries(file: string): Promise<Map<string, ManifestEntry>> {
-  const m = new Map<string, ManifestEntry>();
-  for await (const e of readManifest(file)) if (e.type === 'f') m.set(pathKey(e.path), e);
-  return m;
-}
-
 /**
  * A forward-only lookup in a manifest, for a walk in tree order: `seek(path)` returns the
  * manifest's entry for `path` (any type), or undefined when it has none, reading the manifest
  * only as far as that path. Paths must be asked in increasing tree order (what `walkTree`
- * yields); memory stays constant whatever the manifest's size, unlike `loadFileEntries`.
+ * yields); memory stays constant whatever the manifest's size.
  * A manifest that turns out bad part-way (ManifestError) ends the lookups: `failure` says why,
  * every later `seek` returns undefined, and the entries already returned stay valid.
  */

@@ -95,12 +95,10 @@ export function reportError(ctx: CliContext | undefined, err: unknown): number {
 
 export const DEFAULT_CONFIG = { source: '/etc/baton/source.yaml', sink: '/etc/baton/sink.yaml' } as const;
 
-/** The CLI's entry script (dist/cli/main.js, bundled or not), for commands that run baton again. */
-export function cliMainScript(): string {
-  return fileURLToPath(new URL('./main.js', import.meta.url));
-}
-
-/** argv that starts this baton again the way an installed one starts: node, its flags, the entry script. */
+/**
+ * argv that starts this baton again the way an installed one starts: node, its flags, the entry
+ * script (dist/cli/main.js, bundled or not).
+ */
 export function cliArgv(): string[] {
-  return [process.execPath, ...NODE_FLAGS, cliMainScript()];
+  return [process.execPath, ...NODE_FLAGS, fileURLToPath(new URL('./main.js', import.meta.url))];
 }

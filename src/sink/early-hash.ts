@@ -22,12 +22,32 @@ const MAX_REMEMBERED = 25_000;
 const MAX_QUEUED = 10_000;
 const IN_FLIGHT = 8;
 
-interface Known {
-  sha256: string;
+/** What makes a file the same file: a hash stands only for the file it was taken of. */
+interface Identity {
+  dev: bigint;
   ino: bigint;
   size: bigint;
   mtimeNs: bigint;
   ctimeNs: bigint;
+}
+
+const identityOf = (st: BigIntStats): Identity => ({
+  dev: st.dev,
+  ino: st.ino,
+  size: st.size,
+  mtimeNs: st.mtimeNs,
+  ctimeNs: st.ctimeNs,
+});
+
+const sameIdentity = (a: Identity, b: Identity): boolean =>
+  a.dev === b.dev &&
+  a.ino === b.ino &&
+  a.size === b.size &&
+  a.mtimeNs === b.mtimeNs &&
+  a.ctimeNs === b.ctimeNs;
+
+interface Known extends Identity {
+  sha256: string;
 }
 
 export class EarlyHashes {
@@ -85,15 +105,9 @@ export class EarlyHashes {
       const sha256 = await sha256File(path, Number(before.size));
       // the hash stands for the file only if nothing changed while it was read
       const after = await lstat(path, { bigint: true });
-      if (!sameFile(before, after)) return;
+      if (!sameIdentity(identityOf(before), identityOf(after))) return;
       if (this.known.size < MAX_REMEMBERED) {
-        this.known.set(rel, {
-          sha256,
-          ino: after.ino,
-          size: after.size,
-          mtimeNs: after.mtimeNs,
-          ctimeNs: after.ctimeNs,
-        });
+        this.known.set(rel, { sha256, ...identityOf(after) });
         this.hashed++;
       }
     } catch {
@@ -112,24 +126,8 @@ export class EarlyHashes {
   /** The hash taken during the transfer of the file at `rel` (inside tree/), if `st` is still that file. */
   lookup(rel: Buffer, st: BigIntStats): string | undefined {
     const k = this.known.get(rel.toString('latin1'));
-    if (!k) return undefined;
-    const now: Known = { ...k, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
-    return sameIdentity(k, now) ? k.sha256 : undefined;
+    return k && sameIdentity(k, identityOf(st)) ? k.sha256 : undefined;
   }
-}
-
-function sameFile(a: BigIntStats, b: BigIntStats): boolean {
-  return (
-    a.ino === b.ino &&
-    a.dev === b.dev &&
-    a.size === b.size &&
-    a.mtimeNs === b.mtimeNs &&
-    a.ctimeNs === b.ctimeNs
-  );
-}
-
-function sameIdentity(a: Known, b: Known): boolean {
-  return a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
 /** rsync writes unprintable bytes of a name as `\#ooo` (octal): back to the raw bytes (latin1 string). */

@@ -1,7 +1,7 @@
 import { lstat, readlink } from 'node:fs/promises';
 import { lstatSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { compareTreeOrder, DEFAULT_MANIFEST_LIMITS, pathKey, type ManifestEntry } from '../core/manifest.js';
+import { compareTreeOrder, DEFAULT_MANIFEST_LIMITS, type ManifestEntry } from '../core/manifest.js';
 import { generationMetaSchema } from '../core/meta.js';
 import { readJsonIfExists, sha256File, walkTree, type WalkEntry } from '../adapters/fsx.js';
 import { readManifest, ManifestCursor, ManifestError } from '../adapters/manifest-file.js';
@@ -27,10 +27,9 @@ export interface VerifyOptions {
   onHashed?: (bytes: number) => void;
   /**
    * a verified generation: files hard-linked to it with the same manifest hash need no re-read.
-   * Its entries come from `files` (a map, grows with the file count) or are read from its
-   * `manifest` file alongside the walk (constant memory).
+   * Its `manifest` is read alongside the walk, in tree order (constant memory).
    */
-  linkBase?: { tree: string; files?: ReadonlyMap<string, ManifestEntry>; manifest?: string };
+  linkBase?: { tree: string; manifest: string };
   maxFiles?: number;
   maxBytes?: number;
   /** files hashed at once (reads overlap; both cores busy) */
@@ -105,11 +104,7 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   const inflight = new Set<Promise<void>>();
   const limit = opts.concurrency ?? 32;
   const baseTree = opts.linkBase ? Buffer.from(`${opts.linkBase.tree}/`) : undefined;
-  const baseFiles = opts.linkBase?.files;
-  const baseCursor =
-    opts.linkBase?.manifest !== undefined && baseFiles === undefined
-      ? ManifestCursor.open(opts.linkBase.manifest)
-      : undefined;
+  const baseCursor = opts.linkBase ? ManifestCursor.open(opts.linkBase.manifest) : undefined;
 
   /** Same inode as the link base's file with the same manifest hash (verified before), else hashed. */
   const contentCheck = async (w: WalkEntry, m: ManifestEntry, base: ManifestEntry | undefined) => {
@@ -160,7 +155,7 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     }
     if (!opts.hashes) return;
     // the lookup runs here, in tree order (the cursor only moves forward); the check itself overlaps others
-    const base = baseFiles ? baseFiles.get(pathKey(m.path)) : await baseCursor?.seek(m.path);
+    const base = await baseCursor?.seek(m.path);
     await schedule(contentCheck(w, m, base));
   };
 

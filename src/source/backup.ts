@@ -1,6 +1,7 @@
 import { chown, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
+import { formatDuration } from '../config/duration.js';
 import { BatonError, CombinedError, JobError, oneLine } from '../errors.js';
 import { describeCommand } from '../adapters/run.js';
 import { loadNameMaps } from '../adapters/accounts.js';
@@ -43,7 +44,7 @@ export function describePlan(config: SourceConfig, plan: BackupPlan): string {
   const lines = [
     `baton source backup --dry-run (${config.name}): nothing was changed`,
     `  stop app:    ${describeCommand(config.app.stop)}  (timeout ${config.app.stopTimeout / 1000}s)`,
-    `  app down at most ${formatSeconds(config.app.maxDowntime)} (app.maxDowntime): a longer collection is aborted`,
+    `  app down at most ${formatDuration(config.app.maxDowntime)} (app.maxDowntime): a longer collection is aborted`,
   ];
   for (const s of plan.streams) {
     lines.push(
@@ -198,7 +199,7 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
     if (downLimit.aborted && !opts.signal?.aborted)
       failures.push(
         new JobError(
-          `collecting kept the app down longer than app.maxDowntime (${formatSeconds(config.app.maxDowntime)}): aborted, the app is started again (raise maxDowntime for a first backup of a large data set)`,
+          `collecting kept the app down longer than app.maxDowntime (${formatDuration(config.app.maxDowntime)}): aborted, the app is started again (raise maxDowntime for a first backup of a large data set)`,
           { step: 'collect' },
         ),
       );
@@ -272,9 +273,4 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
-}
-
-/** 3600000 -> "3600s". */
-function formatSeconds(ms: number): string {
-  return `${Math.round(ms / 1000)}s`;
 }

@@ -5,7 +5,6 @@ import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatManifestLine, MANIFEST_HEADER, type ManifestEntry } from '../../src/core/manifest.js';
-import { loadFileEntries } from '../../src/adapters/manifest-file.js';
 import { verifyGeneration } from '../../src/sink/verify.js';
 
 // Two real generations on disk: `new` hard-links its unchanged files to `base`. Verification with
@@ -97,26 +96,19 @@ test('a link base given as a manifest file is streamed and gives the same result
     await link(join(base, 'tree', 'e'), join(next, 'tree', 'e'));
 
     const tree = join(base, 'tree');
-    const byManifest = await verifyGeneration({
+    const r = await verifyGeneration({
       dir: next,
       hashes: true,
       linkBase: { tree, manifest: join(base, 'manifest') },
     });
-    const byMap = await verifyGeneration({
-      dir: next,
-      hashes: true,
-      linkBase: { tree, files: await loadFileEntries(join(base, 'manifest')) },
-    });
-    for (const r of [byManifest, byMap]) {
-      assert.equal(r.ok, false, 'd/c does not match its listed hash');
-      assert.deepEqual(
-        r.problems.map((p) => `${p.kind} ${p.path}`),
-        ['hash d/c'],
-      );
-      assert.equal(r.files, 4);
-      assert.equal(r.reused, 2, 'd/a and e: same inode, same hash as the base');
-      assert.equal(r.hashed, 2, 'd/b (new) and d/c (hash differs from the base) are read');
-    }
+    assert.equal(r.ok, false, 'd/c does not match its listed hash');
+    assert.deepEqual(
+      r.problems.map((p) => `${p.kind} ${p.path}`),
+      ['hash d/c'],
+    );
+    assert.equal(r.files, 4);
+    assert.equal(r.reused, 2, 'd/a and e: same inode, same hash as the base');
+    assert.equal(r.hashed, 2, 'd/b (new) and d/c (hash differs from the base) are read');
 
     const noBase = await verifyGeneration({ dir: next, hashes: true });
     assert.equal(noBase.reused, 0);
