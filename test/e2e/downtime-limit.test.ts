@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess } from '../../src/adapters/run.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
-import { ensureUser, isRoot } from '../helpers/users.js';
+import { ensureUser, needsRootOrSkipFile } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import {
   generationIds,
@@ -19,12 +19,7 @@ import {
 // app.maxDowntime: a collection that hangs while the app is down (here: its rsync is stopped with
 // SIGSTOP, as a stalled disk or network mount would) is aborted, the app is started again, the run
 // fails with a record and an alert, and nothing partial is published.
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true')
-    throw new Error('downtime-limit e2e tests need root and CI=true: they must run');
-  process.stderr.write('SKIP downtime-limit e2e: needs root (creates users)\n');
-}
+const NEEDS_ROOT = needsRootOrSkipFile('downtime-limit', 'creates users');
 
 const USERS = { data: 'batonDtlData', logs: 'batonDtlLogs' };
 let root: string;

@@ -8,7 +8,13 @@ import { runProcess } from '../../src/adapters/run.js';
 import { parseGenerationId } from '../../src/core/generation-id.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
-import { ensureUser, isRoot, makeKeyPair, writeAuthorizedKeys, type KeyPair } from '../helpers/users.js';
+import {
+  ensureUser,
+  makeKeyPair,
+  writeAuthorizedKeys,
+  type KeyPair,
+  needsRootOrSkipFile,
+} from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
 import { makeSinkStore } from '../helpers/sink-store.js';
@@ -23,12 +29,7 @@ import {
 // the transfer, 23 sink clock, 26 store on an unmounted mountpoint), over a real sshd, real users,
 // real rsync and a real SMTP server: the sink store never loses a verified generation, nothing is
 // acked or pruned after a failure, every failure exits non-zero with a record and an alert.
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true')
-    throw new Error('faults-more e2e tests need root and CI=true: they must run');
-  process.stderr.write('SKIP faults-more e2e: needs root (users, sshd, mounts, signals to other users)\n');
-}
+const NEEDS_ROOT = needsRootOrSkipFile('faults-more', 'users, sshd, mounts, signals to other users');
 
 const USERS = { data: 'batonFxData', logs: 'batonFxLogs' };
 let root: string;

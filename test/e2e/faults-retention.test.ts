@@ -6,7 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
-import { ensureUser, isRoot, makeKeyPair, writeAuthorizedKeys, type KeyPair } from '../helpers/users.js';
+import {
+  ensureUser,
+  makeKeyPair,
+  writeAuthorizedKeys,
+  type KeyPair,
+  needsRootOrSkipFile,
+} from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
 import { makeSinkStore } from '../helpers/sink-store.js';
@@ -14,12 +20,7 @@ import { makeSinkStore } from '../helpers/sink-store.js';
 // Issue "Faults and hostile input", cases 24 (bit rot found by verify --deep) and 22 (retention under
 // attack: a sudden drop in size) with the built CLI over a real sshd and a real SMTP server.
 // Own users: batonRetData / batonRetLogs.
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true')
-    throw new Error('faults-retention e2e tests need root and CI=true: they must run');
-  process.stderr.write('SKIP faults-retention e2e: needs root (users batonRetData/batonRetLogs, sshd)\n');
-}
+const NEEDS_ROOT = needsRootOrSkipFile('faults-retention', 'users batonRetData/batonRetLogs, sshd');
 
 const USERS = { data: 'batonRetData', logs: 'batonRetLogs' };
 let root: string;

@@ -6,7 +6,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess } from '../../src/adapters/run.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
-import { ensureUser, isRoot } from '../helpers/users.js';
+import { ensureUser, needsRootOrSkipFile } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import {
   generationIds,
@@ -19,12 +19,7 @@ import {
 // Faults on the source (issue "Faults", cases 1, 3–10, 26, 27), each checked against the
 // invariants: the app runs at the end (or an APP DOWN alert went out), no partial generation is
 // visible, failures exit non-zero with a record and an alert.
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true')
-    throw new Error('faults-source e2e tests need root and CI=true: they must run');
-  process.stderr.write('SKIP faults-source e2e: needs root (users, tmpfs)\n');
-}
+const NEEDS_ROOT = needsRootOrSkipFile('faults-source', 'users, tmpfs');
 
 const USERS = { data: 'batonFltData', logs: 'batonFltLogs' };
 let root: string;

@@ -27,11 +27,11 @@ import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import {
   ensureUser,
-  isRoot,
   makeKeyPair,
   writeAuthorizedKeys,
   type KeyPair,
   type TestUser,
+  needsRootOrSkipFile,
 } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { generationIds, makeSourceSetup, type SourceSetup } from '../helpers/source-setup.js';
@@ -44,12 +44,7 @@ import { assertSinkFailure, publishedGenerations, treeListing } from '../helpers
 // verify or restore. An honest source with such a tree (real backup, real sshd, real rsync), a
 // HOSTILE source whose tree lies about them (generations written by hand into the handover), and a
 // sink store tampered with afterwards (verify --deep and restore must refuse, never block).
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true')
-    throw new Error('faults-tree e2e tests need root and CI=true: they must run');
-  process.stderr.write('SKIP faults-tree e2e: needs root (users, sshd, mknod)\n');
-}
+const NEEDS_ROOT = needsRootOrSkipFile('faults-tree', 'users, sshd, mknod');
 
 const USERS = { data: 'batonFxTData', logs: 'batonFxTLogs' };
 const TOKEN = `outside-${randomBytes(8).toString('hex')}`;

@@ -42,20 +42,15 @@ import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { startSshd, sshClientArgs, type Sshd } from '../helpers/sshd.js';
 import {
   ensureUser,
-  isRoot,
   makeKeyPair,
   writeAuthorizedKeys,
   type KeyPair,
   type TestUser,
+  needsRootOrSkipFile,
 } from '../helpers/users.js';
 import { makeSinkStore } from '../helpers/sink-store.js';
 
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true')
-    throw new Error('hostile-source e2e tests need root and CI=true: they must run');
-  process.stderr.write('SKIP hostile-source e2e: needs root (creates users, runs sshd)\n');
-}
+const NEEDS_ROOT = needsRootOrSkipFile('hostile-source', 'creates users, runs sshd');
 
 const SOURCE = 'evil';
 const MAX_FILES = 40;

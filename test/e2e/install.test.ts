@@ -14,15 +14,9 @@ import { runProcess, type RunResult } from '../../src/adapters/run.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
-import { isRoot, makeKeyPair, makeUserCA, signUserKey, type KeyPair } from '../helpers/users.js';
+import { makeKeyPair, makeUserCA, signUserKey, type KeyPair, needsRootOrSkipFile } from '../helpers/users.js';
 
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true' || process.env.CI === '1') {
-    throw new Error('install e2e tests need root and CI=true: they must run');
-  }
-  process.stderr.write('SKIP install e2e: needs root (creates users batonInstData/batonInstLogs)\n');
-}
+const NEEDS_ROOT = needsRootOrSkipFile('install', 'creates users batonInstData/batonInstLogs');
 
 const DATA_USER = 'batonInstData';
 const LOGS_USER = 'batonInstLogs';

@@ -4,16 +4,12 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess } from '../../src/adapters/run.js';
-import { ensureUser, isRoot } from '../helpers/users.js';
+import { ensureUser, needsRootOrSkipFile } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
 
 // Progress bars appear on a terminal and never under cron (no TTY).
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true') throw new Error('progress e2e tests need root and CI=true: they must run');
-  process.stderr.write('SKIP progress e2e: needs root (users)\n');
-}
+const NEEDS_ROOT = needsRootOrSkipFile('progress', 'users');
 
 let root: string;
 let s: SourceSetup;

@@ -24,18 +24,12 @@ import { runProcess } from '../../src/adapters/run.js';
 import { sha256File, walkTree } from '../../src/adapters/fsx.js';
 import { formatManifestLine, MANIFEST_HEADER, type ManifestEntry } from '../../src/core/manifest.js';
 import { createFakeApp, type FakeApp } from '../helpers/fake-app.js';
-import { ensureUser, isRoot, type TestUser } from '../helpers/users.js';
+import { ensureUser, type TestUser, needsRootOrSkipFile } from '../helpers/users.js';
 import { runBaton, show } from '../helpers/cli.js';
 
 // A real backup of a tree with every kind of tricky content, restored with the built CLI and
 // compared with `find -printf` listings and sha256 of every file. Own users: batonRst*.
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true') throw new Error('restore e2e tests need root and CI=true: they must run');
-  process.stderr.write(
-    'SKIP restore e2e: needs root (creates users batonRstData/batonRstOwner, chown, mknod)\n',
-  );
-}
+const NEEDS_ROOT = needsRootOrSkipFile('restore', 'creates users batonRstData/batonRstOwner, chown, mknod');
 
 let root: string;
 let outside: string;

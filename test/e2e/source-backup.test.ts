@@ -20,18 +20,11 @@ import { runProcess } from '../../src/adapters/run.js';
 import { readManifest } from '../../src/adapters/manifest-file.js';
 import { createFakeApp, type FakeApp } from '../helpers/fake-app.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
-import { ensureUser, isRoot, type TestUser } from '../helpers/users.js';
+import { ensureUser, type TestUser, needsRootOrSkipFile } from '../helpers/users.js';
 import { runBaton, show } from '../helpers/cli.js';
 
 // Real users, real rsync, a real fake app server and a real SMTP server on loopback.
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true')
-    throw new Error('source-backup e2e tests need root and CI=true: they must run');
-  process.stderr.write(
-    'SKIP source-backup e2e: needs root (creates users dataBackupSource/logBackupSource)\n',
-  );
-}
+const NEEDS_ROOT = needsRootOrSkipFile('source-backup', 'creates users dataBackupSource/logBackupSource');
 
 let root: string;
 let smtp: SmtpSink;

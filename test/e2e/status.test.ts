@@ -10,7 +10,13 @@ import { parseMetrics, type Sample } from '../../src/core/metrics.js';
 import type { StatusReport } from '../../src/status/status.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
-import { ensureUser, isRoot, makeKeyPair, writeAuthorizedKeys, type TestUser } from '../helpers/users.js';
+import {
+  ensureUser,
+  makeKeyPair,
+  writeAuthorizedKeys,
+  type TestUser,
+  needsRootOrSkipFile,
+} from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { writeGeneration } from '../helpers/gate-fixtures.js';
 import { countColours, countPixelsNear, decodePng } from '../helpers/png.js';
@@ -19,11 +25,7 @@ import { makeSinkStore } from '../helpers/sink-store.js';
 // `baton status` (text, --json, --html), the sink's stale alert and the Prometheus metrics, over real
 // parts: a source backup, a real sshd on loopback with a forced-command key, the built CLI, a real
 // SMTP server, headless Chromium for the HTML page. The clock is set with BATON_NOW.
-const NEEDS_ROOT = !isRoot();
-if (NEEDS_ROOT) {
-  if (process.env.CI === 'true') throw new Error('status e2e tests need root and CI=true: they must run');
-  process.stderr.write('SKIP status e2e: needs root (creates a user, runs sshd)\n');
-}
+const NEEDS_ROOT = needsRootOrSkipFile('status', 'creates a user, runs sshd');
 
 const USER = 'batonStsData';
 const H = 3_600_000;

@@ -21,6 +21,19 @@ export function isRoot(): boolean {
 }
 
 /**
+ * For a whole e2e file that needs root: true when not root (its tests then skip), with the reason
+ * printed to stderr so a skipped file is never silent; under CI (`CI=true` or `1`) it throws
+ * instead, because CI must run them. `const NEEDS_ROOT = needsRootOrSkipFile('sink-pull', 'users, sshd');`
+ */
+export function needsRootOrSkipFile(file: string, why: string): boolean {
+  if (isRoot()) return false;
+  if (process.env.CI === 'true' || process.env.CI === '1')
+    throw new Error(`${file} e2e tests need root and CI=true: they must run`);
+  process.stderr.write(`SKIP ${file} e2e: needs root (${why})\n`);
+  return true;
+}
+
+/**
  * For tests that need root (real users, sshd). Not root: skips the test with the reason, also
  * printed to stderr so a skipped e2e test is never silent; under CI (`CI=true`) it throws
  * instead, because CI must run them. Returns true when the test was skipped: `if (skipUnlessRoot(t)) return;`.
