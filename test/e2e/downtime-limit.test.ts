@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,15 +8,9 @@ import { runProcess } from '../../src/adapters/run.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { ensureUser, needsRootOrSkipFile } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
-import {
-  generationIds,
-  makeSourceSetup,
-  sleep,
-  workDirs,
-  type SourceSetup,
-} from '../helpers/source-setup.js';
+import { generationIds, makeSourceSetup, workDirs, type SourceSetup } from '../helpers/source-setup.js';
 
-// app.maxDowntime: a collection that hangs while the app is down (here: its rsync is stopped with
+// app.maxDowntime: a collection that hangs while the app is down (here: its rsync stops itself with
 // SIGSTOP, as a stalled disk or network mount would) is aborted, the app is started again, the run
 // fails with a record and an alert, and nothing partial is published.
 const NEEDS_ROOT = needsRootOrSkipFile('downtime-limit', 'creates users');
@@ -59,16 +53,21 @@ function goneOrZombie(pid: number): boolean {
   }
 }
 
-/** pids of the rsync processes refreshing this setup's data mirror */
-async function mirrorRsyncs(): Promise<number[]> {
-  const r = await runProcess(['pgrep', '-f', `^rsync .*${join(s.state, 'mirror', 'data')}`], {
-    captureStdout: true,
-  });
-  return r.stdout
-    .split('\n')
-    .filter(Boolean)
-    .map(Number)
-    .filter((n) => n > 0);
+/**
+ * A `rsync` first on PATH that stops itself (SIGSTOP, as a process blocked on a stalled disk or
+ * network mount would hang) when it is the data mirror's refresh, after writing its pid; anything
+ * else runs the real rsync.
+ */
+async function hangingRsync(): Promise<{ path: string; pidFile: string }> {
+  const bin = join(root, 'bin');
+  await mkdir(bin, { recursive: true });
+  const pidFile = join(root, 'stopped.pid');
+  await writeFile(
+    join(bin, 'rsync'),
+    `#!/bin/sh\ncase "$*" in *"${join(s.state, 'mirror', 'data')}/"*) echo $$ > '${pidFile}'; kill -STOP $$ ;; esac\nexec /usr/bin/rsync "$@"\n`,
+    { mode: 0o755 },
+  );
+  return { path: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`, pidFile };
 }
 
 test(
@@ -80,39 +79,18 @@ test(
     assert.match(dry.stdout, /app down at most 3s \(app\.maxDowntime\)/);
 
     const mails = smtp.messages.length;
+    const hang = await hangingRsync();
     const started = Date.now();
-    const child = runProcess([process.execPath, BATON_MAIN, 'source', 'backup', '--config', s.config], {
+    const r = await runProcess([process.execPath, BATON_MAIN, 'source', 'backup', '--config', s.config], {
+      env: { ...process.env, PATH: hang.path },
       timeoutMs: 60_000,
     });
-    // stop the mirror rsync as soon as it runs: the collection now hangs with the app down
-    const stopped: number[] = [];
-    for (let i = 0; i < 200 && stopped.length === 0; i++) {
-      for (const pid of await mirrorRsyncs()) {
-        try {
-          process.kill(pid, 'SIGSTOP');
-          stopped.push(pid);
-        } catch {
-          /* already gone */
-        }
-      }
-      if (stopped.length === 0) await sleep(20);
-    }
-    const r = await child;
     const tookMs = Date.now() - started;
-    // baton must have killed them (checked below); this only keeps a failing test from leaking them
-    const leftovers = stopped.filter((pid) => !goneOrZombie(pid));
-    for (const pid of leftovers) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone meanwhile */
-      }
-    }
-    if (stopped.length === 0) {
-      // the collection finished before it could be stopped: nothing to test on this run
-      assert.equal(r.code, 0, show(r));
-      assert.fail('the mirror rsync was never seen running; cannot simulate the hang');
-    }
+    const stopped = Number((await readFile(hang.pidFile, 'utf8')).trim());
+    assert.ok(stopped > 0, 'the data mirror refresh ran and stopped itself');
+    // baton must have killed it (checked below); this only keeps a failing test from leaking it
+    const leftovers = [stopped].filter((pid) => !goneOrZombie(pid));
+    for (const pid of leftovers) process.kill(pid, 'SIGKILL');
     assert.equal(r.code, 1, show(r));
     assert.match(
       r.stderr,
