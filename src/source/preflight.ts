@@ -2,7 +2,8 @@ import { access, constants, lstat, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SourceConfig, SourceStreamConfig, StreamName } from '../config/schema.js';
 import { JobError, errnoCode } from '../errors.js';
-import { formatGenerationId } from '../core/generation-id.js';
+import { nextGenerationId } from '../core/next-generation-id.js';
+import { formatAge } from '../config/duration.js';
 import { generationMetaSchema } from '../core/meta.js';
 import { requireUser, type Account } from '../adapters/accounts.js';
 import { exists, readJsonIfExists } from '../adapters/fsx.js';
@@ -144,7 +145,8 @@ export async function planBackup(config: SourceConfig, now: Date): Promise<Backu
     ['data', config.streams.data, config.streams.data.store],
   ];
   if (config.streams.logs) entries.push(['logs', config.streams.logs, undefined]);
-  const taken = new Set<string>();
+  /** every id on this host, with where it lies */
+  const taken = new Map<string, string>();
   for (const [name, cfg, store] of entries) {
     const fail = (msg: string) => new JobError(`${name}: ${msg}`, { step: 'preflight' });
     const owner = await requireUser(cfg.user, `streams.${name}.user`);
@@ -171,7 +173,7 @@ export async function planBackup(config: SourceConfig, now: Date): Promise<Backu
     const stored = store === undefined ? [] : await listGenerations(store);
     const all = [...pending, ...stored].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const previous = all.at(-1);
-    for (const g of all) taken.add(g.id);
+    for (const g of all) taken.set(g.id, g.dir);
     const prevSize = await previousBytes(previous);
     const mirror = state.mirror(name);
     const mirrorExists = await exists(mirror);
@@ -208,13 +210,14 @@ export async function planBackup(config: SourceConfig, now: Date): Promise<Backu
       expectedBytes,
     });
   }
-  // The id: this second, or the next free one (a rerun within the same second must not collide).
-  let t = Math.floor(now.getTime() / 1000) * 1000;
-  const latest = [...taken].sort().at(-1);
-  let id = formatGenerationId(new Date(t));
-  while (taken.has(id) || (latest !== undefined && id <= latest)) {
-    t += 1000;
-    id = formatGenerationId(new Date(t));
+  // The id: this second, or one after the newest taken one (constant time, see nextGenerationId).
+  const next = nextGenerationId(now, taken.keys());
+  if (!next.ok) {
+    throw new JobError(
+      `generation ${taken.get(next.latest) ?? next.latest} is ${formatAge(next.aheadMs)} ahead of this host's clock (${now.toISOString()}): fix the clock (NTP), or move that generation out of the handover/store if it is not a real one; no backup is made until then`,
+      { step: 'preflight' },
+    );
   }
+  const id = next.id;
   return { id, streams };
 }

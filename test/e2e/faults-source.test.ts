@@ -346,11 +346,11 @@ test(
 );
 
 test(
-  'case 23: a source clock that jumped back still yields a newer generation id',
+  'case 23: a source clock that jumped back (within the skew) still yields a newer generation id',
   { skip: NEEDS_ROOT },
   async () => {
     const s = await setup('clockskew');
-    const future = new Date(Date.now() + 86_400_000).toISOString();
+    const future = new Date(Date.now() + 5 * 60_000).toISOString();
     const r1 = await backup(s, { BATON_NOW: future });
     assert.equal(r1.code, 0, show(r1));
     const r2 = await backup(s);
@@ -361,6 +361,49 @@ test(
     assert.ok(ids[0]!.startsWith(future.slice(0, 10)), 'the first id is from the future clock');
   },
 );
+
+for (const where of ['handover', 'store'] as const) {
+  test(
+    `issue 10 hole 14: a generation id far ahead of the clock in the ${where} is refused at once, with one line and an alert`,
+    { skip: NEEDS_ROOT },
+    async () => {
+      const s = await setup(`farfuture-${where}`);
+      const r0 = await backup(s);
+      assert.equal(r0.code, 0, show(r0));
+      const planted = join(where === 'handover' ? s.handoverData : s.store, '2099-01-01T000000Z');
+      await mkdir(join(planted, 'tree'), { recursive: true });
+      await writeFile(join(planted, 'manifest'), '');
+      const pid = await readFile(s.app.pidFile, 'utf8');
+      const n = smtp.messages.length;
+      const started = Date.now();
+      // the old id search counted up one second at a time toward 2099: it never ended
+      const r = await runBaton(['source', 'backup', '--config', s.config], { timeoutMs: 60_000 });
+      assert.equal(r.timedOut, false, 'the run ends by itself');
+      assert.ok(Date.now() - started < 60_000);
+      assert.equal(r.code, 1, show(r));
+      // one error line (the rest of stderr is the log)
+      const lines = r.stderr.split('\n').filter((l) => l.startsWith('baton:'));
+      assert.equal(lines.length, 1, `one line: ${r.stderr}`);
+      assert.match(
+        lines[0]!,
+        /^baton: preflight: generation .*2099-01-01T000000Z is .* ahead of this host's clock .*fix the clock/,
+      );
+      assert.equal(await readFile(s.app.pidFile, 'utf8'), pid, 'the app was not stopped');
+      assert.ok(s.app.isRunning());
+      assert.deepEqual(
+        (await generationIds(s.handoverData)).filter((id) => !id.startsWith('2099')).length,
+        1,
+      );
+      const mails = await smtp.waitFor(n + 1);
+      assert.match(mails.at(-1)!.subject, /source backup FAILED \(preflight\)/);
+      assert.match(mails.at(-1)!.text, /2099-01-01T000000Z is .* ahead of this host's clock/);
+      // the lock was released: once the planted id is gone, the next run works
+      await rm(planted, { recursive: true });
+      const r2 = await backup(s);
+      assert.equal(r2.code, 0, show(r2));
+    },
+  );
+}
 
 test(
   'case 13: rsync exit 23 (partial transfer) fails the backup; the app runs, nothing is published',
