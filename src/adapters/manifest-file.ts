@@ -1,5 +1,6 @@
 import {
   checkEntrySequence,
+  DirChain,
   compareTreeOrder,
   MANIFEST_HEADER,
   parseManifestLine,
@@ -22,7 +23,7 @@ export async function* readManifest(
 ): AsyncGenerator<ManifestEntry> {
   let lineNo = 0;
   let prev: ManifestEntry | undefined;
-  const dirs = new Set<string>();
+  const dirs = new DirChain();
   const maxEntries = limits.maxEntries ?? Number.MAX_SAFE_INTEGER;
   try {
     for await (const line of readLines(file, limits.maxPathBytes * 6 + 512)) {

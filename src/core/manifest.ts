@@ -260,22 +260,50 @@ export function parentPath(path: Buffer): Buffer | undefined {
 }
 
 /**
- * Checks one entry against the one before it (streaming): strictly increasing tree order (so no
- * duplicates) and every entry's parent listed before it as a directory. `dirs` collects the
- * directory paths seen (latin1 keys) and is updated.
+ * The directories above the current position of a manifest read in tree order: they are all
+ * prefixes of the deepest one, so one copy of that path and the lengths of its ancestors suffice.
+ * Its size is bounded by one path (`maxPathBytes`), whatever the manifest's length.
+ */
+export class DirChain {
+  /** the deepest directory on the chain (a private copy), or empty */
+  private path: Buffer = Buffer.alloc(0);
+  /** lengths of the directories on the chain, outermost first: each is `path.subarray(0, len)` */
+  private readonly ends: number[] = [];
+
+  /** Drops the directories that are not ancestors of `p`; returns the length of the innermost left (or 0). */
+  enter(p: Buffer): number {
+    for (;;) {
+      const len = this.ends.at(-1);
+      if (len === undefined) return 0;
+      if (p.length > len && p[len] === 0x2f && p.compare(this.path, 0, len, 0, len) === 0) return len;
+      this.ends.pop();
+    }
+  }
+
+  push(dir: Buffer): void {
+    this.path = Buffer.from(dir);
+    this.ends.push(dir.length);
+  }
+}
+
+/**
+ * Checks one entry against the one before it (streaming, constant memory): strictly increasing tree
+ * order (so no duplicates) and every entry's parent listed before it as a directory. In tree order
+ * everything between a directory and its last descendant lies inside it, so the directories still
+ * open (`chain`, updated) are exactly the listed ancestors of the entry.
  */
 export function checkEntrySequence(
   prev: ManifestEntry | undefined,
   e: ManifestEntry,
-  dirs: Set<string>,
+  chain: DirChain,
 ): string | undefined {
   if (prev && compareTreeOrder(prev.path, e.path) >= 0) {
     return compareTreeOrder(prev.path, e.path) === 0 ? 'duplicate path' : 'paths not in tree order';
   }
-  const parent = parentPath(e.path);
-  if (parent !== undefined && !dirs.has(parent.toString('latin1')))
-    return 'parent directory not listed before it';
-  if (e.type === 'd') dirs.add(e.path.toString('latin1'));
+  const inner = chain.enter(e.path);
+  const slash = e.path.lastIndexOf(0x2f);
+  if (slash >= 0 && inner !== slash) return 'parent directory not listed before it';
+  if (e.type === 'd') chain.push(e.path);
   return undefined;
 }
 

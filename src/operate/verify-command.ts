@@ -7,11 +7,9 @@ import type { Logger } from '../adapters/log.js';
 import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
 import { clearBadMark, markGenerationBad } from '../sink/bad-marks.js';
 import { listGenerations } from '../adapters/generations.js';
-import { verifyGeneration, type VerifyProblem } from '../sink/verify.js';
+import { readGenerationMeta, verifyGeneration, type VerifyProblem } from '../sink/verify.js';
 import { sinkPaths } from '../sink/state.js';
 import { createProgress } from '../adapters/progress.js';
-import { readJsonIfExists } from '../adapters/fsx.js';
-import { generationMetaSchema } from '../core/meta.js';
 
 export interface VerifyTarget {
   dir: string;
@@ -84,10 +82,9 @@ export async function verifyGenerations(
   const out: GenerationCheck[] = [];
   for (const t of targets) {
     // hashing progress against the generation's own byte count (meta.json), on a terminal only
-    const meta = generationMetaSchema.safeParse(
-      await readJsonIfExists(join(t.dir, 'meta.json')).catch(() => undefined),
-    );
-    const total = meta.success ? meta.data.bytes : 0;
+    // never follows a symlink nor reads past 1 MiB: the generation is not verified yet
+    const meta = await readGenerationMeta(t.dir);
+    const total = typeof meta === 'string' ? 0 : meta.bytes;
     const bar = createProgress(`verify ${basename(t.dir)}`, opts.deep && opts.progress === true && total > 0);
     let hashedBytes = 0;
     const r = await verifyGeneration({

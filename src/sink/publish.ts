@@ -1,12 +1,16 @@
 import { existsSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { chmod, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir, mkdirp, syncFilesystem } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 
+/** Mode of a generation directory and its tree/ in the sink store (root's; others cannot enter). */
+export const GENERATION_DIR_MODE = 0o750;
+
 /**
  * Step 2.b: makes a verified generation durable (syncfs) and visible in the sink store by one
- * rename from `.incoming/<id>` to `<id>`; fsyncs the store directory.
+ * rename from `.incoming/<id>` to `<id>`; fsyncs the store directory. The generation directory and
+ * its tree/ get the sink's mode (0750), not the one the source sent.
  */
 export async function publishGeneration(
   incoming: string,
@@ -16,6 +20,8 @@ export async function publishGeneration(
 ): Promise<string> {
   const from = join(incoming, id);
   const to = join(streamDir, id);
+  await chmod(from, GENERATION_DIR_MODE);
+  await chmod(join(from, 'tree'), GENERATION_DIR_MODE);
   await syncFilesystem(from);
   await rename(from, to);
   await fsyncDir(streamDir);

@@ -46,6 +46,26 @@ export function stallAfterMs(ioTimeoutMs: number): number {
 /** Only these two files in phase one: small, and enough to judge the generation before the tree moves. */
 const HEAD_FILTER = ['--include=/manifest', '--include=/meta.json', '--exclude=*'];
 
+/**
+ * Phase two: the four names a generation has, nothing else at its top level is even transferred
+ * (verify refuses any other name that still arrives). Filter rules travel in the protocol, not in
+ * the server's argv.
+ */
+const GENERATION_FILTER = [
+  '--include=/tree/',
+  '--include=/manifest',
+  '--include=/meta.json',
+  '--include=/SHA256SUMS',
+  '--exclude=/*',
+];
+
+/**
+ * Modes in the sink store whatever the source sent: no setuid, setgid or sticky bit, no write bit on
+ * files, owner read (and rwx on directories); the same shape the source gives its trees
+ * (`storedFileMode`/`storedDirMode`, which verify checks). The original modes live in the manifest.
+ */
+export const STORE_CHMOD = 'Fa-wt,Fug-s,Fu+r,Dgo-w,Dug-s,Da-t,Du+rwx';
+
 /** rsync argv that pulls one generation (or, with `headOnly`, its manifest and meta.json) through the gate. */
 export function pullArgv(
   input: Pick<PullInput, 'transport' | 'id' | 'incoming' | 'linkDest' | 'ioTimeoutMs' | 'inplace'>,
@@ -55,7 +75,10 @@ export function pullArgv(
     'rsync',
     // recursive, links as links, perms and mtimes; no owners (the sink store belongs to the sink), no devices
     '-rlpt',
-    ...(headOnly ? HEAD_FILTER : ['--delete']),
+    '--no-owner',
+    '--no-group',
+    `--chmod=${STORE_CHMOD}`,
+    ...(headOnly ? HEAD_FILTER : [...GENERATION_FILTER, '--delete']),
     '--numeric-ids',
     '--partial',
     `--timeout=${Math.max(1, Math.round(input.ioTimeoutMs / 1000))}`,

@@ -1,14 +1,20 @@
-import { lstat, readlink } from 'node:fs/promises';
-import { lstatSync, type BigIntStats } from 'node:fs';
+import { lstat, open, opendir, readlink, type FileHandle } from 'node:fs/promises';
+import { constants, lstatSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { compareTreeOrder, DEFAULT_MANIFEST_LIMITS, type ManifestEntry } from '../core/manifest.js';
-import { generationMetaSchema } from '../core/meta.js';
-import { readJsonIfExists, sha256File, walkTree, type WalkEntry } from '../adapters/fsx.js';
+import {
+  compareTreeOrder,
+  DEFAULT_MANIFEST_LIMITS,
+  formatSha256SumsLine,
+  type ManifestEntry,
+} from '../core/manifest.js';
+import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
+import { SET_ID_BITS } from '../core/tree-mode.js';
+import { sha256File, walkTree, type WalkEntry } from '../adapters/fsx.js';
 import { readManifest, ManifestCursor, ManifestError } from '../adapters/manifest-file.js';
 import { errnoCode } from '../errors.js';
 
 export type ProblemKind =
-  'manifest' | 'meta' | 'missing' | 'extra' | 'type' | 'size' | 'hash' | 'target' | 'limit';
+  'manifest' | 'meta' | 'missing' | 'extra' | 'type' | 'size' | 'hash' | 'target' | 'limit' | 'sums' | 'mode';
 
 export interface VerifyProblem {
   kind: ProblemKind;
@@ -68,14 +74,11 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   };
   const res: VerifyResult = { ok: false, problems, entries: 0, files: 0, bytes: 0, hashed: 0, reused: 0 };
 
-  const metaPath = join(opts.dir, 'meta.json');
-  const metaProblem = await checkSourceFile(metaPath, MAX_META_BYTES);
-  const metaRaw = metaProblem ? undefined : await readJsonIfExists(metaPath).catch(() => 'unreadable');
-  const meta = generationMetaSchema.safeParse(metaRaw);
-  if (metaProblem) add('meta', 'meta.json', metaProblem);
-  else if (!meta.success) add('meta', 'meta.json', 'not a valid meta.json');
+  await checkTopLevel(opts.dir, add);
+  const meta = await readGenerationMeta(opts.dir);
+  if (typeof meta === 'string') add('meta', 'meta.json', meta);
   else if (opts.expect) {
-    const m = meta.data;
+    const m = meta;
     if (m.id !== opts.expect.id || m.source !== opts.expect.source || m.stream !== opts.expect.stream) {
       add(
         'meta',
@@ -96,10 +99,13 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     add('manifest', 'manifest', manifestProblem);
     return res;
   }
+  const sums = await Sha256SumsCheck.open(join(opts.dir, 'SHA256SUMS'));
+  if (typeof sums === 'string') add('sums', 'SHA256SUMS', sums);
   const manifest = readManifest(join(opts.dir, 'manifest'), {
     ...DEFAULT_MANIFEST_LIMITS,
     maxEntries: opts.maxFiles ?? Number.MAX_SAFE_INTEGER,
   });
+  const onEntry = typeof sums === 'string' ? undefined : (e: ManifestEntry) => sums.expect(e);
   const walk = walkTree(tree);
   const inflight = new Set<Promise<void>>();
   const limit = opts.concurrency ?? 32;
@@ -136,6 +142,13 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
       add('type', show(m.path), `is ${actual}, manifest says ${m.type}`);
       return;
     }
+    if (m.type !== 'l' && (st.mode & STORE_FORBIDDEN_BITS) !== 0n) {
+      add(
+        'mode',
+        show(m.path),
+        `mode ${(st.mode & 0o7777n).toString(8)} in tree/: a store holds no setuid/setgid bit and nothing writable by group or others (the manifest keeps ${m.mode.toString(8).padStart(4, '0')})`,
+      );
+    }
     if (m.type === 'l') {
       const t = await readlink(w.abs, { encoding: 'buffer' });
       if (!m.target || !t.equals(m.target))
@@ -160,23 +173,27 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   };
 
   try {
-    let m = await nextInTree(manifest, res);
+    let m = await nextInTree(manifest, res, onEntry);
     let w = await walk.next();
     while (m !== undefined || !w.done) {
       const order = m === undefined ? 1 : w.done ? -1 : compareTreeOrder(m.path, w.value.rel);
       if (order < 0 && m) {
         add('missing', show(m.path), `listed in the manifest (${m.type}) but not in tree/`);
-        m = await nextInTree(manifest, res);
+        m = await nextInTree(manifest, res, onEntry);
       } else if (order > 0 && !w.done) {
         add('extra', show(w.value.rel), 'in tree/ but not in the manifest');
         w = await walk.next();
       } else if (m && !w.done) {
         await compare(w.value, m);
-        m = await nextInTree(manifest, res);
+        m = await nextInTree(manifest, res, onEntry);
         w = await walk.next();
       }
     }
     await Promise.all(inflight);
+    if (typeof sums !== 'string') {
+      const sumsProblem = await sums.finish();
+      if (sumsProblem) add('sums', 'SHA256SUMS', sumsProblem);
+    }
   } catch (e) {
     await Promise.allSettled(inflight);
     if (e instanceof ManifestError) add('manifest', 'manifest', e.message);
@@ -184,6 +201,7 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   } finally {
     // a bad link base only costs re-reading: its files are hashed instead
     await baseCursor?.close().catch(() => undefined);
+    if (typeof sums !== 'string') await sums.close();
   }
   res.ok = problems.length === 0;
   return res;
@@ -236,12 +254,191 @@ export async function pulledManifestSha256(dir: string): Promise<string> {
 async function nextInTree(
   it: AsyncGenerator<ManifestEntry>,
   res: VerifyResult,
+  onEntry: ((e: ManifestEntry) => Promise<void>) | undefined,
 ): Promise<ManifestEntry | undefined> {
   for (;;) {
     const n = await it.next();
     if (n.done) return undefined;
     res.entries++;
+    await onEntry?.(n.value);
     if (inTree(n.value)) return n.value;
+  }
+}
+
+/** Mode bits no entry of a store's tree may have (see src/core/tree-mode.ts): setuid, setgid, go+w. */
+const STORE_FORBIDDEN_BITS = BigInt(SET_ID_BITS | 0o022);
+
+/** The names a generation directory holds, exactly. */
+export const GENERATION_NAMES: ReadonlySet<string> = new Set(['tree', 'manifest', 'meta.json', 'SHA256SUMS']);
+/** Unexpected top-level names reported at most (a directory of a million planted names is not listed). */
+const MAX_TOP_LEVEL_EXTRAS = 20;
+
+/** Anything at the top of a generation but tree/, manifest, meta.json and SHA256SUMS is a problem. */
+async function checkTopLevel(
+  dir: string,
+  add: (kind: ProblemKind, path: string, detail: string) => void,
+): Promise<void> {
+  let extras = 0;
+  let d;
+  try {
+    d = await opendir(dir, { bufferSize: 64 });
+  } catch (e) {
+    add('missing', '.', `cannot list the generation: ${errnoCode(e) ?? String(e)}`);
+    return;
+  }
+  try {
+    for await (const e of d) {
+      if (GENERATION_NAMES.has(e.name)) continue;
+      if (++extras > MAX_TOP_LEVEL_EXTRAS) {
+        add('extra', '.', `more than ${MAX_TOP_LEVEL_EXTRAS} unexpected names at the top of the generation`);
+        return;
+      }
+      add(
+        'extra',
+        JSON.stringify(e.name).slice(1, -1),
+        'at the top of the generation: only tree/, manifest, meta.json and SHA256SUMS belong there',
+      );
+    }
+  } finally {
+    await d.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Opens a file the source sent without ever following a symlink or blocking on a FIFO: a regular
+ * file (checked on the open descriptor, so nothing can be swapped in between) of at most
+ * `maxBytes`, or why not.
+ */
+async function openSourceFile(
+  path: string,
+  maxBytes = Number.MAX_SAFE_INTEGER,
+): Promise<FileHandle | string> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    const code = errnoCode(e);
+    if (code === 'ENOENT') return 'missing';
+    if (code === 'ELOOP') return 'a symlink (a symlink from a source is never followed)';
+    return `cannot open it: ${code ?? String(e)}`;
+  }
+  const st = await fh.stat().catch(() => undefined);
+  const problem = !st?.isFile()
+    ? 'not a regular file (a FIFO or device from a source is never read)'
+    : st.size > maxBytes
+      ? `larger than ${maxBytes} bytes`
+      : undefined;
+  if (problem === undefined) return fh;
+  await fh.close();
+  return problem;
+}
+
+/**
+ * meta.json of a generation, parsed and bounded (1 MiB, the schema), or why it is not usable. Never
+ * follows a symlink nor blocks on a FIFO: safe on a generation nobody checked yet.
+ */
+export async function readGenerationMeta(dir: string): Promise<GenerationMeta | string> {
+  const fh = await openSourceFile(join(dir, 'meta.json'), MAX_META_BYTES);
+  if (typeof fh === 'string') return fh;
+  let text: string;
+  try {
+    const buf = Buffer.alloc(MAX_META_BYTES + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    if (n > MAX_META_BYTES) return `larger than ${MAX_META_BYTES} bytes`;
+    text = buf.subarray(0, n).toString('utf8');
+  } catch (e) {
+    return `unreadable: ${errnoCode(e) ?? String(e)}`;
+  } finally {
+    await fh.close();
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return 'not valid JSON';
+  }
+  const meta = generationMetaSchema.safeParse(raw);
+  return meta.success ? meta.data : 'not a valid meta.json';
+}
+
+/** Bytes of expected SHA256SUMS lines compared at once (one read per batch, constant memory). */
+const SUMS_BATCH = 256 * 1024;
+
+/**
+ * SHA256SUMS checked line by line against the manifest as the manifest is read: it must be exactly
+ * the lines the manifest's files give (`formatSha256SumsLine`, in manifest order) and nothing more,
+ * so `sha256sum -c` on a published generation checks what the sink verified and reads only inside
+ * tree/ (a `../../etc/passwd` line, a wrong hash, a missing or extra line are refused). Reads never
+ * more than the expected bytes plus one.
+ */
+class Sha256SumsCheck {
+  private batch: Array<{ line: Buffer; path: Buffer }> = [];
+  private batchBytes = 0;
+  private offset = 0;
+  private lineNo = 0;
+  private problem: string | undefined;
+
+  private constructor(private readonly fh: FileHandle) {}
+
+  static async open(path: string): Promise<Sha256SumsCheck | string> {
+    const fh = await openSourceFile(path);
+    return typeof fh === 'string' ? fh : new Sha256SumsCheck(fh);
+  }
+
+  async expect(e: ManifestEntry): Promise<void> {
+    if (this.problem !== undefined || e.type !== 'f' || e.sha256 === undefined) return;
+    const line = formatSha256SumsLine(e.sha256, e.path);
+    this.batch.push({ line, path: e.path });
+    this.batchBytes += line.length;
+    if (this.batchBytes >= SUMS_BATCH) await this.compareBatch();
+  }
+
+  /** The first difference, or undefined when the file held exactly the expected lines. */
+  async finish(): Promise<string | undefined> {
+    await this.compareBatch();
+    if (this.problem !== undefined) return this.problem;
+    const extra = Buffer.alloc(1);
+    const { bytesRead } = await this.fh.read(extra, 0, 1, this.offset);
+    if (bytesRead > 0)
+      return `more than the ${this.lineNo} line(s) the manifest's files give (line ${this.lineNo + 1} has no file)`;
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close().catch(() => undefined);
+  }
+
+  private async compareBatch(): Promise<void> {
+    if (this.problem !== undefined || this.batch.length === 0) return;
+    const want = Buffer.concat(this.batch.map((b) => b.line));
+    const got = Buffer.alloc(want.length);
+    let n = 0;
+    while (n < got.length) {
+      const { bytesRead } = await this.fh.read(got, n, got.length - n, this.offset + n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    let at = 0;
+    for (const b of this.batch) {
+      this.lineNo++;
+      const end = at + b.line.length;
+      if (end > n || !got.subarray(at, end).equals(b.line)) {
+        this.problem =
+          end > n && at >= n
+            ? `ends at line ${this.lineNo}, the manifest has more files (next: ${show(b.path)})`
+            : `line ${this.lineNo} differs from the manifest's line for ${show(b.path)}`;
+        break;
+      }
+      at = end;
+    }
+    this.offset += n;
+    this.batch = [];
+    this.batchBytes = 0;
   }
 }
 

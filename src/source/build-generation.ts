@@ -1,4 +1,8 @@
 import { chmod, lchown, lutimes, mkdir, readlink, rename, rm, symlink, utimes } from 'node:fs/promises';
+import {
+  storedDirMode as normalisedDirMode,
+  storedFileMode as normalisedFileMode,
+} from '../core/tree-mode.js';
 import { join } from 'node:path';
 import { linkSync, lstatSync, type BigIntStats } from 'node:fs';
 import {
@@ -83,9 +87,7 @@ function entryType(st: BigIntStats): EntryType {
   return 'b';
 }
 
-/** Tree files and dirs are owned by the stream user, readable by it, never setuid or writable by others. */
-export const normalisedFileMode = (mode: number): number => (mode & 0o555) | 0o400;
-export const normalisedDirMode = (mode: number): number => (mode & 0o555) | 0o700;
+// Tree files and dirs are owned by the stream user, readable by it, never setuid or writable by others.
 
 /**
  * Files copied or hard-linked at once. Their reads, writes, hashing and metadata calls overlap on

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   checkEntrySequence,
+  DirChain,
   checkRelativePath,
   compareTreeOrder,
   formatManifestLine,
@@ -319,7 +320,7 @@ test('property: sorting by compareTreeOrder gives the depth-first walk order, wh
         walk.map((p) => p.toString('latin1')),
       );
       // Every inner node of the walk is a directory; a manifest in this order passes checkEntrySequence.
-      const dirs = new Set<string>();
+      const dirs = new DirChain();
       const isParent = new Set(
         walk.flatMap((p) => {
           const i = p.lastIndexOf(0x2f);
@@ -351,6 +352,110 @@ test('property: sorting by compareTreeOrder gives the depth-first walk order, wh
     }),
     { numRuns: 1000 },
   );
+});
+
+/**
+ * The sequence check as it was before issue 10 (hole 6): every directory kept in a Set, memory
+ * growing with the manifest. The reference the constant-memory check must agree with.
+ */
+function setSequenceCheck(
+  prev: ManifestEntry | undefined,
+  e: ManifestEntry,
+  dirs: Set<string>,
+): string | undefined {
+  if (prev && compareTreeOrder(prev.path, e.path) >= 0) {
+    return compareTreeOrder(prev.path, e.path) === 0 ? 'duplicate path' : 'paths not in tree order';
+  }
+  const i = e.path.lastIndexOf(0x2f);
+  if (i >= 0 && !dirs.has(e.path.subarray(0, i).toString('latin1')))
+    return 'parent directory not listed before it';
+  if (e.type === 'd') dirs.add(e.path.toString('latin1'));
+  return undefined;
+}
+
+const seqEntry = (path: Buffer, type: 'd' | 'f'): ManifestEntry => ({
+  type,
+  mode: 0o755,
+  uid: 0,
+  gid: 0,
+  user: undefined,
+  group: undefined,
+  mtimeNs: 0n,
+  size: 0,
+  sha256: type === 'f' ? 'a'.repeat(64) : undefined,
+  path,
+  target: undefined,
+});
+
+/** Both checks over one manifest: the first problem (line and message) or undefined, each. */
+function bothChecks(entries: readonly ManifestEntry[]): {
+  set: string | undefined;
+  chain: string | undefined;
+} {
+  const run = (check: (prev: ManifestEntry | undefined, e: ManifestEntry) => string | undefined) => {
+    let prev: ManifestEntry | undefined;
+    for (const [i, e] of entries.entries()) {
+      const r = check(prev, e);
+      if (r) return `${i}: ${r}`;
+      prev = e;
+    }
+    return undefined;
+  };
+  const set = new Set<string>();
+  const chain = new DirChain();
+  return {
+    set: run((p, e) => setSequenceCheck(p, e, set)),
+    chain: run((p, e) => checkEntrySequence(p, e, chain)),
+  };
+}
+
+/** Paths over a tiny alphabet (`a`, `b`, `a.`-style siblings), so parents, prefixes and siblings collide often. */
+const tinyPath = fc
+  .array(fc.constantFrom('a', 'b', 'a.', 'ab', '-', 'a b'), { minLength: 1, maxLength: 5 })
+  .map((parts) => Buffer.from(parts.join('/'), 'latin1'));
+
+test('property: the constant-memory sequence check accepts and rejects exactly what the Set-based one did', () => {
+  // manifests in walk order with random types (so parents are sometimes files or missing) ...
+  const walked = fc
+    .tuple(fc.array(tinyPath, { minLength: 1, maxLength: 30 }), fc.array(fc.boolean(), { maxLength: 60 }))
+    .map(([paths, dirFlags]) =>
+      depthFirstOrder(paths).map((p, i) => seqEntry(p, (dirFlags[i] ?? true) ? 'd' : 'f')),
+    );
+  // ... some with entries dropped (orphans), swapped or repeated (order), or in random order
+  const mangled = fc
+    .tuple(
+      walked,
+      fc.array(fc.tuple(fc.nat(), fc.nat(), fc.constantFrom('drop', 'swap', 'dup')), { maxLength: 3 }),
+    )
+    .map(([entries, edits]) => {
+      const out = [...entries];
+      for (const [a, b, op] of edits) {
+        if (out.length === 0) break;
+        const i = a % out.length;
+        const j = b % out.length;
+        if (op === 'drop') out.splice(i, 1);
+        else if (op === 'dup') out.splice(i, 0, out[i] as ManifestEntry);
+        else [out[i], out[j]] = [out[j] as ManifestEntry, out[i] as ManifestEntry];
+      }
+      return out;
+    });
+  const random = fc.array(
+    fc.tuple(tinyPath, fc.boolean()).map(([p, d]) => seqEntry(p, d ? 'd' : 'f')),
+    { maxLength: 20 },
+  );
+  let accepted = 0;
+  let rejected = 0;
+  fc.assert(
+    fc.property(fc.oneof(walked, mangled, random), (entries) => {
+      const r = bothChecks(entries);
+      assert.equal(r.chain, r.set);
+      if (r.set === undefined) accepted++;
+      else rejected++;
+    }),
+    { numRuns: 3000 },
+  );
+  // both outcomes were exercised, not only one
+  assert.ok(accepted > 100 && rejected > 100, `accepted ${accepted}, rejected ${rejected}`);
 });
 
 // ---------------------------------------------------------------------------------------------------------

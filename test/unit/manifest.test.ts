@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   checkEntrySequence,
+  DirChain,
   checkRelativePath,
   compareTreeOrder,
   escapeField,
@@ -135,7 +136,7 @@ test("tree order puts a directory's children before its siblings with larger nam
 });
 
 test('sequence check: duplicates, wrong order and orphans are found', () => {
-  const dirs = new Set<string>();
+  const dirs = new DirChain();
   const d = file('a', { type: 'd', sha256: undefined });
   assert.equal(checkEntrySequence(undefined, d, dirs), undefined);
   const f1 = file('a/x');
@@ -143,6 +144,73 @@ test('sequence check: duplicates, wrong order and orphans are found', () => {
   assert.equal(checkEntrySequence(f1, file('a/x'), dirs), 'duplicate path');
   assert.equal(checkEntrySequence(f1, file('a/w'), dirs), 'paths not in tree order');
   assert.equal(checkEntrySequence(f1, file('b/y'), dirs), 'parent directory not listed before it');
+});
+
+test('sequence check: a parent listed as a file, or only a grandparent listed, is an orphan', () => {
+  const seq = (paths: Array<[string, 'd' | 'f']>) => {
+    const dirs = new DirChain();
+    let prev: ReturnType<typeof file> | undefined;
+    for (const [p, type] of paths) {
+      const e = file(p, type === 'd' ? { type: 'd', sha256: undefined } : {});
+      const r = checkEntrySequence(prev, e, dirs);
+      if (r) return `${p}: ${r}`;
+      prev = e;
+    }
+    return undefined;
+  };
+  assert.equal(
+    seq([
+      ['a', 'f'],
+      ['a/x', 'f'],
+    ]),
+    'a/x: parent directory not listed before it',
+  );
+  assert.equal(
+    seq([
+      ['a', 'd'],
+      ['a/b/c', 'f'],
+    ]),
+    'a/b/c: parent directory not listed before it',
+  );
+  // a sibling with the parent's name as a prefix is not the parent
+  assert.equal(
+    seq([
+      ['a', 'd'],
+      ['a.b', 'd'],
+      ['a/x', 'f'],
+    ]),
+    'a/x: paths not in tree order',
+  );
+  assert.equal(
+    seq([
+      ['ab', 'd'],
+      ['abc/x', 'f'],
+    ]),
+    'abc/x: parent directory not listed before it',
+  );
+  // back up several levels, then down again
+  assert.equal(
+    seq([
+      ['a', 'd'],
+      ['a/b', 'd'],
+      ['a/b/c', 'd'],
+      ['a/b/c/f', 'f'],
+      ['a/d', 'f'],
+      ['b', 'd'],
+      ['b/e', 'f'],
+    ]),
+    undefined,
+  );
+  assert.equal(
+    seq([
+      ['a', 'd'],
+      ['a/b', 'd'],
+      ['a/b/c', 'f'],
+      ['a/c', 'f'],
+      ['a/c/x', 'f'],
+    ]),
+    'a/c/x: parent directory not listed before it',
+  );
 });
 
 test('SHA256SUMS lines use GNU escaping for backslash, newline and CR', () => {

@@ -4,7 +4,12 @@ import { createHash } from 'node:crypto';
 import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatManifestLine, MANIFEST_HEADER, type ManifestEntry } from '../../src/core/manifest.js';
+import {
+  formatManifestLine,
+  formatSha256SumsLine,
+  MANIFEST_HEADER,
+  type ManifestEntry,
+} from '../../src/core/manifest.js';
 import { verifyGeneration } from '../../src/sink/verify.js';
 
 // Two real generations on disk: `new` hard-links its unchanged files to `base`. Verification with
@@ -57,6 +62,10 @@ async function writeGeneration(dir: string, id: string, entries: ManifestEntry[]
   await writeFile(
     join(dir, 'manifest'),
     `${[MANIFEST_HEADER, ...entries.map(formatManifestLine)].join('\n')}\n`,
+  );
+  await writeFile(
+    join(dir, 'SHA256SUMS'),
+    Buffer.concat(entries.flatMap((e) => (e.sha256 ? [formatSha256SumsLine(e.sha256, e.path)] : []))),
   );
 }
 
