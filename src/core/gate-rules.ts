@@ -5,6 +5,7 @@ export type GateRequest =
   | { kind: 'rsync' }
   | { kind: 'list' }
   | { kind: 'ack'; id: string; manifestSha256: string }
+  | { kind: 'reject'; id: string; manifestSha256: string }
   | { kind: 'refused'; reason: string };
 
 /** Longest SSH_ORIGINAL_COMMAND accepted, in UTF-8 bytes. */
@@ -17,6 +18,7 @@ export const MAX_GATE_REQUEST_BYTES = 4096;
 export const RSYNC_SENDER_PREFIX = 'rsync --server --sender ';
 
 const ACK_PATTERN = /^ack ([^ ]+) ([0-9a-f]{64})$/;
+const REJECT_PATTERN = /^reject ([^ ]+) ([0-9a-f]{64})$/;
 // C0 controls (newline, CR, NUL, tab, ESC…), DEL and C1 controls.
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
@@ -26,7 +28,9 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
  * shell), returns the one request the gate allows, or why it is refused. Allowed, exactly:
  *
  * - `list`
- * - `ack <generation id> <sha256 of its manifest, 64 lowercase hex>` (single spaces)
+ * - `ack <generation id> <sha256 of its manifest, 64 lowercase hex>` (single spaces); the gate then
+ *   challenges the sink to prove it holds the bytes (src/core/ack-challenge.ts)
+ * - `reject <generation id> <sha256 of its manifest>`: the sink quarantined it; set it aside
  * - `rsync --server --sender …`: a pull. The rsync arguments are checked by `rrsync -ro`, which the
  *   gate runs on the stream's handover; this only makes sure it is never a push.
  *
@@ -55,11 +59,24 @@ export function parseGateRequest(original: string | undefined): GateRequest {
     return { kind: 'ack', id, manifestSha256 };
   }
 
+  if (original.startsWith('reject ')) {
+    const m = REJECT_PATTERN.exec(original);
+    const id = m?.[1];
+    const manifestSha256 = m?.[2];
+    if (id === undefined || manifestSha256 === undefined) {
+      return refuse('expected "reject <generation id> <sha256 of the manifest, 64 lowercase hex digits>"');
+    }
+    if (!isGenerationId(id)) return refuse('reject names no valid generation id');
+    return { kind: 'reject', id, manifestSha256 };
+  }
+
   if (original.startsWith(RSYNC_SENDER_PREFIX)) return { kind: 'rsync' };
   if (original.startsWith('rsync '))
     return refuse('only a read-only rsync (rsync --server --sender) is allowed');
 
-  return refuse('not an allowed command (allowed: list, ack ID SHA256, a read-only rsync pull)');
+  return refuse(
+    'not an allowed command (allowed: list, ack ID SHA256, reject ID SHA256, a read-only rsync pull)',
+  );
 }
 
 function refuse(reason: string): GateRequest {

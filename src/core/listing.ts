@@ -23,6 +23,12 @@ export const gateAckSchema = z.object({
   pruned: z.array(z.string()).optional(),
 });
 
+/** What the gate prints for `reject ID SHA256`. */
+export const gateRejectSchema = z.object({
+  rejected: z.string().max(32),
+  keptIn: z.string().max(4096),
+});
+
 /** Parses the gate's list output; throws with a short reason when it is not what a gate prints. */
 export function parseGateListing(
   text: string,

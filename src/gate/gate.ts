@@ -1,10 +1,23 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { runProcess } from '../adapters/run.js';
+import { proveChallenge, sampleChallenge } from '../adapters/ack-proof.js';
+import { recordGateEvent } from '../adapters/gate-events.js';
+import { LineReader } from '../adapters/line-reader.js';
+import { sendMail } from '../adapters/mail.js';
+import {
+  checkAnswer,
+  formatChallenge,
+  MAX_ACK_LINE_BYTES,
+  MAX_ACK_RANGES,
+  parseAnswerHeader,
+} from '../core/ack-challenge.js';
+import { describeGateEvent, eventText, type GateEvent } from '../core/gate-events.js';
 import type { SourceConfig, StreamName } from '../config/schema.js';
 import { isGenerationId, parseGenerationId } from '../core/generation-id.js';
 import { parseGateRequest } from '../core/gate-rules.js';
@@ -30,7 +43,18 @@ export interface GateOptions {
   stderr: Writer;
   /** Best-effort syslog line for a refusal; default `logger -t baton-gate -p auth.warning`. */
   syslog?: (message: string) => Promise<void>;
+  /** The session's stdin, where the sink answers an ack challenge; taken only for an ack. */
+  stdin?: () => Readable;
+  /** How long the gate waits for the answer to an ack challenge. Default {@link ACK_ANSWER_TIMEOUT_MS}. */
+  answerTimeoutMs?: number;
 }
+
+/** How long the gate waits for the sink's answer to an ack challenge. */
+export const ACK_ANSWER_TIMEOUT_MS = 5 * 60_000;
+/** The most generations kept in `<handover>/.rejected/`; a reject beyond it is refused (nothing moves). */
+export const MAX_REJECTED = 20;
+/** The gate mails an event itself at most this often (the next backup mails every event anyway). */
+const DIRECT_MAIL_INTERVAL_MS = 10 * 60_000;
 
 /** A complete generation: a directory named by a valid id (not a symlink) holding a regular `manifest`. */
 export interface HandoverGeneration {
@@ -46,6 +70,12 @@ export interface GateListing {
   generations: Array<HandoverGeneration & { ageSeconds: number }>;
 }
 
+export interface GateReject {
+  rejected: string;
+  /** Where it is kept on the source. */
+  keptIn: string;
+}
+
 export interface GateAck {
   acked: string;
   action: 'moved' | 'deleted';
@@ -56,8 +86,15 @@ export interface GateAck {
 /** Where rrsync may live: PATH first, then the Debian package's places. */
 export const RRSYNC_FALLBACKS = ['/usr/bin/rrsync', '/usr/share/doc/rsync/scripts/rrsync'] as const;
 
-/** A refusal: logged, one line to the caller, exit 1. */
-class GateRefusal extends Error {}
+/** A refusal: logged, one line to the caller, exit 1; with `event`, also recorded as a gate event. */
+class GateRefusal extends Error {
+  constructor(
+    message: string,
+    readonly event?: { kind: GateEvent['kind']; id: string },
+  ) {
+    super(message);
+  }
+}
 
 /**
  * Answers one request of the sink and returns the exit code. Never throws a BatonError: refusals and
@@ -81,10 +118,22 @@ export async function runGate(opts: GateOptions): Promise<number> {
         return ExitCode.ok;
       }
       case 'ack': {
+        const prove = (genDir: string, manifestBytes: number) =>
+          proveReceipt(opts, request.id, genDir, manifestBytes);
         const result =
           opts.stream === 'data'
-            ? await ackData(opts.config.streams.data, request.id, request.manifestSha256)
-            : await ackLogs(stream.handover, request.id, request.manifestSha256);
+            ? await ackData(opts.config.streams.data, request.id, request.manifestSha256, prove)
+            : await ackLogs(stream.handover, request.id, request.manifestSha256, prove);
+        opts.stdout(`${JSON.stringify(result)}\n`);
+        return ExitCode.ok;
+      }
+      case 'reject': {
+        const result = await rejectGeneration(stream.handover, request.id, request.manifestSha256);
+        await recordEvent(opts, stream.handover, {
+          kind: 'rejected',
+          id: request.id,
+          reason: `the sink failed to verify ${request.id} and set it aside: kept in ${result.keptIn} for inspection`,
+        });
         opts.stdout(`${JSON.stringify(result)}\n`);
         return ExitCode.ok;
       }
@@ -93,6 +142,11 @@ export async function runGate(opts: GateOptions): Promise<number> {
     if (err instanceof GateRefusal) {
       await logRefusal(opts, err.message);
       opts.stderr(`baton gate: refused: ${err.message}\n`);
+      if (err.event) {
+        const handover = streamHandover(opts);
+        if (handover !== undefined)
+          await recordEvent(opts, handover, { kind: err.event.kind, id: err.event.id, reason: err.message });
+      }
       return ExitCode.failed;
     }
     if (err instanceof BatonError) {
@@ -102,6 +156,10 @@ export async function runGate(opts: GateOptions): Promise<number> {
     }
     throw err;
   }
+}
+
+function streamHandover(opts: GateOptions): string | undefined {
+  return opts.stream === 'data' ? opts.config.streams.data.handover : opts.config.streams.logs?.handover;
 }
 
 function streamConfig(config: SourceConfig, stream: StreamName): { handover: string } {
@@ -147,6 +205,7 @@ async function serveRsync(
   const childEnv = { ...env, SSH_ORIGINAL_COMMAND: original };
   return new Promise((resolve) => {
     const child = spawn(rrsync, ['-ro', handover], { stdio: 'inherit', env: childEnv });
+    sessionChildren.add(child);
     // ssh hanging up or a kill of the gate must reach rsync too, not leave it orphaned.
     const forwarded = ['SIGTERM', 'SIGHUP', 'SIGINT'] as const;
     const forward = (sig: NodeJS.Signals): void => {
@@ -154,6 +213,7 @@ async function serveRsync(
     };
     for (const sig of forwarded) process.on(sig, forward);
     const done = (code: number): void => {
+      sessionChildren.delete(child);
       for (const sig of forwarded) process.off(sig, forward);
       resolve(code);
     };
@@ -256,10 +316,14 @@ async function listHandover(
 // ---------------------------------------------------------------------------------------------------------
 // ack
 
+/** Challenges the sink for the generation in `genDir`; throws a GateRefusal unless it proves receipt. */
+type ProveReceipt = (genDir: string, manifestBytes: number) => Promise<void>;
+
 async function ackData(
   data: SourceConfig['streams']['data'],
   id: string,
   manifestSha256: string,
+  prove: ProveReceipt,
 ): Promise<GateAck> {
   const pending = await readCompleteGeneration(data.handover, id);
   if (pending === undefined) {
@@ -267,13 +331,21 @@ async function ackData(
     const stored = await readCompleteGeneration(data.store, id);
     if (stored === undefined) throw new GateRefusal(`generation ${id} is not pending in the data handover`);
     if (stored.manifestSha256 !== manifestSha256) {
-      throw new GateRefusal(`manifest sha256 of ${id} does not match (it is already in the source store)`);
+      throw new GateRefusal(`manifest sha256 of ${id} does not match (it is already in the source store)`, {
+        kind: 'ack-refused',
+        id,
+      });
     }
+    await prove(join(data.store, id), stored.manifestBytes);
     return { acked: id, action: 'moved', pruned: await pruneStore(data.store, data.generations, id) };
   }
   if (pending.manifestSha256 !== manifestSha256) {
-    throw new GateRefusal(`manifest sha256 of ${id} does not match; nothing moved`);
+    throw new GateRefusal(`manifest sha256 of ${id} does not match; nothing moved`, {
+      kind: 'ack-refused',
+      id,
+    });
   }
+  await prove(join(data.handover, id), pending.manifestBytes);
 
   const target = join(data.store, id);
   if (await exists(target)) {
@@ -303,7 +375,12 @@ async function ackData(
   return { acked: id, action: 'moved', pruned: await pruneStore(data.store, data.generations, id) };
 }
 
-async function ackLogs(handover: string, id: string, manifestSha256: string): Promise<GateAck> {
+async function ackLogs(
+  handover: string,
+  id: string,
+  manifestSha256: string,
+  prove: ProveReceipt,
+): Promise<GateAck> {
   const pending = await readCompleteGeneration(handover, id);
   const deleting = join(handover, deletingName(id));
   if (pending === undefined) {
@@ -315,8 +392,12 @@ async function ackLogs(handover: string, id: string, manifestSha256: string): Pr
     throw new GateRefusal(`generation ${id} is not pending in the logs handover (acked already?)`);
   }
   if (pending.manifestSha256 !== manifestSha256) {
-    throw new GateRefusal(`manifest sha256 of ${id} does not match; nothing deleted`);
+    throw new GateRefusal(`manifest sha256 of ${id} does not match; nothing deleted`, {
+      kind: 'ack-refused',
+      id,
+    });
   }
+  await prove(join(handover, id), pending.manifestBytes);
   await renameOrFail(join(handover, id), deleting);
   await fsyncDir(handover);
   await removeTree(deleting);
@@ -354,6 +435,203 @@ async function pruneStore(store: string, keep: number, justAcked: string): Promi
 function deletingName(id: string): string {
   return `.${id}.deleting`;
 }
+
+/**
+ * The ack challenge (src/core/ack-challenge.ts): random byte ranges of random files of the generation in
+ * `genDir`, a nonce, and the sink's hashes of them read on this session's stdin, bounded in lines, length
+ * and time. Anything but the right answer is a refusal, recorded as a gate event.
+ */
+async function proveReceipt(
+  opts: GateOptions,
+  id: string,
+  genDir: string,
+  manifestBytes: number,
+): Promise<void> {
+  const nonce = randomBytes(32).toString('hex');
+  const challenge = await sampleChallenge(genDir, manifestBytes, nonce, (max) => randomInt(max));
+  let expected: string[];
+  try {
+    expected = await proveChallenge(genDir, challenge);
+  } catch (err) {
+    throw new JobError(`cannot read ${id} to challenge the ack: ${oneLine(err)}`, {
+      step: 'ack',
+      cause: err,
+    });
+  }
+  opts.stdout(formatChallenge(challenge));
+  const refuse = (why: string) =>
+    new GateRefusal(`ack of ${id} refused: ${why}; nothing moved or deleted`, { kind: 'ack-refused', id });
+  if (opts.stdin === undefined) throw refuse('no session to read an answer from');
+  const reader = new LineReader(opts.stdin(), MAX_ACK_LINE_BYTES, MAX_ACK_RANGES + 1);
+  const timeoutMs = opts.answerTimeoutMs ?? ACK_ANSWER_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
+  const lines: string[] = [];
+  try {
+    const head = await reader.next(timeoutMs);
+    if (head === undefined) throw refuse('no answer to the challenge (the sink proved no receipt)');
+    lines.push(head);
+    const count = parseAnswerHeader(head);
+    if (!count.ok) throw refuse(`bad answer: ${count.error}`);
+    for (let i = 0; i < Math.min(count.value, expected.length); i++) {
+      const line = await reader.next(Math.max(1, deadline - Date.now()));
+      if (line === undefined) throw refuse('the answer ended early');
+      lines.push(line);
+    }
+  } catch (err) {
+    if (err instanceof GateRefusal) throw err;
+    throw refuse(`bad or late answer: ${oneLine(err)}`);
+  }
+  const checked = checkAnswer(expected, lines);
+  if (!checked.ok) throw refuse(`wrong proof of receipt: ${checked.error}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// reject: the sink quarantined a generation; it leaves the pending set and is kept for inspection
+
+/**
+ * Moves the pending generation `id` (its manifest hash must match) to `<handover>/.rejected/<id>`. Kept at
+ * most {@link MAX_REJECTED}: beyond that the reject is refused and nothing moves (the operator empties
+ * `.rejected/`; nothing is ever deleted here). A repeated reject of a generation already there is ok.
+ */
+async function rejectGeneration(handover: string, id: string, manifestSha256: string): Promise<GateReject> {
+  const rejectedDir = join(handover, REJECTED_DIR);
+  const keptIn = join(rejectedDir, id);
+  const pending = await readCompleteGeneration(handover, id);
+  if (pending === undefined) {
+    const kept = (await lstatOrUndefined(rejectedDir))?.isDirectory()
+      ? await readCompleteGeneration(rejectedDir, id)
+      : undefined;
+    if (kept !== undefined && kept.manifestSha256 === manifestSha256) return { rejected: id, keptIn };
+    throw new GateRefusal(`generation ${id} is not pending in the handover; nothing rejected`);
+  }
+  if (pending.manifestSha256 !== manifestSha256) {
+    throw new GateRefusal(`manifest sha256 of ${id} does not match; nothing rejected`, {
+      kind: 'reject-refused',
+      id,
+    });
+  }
+  await mkdir(rejectedDir, { mode: 0o750 }).catch((err: unknown) => {
+    if (errnoCode(err) !== 'EEXIST')
+      throw new JobError(`cannot create ${rejectedDir}: ${errnoCode(err) ?? String(err)}`, {
+        step: 'reject',
+        cause: err,
+      });
+  });
+  if (!(await lstatOrUndefined(rejectedDir))?.isDirectory()) {
+    throw new GateRefusal(`${rejectedDir} is not a directory; nothing rejected`, {
+      kind: 'reject-refused',
+      id,
+    });
+  }
+  const held = (await readdir(rejectedDir)).filter((n) => !n.startsWith('.')).length;
+  if (held >= MAX_REJECTED) {
+    throw new GateRefusal(
+      `${rejectedDir} already holds ${held} rejected generations (at most ${MAX_REJECTED}): ${id} stays pending; inspect and delete them`,
+      { kind: 'reject-refused', id },
+    );
+  }
+  if (await exists(keptIn)) {
+    throw new GateRefusal(`${keptIn} exists already; ${id} stays pending`, { kind: 'reject-refused', id });
+  }
+  await renameOrFail(join(handover, id), keptIn);
+  await fsyncDir(rejectedDir);
+  await fsyncDir(handover);
+  return { rejected: id, keptIn };
+}
+
+/** Where rejected generations are kept in a handover (a dot-name: never listed, never pulled). */
+export const REJECTED_DIR = '.rejected';
+
+async function lstatOrUndefined(path: string): Promise<Awaited<ReturnType<typeof lstat>> | undefined> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// gate events: refusals and rejects, for the source's next backup (root) to mail and status to show
+
+async function recordEvent(
+  opts: GateOptions,
+  handover: string,
+  e: { kind: GateEvent['kind']; id: string; reason: string },
+): Promise<void> {
+  const event: GateEvent = {
+    v: 1,
+    time: opts.now.toISOString(),
+    kind: e.kind,
+    source: opts.config.name.slice(0, 64),
+    stream: opts.stream,
+    id: e.id,
+    client: (opts.env.SSH_CONNECTION?.split(' ')[0] ?? '').slice(0, 64) || null,
+    reason: eventText(e.reason),
+  };
+  if (e.kind === 'rejected') {
+    await (opts.syslog ?? ((m: string) => syslogWarning(m, opts.env)))(
+      `rejected ${opts.config.name}/${opts.stream}: ${event.reason}`,
+    ).catch(() => undefined);
+  }
+  let previous: Date | undefined;
+  try {
+    previous = await recordGateEvent(handover, event, opts.now);
+  } catch (err) {
+    opts.stderr(`baton gate: could not record the gate event: ${oneLine(err)}\n`);
+  }
+  // Mail at once when the gate can (the stream user may reach the SMTP server), rate-limited: a key
+  // holder must not turn refusals into a mail flood. The next source backup mails every event anyway.
+  const mail = opts.config.alerts.mail;
+  if (mail === undefined) return;
+  if (previous !== undefined && opts.now.getTime() - previous.getTime() < DIRECT_MAIL_INTERVAL_MS) return;
+  try {
+    await sendMail(
+      mail,
+      {
+        subject: `[baton] ${opts.config.name}: gate ${e.kind} ${e.id} (${opts.stream})`,
+        text:
+          `The gate of ${opts.config.name} (${opts.stream}) recorded:\n\n${describeGateEvent(event)}\n\n` +
+          `Recorded in ${join(handover, '.gate-events')}; the next \`baton source backup\` reports it too.\n`,
+      },
+      opts.env,
+      { timeoutMs: 15_000 },
+    );
+  } catch {
+    /* best effort: the event file is the record */
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the gate ends with its ssh session
+
+/**
+ * Makes this gate process end with its ssh session (issue 10, hole 11): sshd does not signal a forced
+ * command when the client goes away without a pty, so a hung gate would run on. The gate exits (and kills
+ * what it started) on SIGHUP, or once its parent (the sshd session) is gone: a changed parent pid.
+ * SIGKILL on itself, because a read blocked in the thread pool (a hung mount) holds a normal exit.
+ */
+export function watchSession(pollMs = 1000): void {
+  const parent = process.ppid;
+  const end = (): void => {
+    for (const child of sessionChildren) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    process.kill(process.pid, 'SIGKILL');
+  };
+  process.on('SIGHUP', end);
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) end();
+  }, pollMs);
+  timer.unref();
+}
+
+/** What the gate started (rrsync): killed when the session ends. */
+const sessionChildren = new Set<{ kill: (sig: NodeJS.Signals) => boolean }>();
 
 // ---------------------------------------------------------------------------------------------------------
 // fs helpers

@@ -20,7 +20,7 @@ import { describeProblems, pulledManifestSha256, verifyGeneration } from './veri
 import { cleanIncoming, publishGeneration, quarantineGeneration } from './publish.js';
 import { pruneSinkStream } from './prune.js';
 import { checkSizeAnomaly } from './check-anomaly.js';
-import { ackGeneration } from './ack.js';
+import { ackGeneration, rejectGeneration } from './ack.js';
 import { sinkPaths } from './state.js';
 import { prepareClonedTree, useReflinkStore } from './reflink-store.js';
 import { checkStaleStreams } from './check-stale.js';
@@ -257,7 +257,8 @@ async function pullPending(
 ): Promise<void> {
   const streamCfg = src.streams[stream];
   if (!streamCfg) return;
-  const listed = await transport.run('list', 2 * 60_000);
+  // the configured timeout, not a fixed one: a hung gate must not hold the run (issue 10, hole 11)
+  const listed = await transport.run('list', config.timeout);
   if (listed.code !== 0) {
     const gateSaid = listed.stderr.split('\n').find((l) => l.startsWith('baton gate:'));
     throw new JobError(`list over ${transport.describe} failed: ${gateSaid ?? describeSshFailure(listed)}`, {
@@ -283,6 +284,21 @@ async function pullPending(
 
   // set by a suspicious size drop: nothing is pruned for this stream for the rest of this run
   let retentionFrozen = false;
+  // A quarantined generation does not block the newer ones behind it (issue 10, hole 12): it is
+  // rejected on the source (set aside there), the pull goes on, and the run still fails at the end.
+  const quarantineErrors: string[] = [];
+  const setAside = async (g: { id: string; manifestSha256: string }, message: string): Promise<void> => {
+    quarantineErrors.push(message);
+    // a failed run prunes nothing, this one included
+    retentionFrozen = true;
+    log.error({ step: 'verify', id: g.id }, message);
+    try {
+      const keptIn = await rejectGeneration(transport, g.id, g.manifestSha256, config.timeout, log);
+      quarantineErrors.push(`  rejected on the source: kept in ${keptIn}, no longer pending`);
+    } catch (e) {
+      quarantineErrors.push(`  ${oneLine(e)}: it stays pending on the source`);
+    }
+  };
   for (const g of listing.generations) {
     const stored = await listGenerations(paths.streamDir);
     const already = stored.find((s) => s.id === g.id);
@@ -295,7 +311,7 @@ async function pullPending(
           { step: 'verify' },
         );
       }
-      await ackGeneration(transport, g.id, g.manifestSha256, log);
+      await ackGeneration(transport, g.id, g.manifestSha256, already.dir, config.timeout, log);
       out.acked.push(g.id);
       continue;
     }
@@ -332,10 +348,11 @@ async function pullPending(
       if (!(e instanceof ManifestError)) throw e;
       const q = await quarantineGeneration(paths.incoming, paths.quarantine, g.id, now());
       out.quarantined.push(q);
-      throw new JobError(
+      await setAside(
+        g,
         `generation ${g.id} has a bad manifest (quarantined in ${q}, not acked): ${e.message}`,
-        { step: 'verify' },
       );
+      continue;
     }
     if (pre.bytes > config.limits.maxBytes) {
       await rm(pulledDir, { recursive: true, force: true });
@@ -378,12 +395,11 @@ async function pullPending(
     if (!v.ok) {
       const q = await quarantineGeneration(paths.incoming, paths.quarantine, g.id, now());
       out.quarantined.push(q);
-      throw new JobError(
+      await setAside(
+        g,
         `generation ${g.id} failed verification (quarantined in ${q}, not acked):\n${describeProblems(v.problems)}`,
-        {
-          step: 'verify',
-        },
       );
+      continue;
     }
     log.info(
       {
@@ -419,7 +435,12 @@ async function pullPending(
     out.pulled.push(g.id);
     await crashPoint('sink-published');
     if (retentionFrozen) {
-      log.warn({ step: 'prune' }, `retention frozen after a suspicious size drop: nothing pruned`);
+      log.warn(
+        { step: 'prune' },
+        quarantineErrors.length > 0
+          ? 'a generation was quarantined in this run: nothing pruned'
+          : `retention frozen after a suspicious size drop: nothing pruned`,
+      );
     } else {
       const plan = await pruneSinkStream(
         paths.streamDir,
@@ -430,10 +451,11 @@ async function pullPending(
       out.pruned.push(...plan.remove.map((r) => r.id));
     }
     await crashPoint('sink-pruned');
-    await ackGeneration(transport, g.id, g.manifestSha256, log);
+    await ackGeneration(transport, g.id, g.manifestSha256, join(paths.streamDir, g.id), config.timeout, log);
     out.acked.push(g.id);
     await crashPoint('sink-acked');
   }
+  if (quarantineErrors.length > 0) throw new JobError(quarantineErrors.join('\n'), { step: 'verify' });
 }
 
 /** A prune killed half-way leaves `.<id>.deleting`: finish it (it was already out of the store's count). */

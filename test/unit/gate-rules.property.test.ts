@@ -122,6 +122,13 @@ test('property: parseGateRequest never throws and accepts only list, a valid ack
           assert.equal(r.manifestSha256, m[2]);
           break;
         }
+        case 'reject': {
+          const m = /^reject ([^ ]+) ([0-9a-f]{64})$/.exec(cmd);
+          assert.ok(m && isGenerationId(m[1] ?? ''), `reject accepted from ${JSON.stringify(cmd)}`);
+          assert.equal(r.id, m[1]);
+          assert.equal(r.manifestSha256, m[2]);
+          break;
+        }
         case 'rsync':
           assert.ok(cmd.startsWith(RSYNC_SENDER_PREFIX), `rsync accepted from ${JSON.stringify(cmd)}`);
           break;
@@ -143,6 +150,7 @@ test('property: every well-formed request within the limits is accepted as what 
   fc.assert(
     fc.property(validId, hex64, (id, h) => {
       assert.deepEqual(parseGateRequest(`ack ${id} ${h}`), { kind: 'ack', id, manifestSha256: h });
+      assert.deepEqual(parseGateRequest(`reject ${id} ${h}`), { kind: 'reject', id, manifestSha256: h });
     }),
   );
   const printable = fc.string({ unit: 'grapheme', maxLength: 60 }).filter((s) => !CONTROL.test(s));

@@ -13,6 +13,11 @@ const allowed: Array<{ name: string; input: string; expected: GateRequest }> = [
     input: `ack ${ID} ${HASH}`,
     expected: { kind: 'ack', id: ID, manifestSha256: HASH },
   },
+  {
+    name: 'reject with id and lowercase hash -> reject',
+    input: `reject ${ID} ${HASH}`,
+    expected: { kind: 'reject', id: ID, manifestSha256: HASH },
+  },
   { name: 'rsync pull (sender) -> rsync', input: PULL, expected: { kind: 'rsync' } },
   {
     name: 'rsync pull of the whole handover -> rsync',
@@ -59,6 +64,12 @@ const refused: Array<{ name: string; input: string | undefined; reason: RegExp }
   { name: 'leading space -> refused', input: ' list', reason: /not an allowed command/ },
   { name: 'trailing space -> refused', input: 'list ', reason: /not an allowed command/ },
   { name: 'leading spaces before rsync -> refused', input: `  ${PULL}`, reason: /not an allowed command/ },
+  {
+    name: 'reject with a path instead of an id -> refused',
+    input: `reject ../x ${HASH}`,
+    reason: /no valid generation id/,
+  },
+  { name: 'reject without a hash -> refused', input: `reject ${ID}`, reason: /expected "reject/ },
   {
     name: 'ack with a path instead of an id -> refused',
     input: `ack ../x ${HASH}`,

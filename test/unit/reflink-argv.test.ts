@@ -9,6 +9,9 @@ const transport: Transport = {
   remote: 'u@host',
   describe: 'ssh u@host',
   run: () => Promise.reject(new Error('not used')),
+  dialogue: () => {
+    throw new Error('not used');
+  },
   close: () => Promise.resolve(),
 };
 const base = { transport, id: '2026-01-01T000000Z', incoming: '/s/.incoming', ioTimeoutMs: 60_000 };

@@ -1,7 +1,7 @@
 import { writeSync } from 'node:fs';
 import { Argument } from '@commander-js/extra-typings';
 import { loadSourceConfig } from '../../config/load.js';
-import { runGate } from '../../gate/gate.js';
+import { runGate, watchSession } from '../../gate/gate.js';
 import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 
 const HELP_AFTER = `
@@ -14,10 +14,16 @@ this source. Put one line per stream user in its ~/.ssh/authorized_keys, e.g. fo
 It reads SSH_ORIGINAL_COMMAND (what the sink asked for) and allows exactly:
   rsync --server --sender …   a read-only rsync of this stream's handover (checked by rrsync -ro)
   list                        complete generations waiting in the handover, as JSON
-  ack ID SHA256               ID is safely on the sink (SHA256 = sha256 of its manifest): data moves
-                              into the source store (then pruned to streams.data.generations),
-                              logs are deleted
+  ack ID SHA256               ID is safely on the sink (SHA256 = sha256 of its manifest). The gate
+                              first challenges the sink over the same session (random byte ranges of
+                              the generation's files, hashed with a nonce); only a right answer counts:
+                              data moves into the source store (then pruned to streams.data.generations),
+                              logs are deleted. A wrong or missing answer is refused and recorded.
+  reject ID SHA256            the sink failed to verify ID: it moves to <handover>/.rejected/ID (kept,
+                              at most 20; never listed again) and is recorded as a gate event
 Everything else is refused, logged to stderr and syslog (auth.warning, tag baton-gate), exit 1.
+Refused acks and rejects are also written to <handover>/.gate-events/ (the newest 50): the next
+\`baton source backup\` mails them and \`baton status\` shows them. The gate ends with its ssh session.
 The gate runs as the stream user; it needs no root, only the stream's handover (and store).
 
 Examples:
@@ -43,6 +49,8 @@ export function registerGateCommand(root: Root): void {
     .option('--config <file>', 'source config file', DEFAULT_CONFIG.source)
     .addHelpText('after', HELP_AFTER)
     .action(async (stream, opts) => {
+      // first: a config on a hung mount must not keep the gate alive after the sink gave up
+      watchSession();
       await runAction(root, async (ctx) =>
         runGate({
           stream,
@@ -54,6 +62,8 @@ export function registerGateCommand(root: Root): void {
           // Synchronous writes: main.ts exits right after, and for rsync stdout is the protocol.
           stdout: writeFd(1),
           stderr: writeFd(2),
+          // the sink's answer to an ack challenge; stdin is rsync's protocol otherwise, never touched
+          stdin: () => process.stdin,
         }),
       );
     });
