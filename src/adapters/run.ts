@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { currentChildRecords } from './children.js';
 
 /** A command as the operator writes it: a shell string (run by /bin/sh -c) or an argv list. */
 export type Command = string | readonly string[];
@@ -24,6 +25,11 @@ export interface RunOptions {
   onSpawn?: (pid: number) => void;
   uid?: number;
   gid?: number;
+  /**
+   * Not recorded for a later run to end if this one is killed (see children.ts). For the app's
+   * start command only: the server it starts may stay in its process group and must keep running.
+   */
+  untracked?: boolean;
 }
 
 export interface RunResult {
@@ -98,6 +104,16 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
         /* already gone */
       }
     };
+    // recorded before anything else can happen, so a later run can end it if baton is killed
+    const records = opts.untracked ? undefined : currentChildRecords();
+    if (records && child.pid !== undefined) {
+      try {
+        records.add(child.pid, argv);
+      } catch (e) {
+        killGroup('SIGKILL');
+        throw e;
+      }
+    }
     let graceTimer: NodeJS.Timeout | undefined;
     let terminated = false;
     const terminate = (): void => {
@@ -136,6 +152,7 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
       // that never saw the SIGTERM) once we had asked the group to end (timeout or abort).
       if (timedOut || terminated) killGroup('SIGKILL');
       if (graceTimer) clearTimeout(graceTimer);
+      if (child.pid !== undefined) records?.remove(child.pid);
       resolve({
         argv,
         code,

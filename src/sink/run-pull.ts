@@ -16,6 +16,7 @@ import { freeBytes, pullGeneration, pullHead } from './pull.js';
 import { precheckManifest } from './precheck.js';
 import { EarlyHashes } from './early-hash.js';
 import { crashPoint } from '../adapters/crash-point.js';
+import { withChildRecords } from '../adapters/children.js';
 import { describeProblems, pulledManifestSha256, verifyGeneration } from './verify.js';
 import { cleanIncoming, publishGeneration, quarantineGeneration } from './publish.js';
 import { pruneSinkStream } from './prune.js';
@@ -214,12 +215,16 @@ async function pullSourceStream(
   }
   let transport: Transport | undefined;
   try {
-    // checked again per source: a disk unmounted since the start of the run is not refilled either
-    const storeProblem = await checkStoreMarker(config.store);
-    if (storeProblem !== undefined) throw new JobError(storeProblem, { step: 'store' });
-    await mkdirp(paths.streamDir, 0o755);
-    transport = await (opts.transportFor ?? sshTransport)(src, streamCfg, paths.controlDir, config.timeout);
-    await pullPending(config, src, stream, transport, paths, out, log, opts.now, opts.progress === true);
+    // First end what a killed run left running (its rsync into .incoming, an `ssh … ack`), then
+    // record ours; only then the store and the gate are touched.
+    await withChildRecords(paths.children, log, async () => {
+      // checked again per source: a disk unmounted since the start of the run is not refilled either
+      const storeProblem = await checkStoreMarker(config.store);
+      if (storeProblem !== undefined) throw new JobError(storeProblem, { step: 'store' });
+      await mkdirp(paths.streamDir, 0o755);
+      transport = await (opts.transportFor ?? sshTransport)(src, streamCfg, paths.controlDir, config.timeout);
+      await pullPending(config, src, stream, transport, paths, out, log, opts.now, opts.progress === true);
+    });
     out.ok = true;
   } catch (e) {
     out.error = oneLine(e);

@@ -10,6 +10,8 @@ export function sinkPaths(config: SinkConfig, source: string, stream: StreamName
     quarantine: join(streamDir, '.quarantine'),
     lock: join(config.stateDir, 'locks', `${source}-${stream}.lock`),
     lastRun: join(config.stateDir, 'runs', `${source}-${stream}.json`),
+    /** the process groups a run started (children.ts): a later run ends them if it was killed */
+    children: join(config.stateDir, 'runs', `${source}-${stream}.children.json`),
     controlDir: join(config.stateDir, 'ssh'),
     pendingAlerts: join(config.stateDir, 'pending-alerts'),
   };

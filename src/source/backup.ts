@@ -19,6 +19,7 @@ import { buildGeneration, type BuiltGeneration } from './build-generation.js';
 import { publishHandover } from './publish-handover.js';
 import { recoverSource } from './recover.js';
 import { crashPoint } from '../adapters/crash-point.js';
+import { withChildRecords } from '../adapters/children.js';
 import { sourceState } from './state.js';
 import { recordBackupMetrics } from './record-metrics.js';
 
@@ -100,7 +101,8 @@ export async function runSourceBackup(
   let result: BackupResult | undefined;
   try {
     await ping(config.alerts.ping, 'start');
-    result = await backupLocked(config, opts);
+    // first ends what a killed run left running (rsync, the stop command), then records ours
+    result = await withChildRecords(state.children, log, () => backupLocked(config, opts));
     await recordLastRun(config, {
       job: 'source backup',
       ok: true,

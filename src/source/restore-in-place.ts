@@ -7,6 +7,7 @@ import { isSameOrBelow, undoCommands, type ReplacedPath } from '../core/restore-
 import { pathKey } from '../core/manifest.js';
 import { CombinedError, ConfigError, JobError, errnoCode, oneLine } from '../errors.js';
 import { acquireLock } from '../adapters/lock.js';
+import { withChildRecords } from '../adapters/children.js';
 import { exists, fsyncDir, mkdirp, readJsonIfExists } from '../adapters/fsx.js';
 import { listGenerations } from '../adapters/generations.js';
 import { runProcess } from '../adapters/run.js';
@@ -203,7 +204,9 @@ export async function restoreInPlace(
   await mkdirp(state.root, 0o700);
   const lock = await acquireLock(state.lock, 'baton source restore');
   try {
-    return await restoreLocked(config, candidate, paths, opts);
+    return await withChildRecords(state.children, opts.log, () =>
+      restoreLocked(config, candidate, paths, opts),
+    );
   } finally {
     await lock.release();
   }

@@ -22,6 +22,8 @@ export async function startApp(
     const r = await runProcess(app.start, {
       timeoutMs: Math.max(1000, deadline - Date.now()),
       killGraceMs: 3000,
+      // the app server it starts may stay in this process group: never ended by a later run
+      untracked: true,
     });
     if (r.code !== 0 || r.timedOut) {
       lastProblem = `start command \`${describeCommand(app.start)}\` failed: ${describeExit(r)}`;

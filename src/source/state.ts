@@ -15,6 +15,8 @@ export function sourceState(config: SourceConfig) {
     reflinkRoot: join(root, 'reflink'),
     reflinkStage: (stream: StreamName) => join(root, 'reflink', stream),
     lastRun: join(root, 'last-run.json'),
+    /** the process groups a run started (children.ts): a later run ends them if it was killed */
+    children: join(root, 'children.json'),
     pendingAlerts: join(root, 'pending-alerts'),
   };
 }

@@ -4,6 +4,7 @@ import { loadSourceConfig } from '../../config/load.js';
 import { runSourceBackup } from '../../source/backup.js';
 import { recoverSource } from '../../source/recover.js';
 import { acquireLock } from '../../adapters/lock.js';
+import { withChildRecords } from '../../adapters/children.js';
 import { mkdirp } from '../../adapters/fsx.js';
 import { sourceState } from '../../source/state.js';
 import { findRestoreCandidate, restoreInPlace } from '../../source/restore-in-place.js';
@@ -115,7 +116,7 @@ Examples:
         await mkdirp(state.root, 0o700);
         const lock = await acquireLock(state.lock, 'baton source recover');
         try {
-          const r = await recoverSource(config, ctx.log);
+          const r = await withChildRecords(state.children, ctx.log, () => recoverSource(config, ctx.log));
           process.stdout.write(
             r.restartedApp
               ? `started the app again (stopped since ${r.stoppedSince ?? '?'} by a killed run)\n`
