@@ -1,3 +1,4 @@
+import { SET_ID_BITS } from '../core/tree-mode.js';
 import { constants } from 'node:fs';
 import {
   chmod,
@@ -60,6 +61,11 @@ export interface RestoreResult {
   /** false when not run as root: owners and groups were left as the restoring user */
   ownersRestored: boolean;
   mtimePrecision: 'ns' | 'us';
+  /**
+   * entries whose setuid/setgid bits were set again from the manifest (every store keeps its trees
+   * without them; only the manifest has them)
+   */
+  setIdRestored: number;
 }
 
 export interface GenerationFiles {
@@ -204,6 +210,7 @@ export async function restoreGeneration(opts: RestoreOptions): Promise<RestoreRe
     skippedDevices: run.skippedDevices,
     ownersRestored: asRoot,
     mtimePrecision: times.precision,
+    setIdRestored: run.setIdRestored,
   };
   log.info({ step: STEP, ...result }, 'restore complete');
   return result;
@@ -221,6 +228,7 @@ class RestoreRun {
   bytes = 0;
   skippedSockets = 0;
   skippedDevices = 0;
+  setIdRestored = 0;
   private readonly toBuf: Buffer;
   private readonly treeBuf: Buffer;
   /** directories of this run's tree that are real directories (created, or lstat-checked) */
@@ -414,6 +422,7 @@ class RestoreRun {
     const o = this.owner(e);
     if (o) await lchown(dest, o.uid, o.gid);
     await chmod(dest, e.mode);
+    if (e.mode & SET_ID_BITS) this.setIdRestored++;
     this.times.add(dest, e.mtimeNs);
   }
 
@@ -459,6 +468,7 @@ class RestoreRun {
         if (o) await out.chown(o.uid, o.gid);
         // after chown, which clears setuid/setgid
         await out.chmod(e.mode);
+        if (e.mode & SET_ID_BITS) this.setIdRestored++;
         ok = true;
       } finally {
         await out.close();
@@ -478,6 +488,7 @@ class RestoreRun {
       const o = this.owner(d.entry);
       if (o) await fh.chown(o.uid, o.gid);
       await fh.chmod(d.entry.mode);
+      if (d.entry.mode & SET_ID_BITS) this.setIdRestored++;
     } finally {
       await fh.close();
     }

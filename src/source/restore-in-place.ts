@@ -71,6 +71,8 @@ export interface InPlaceResult {
   undo: string[][];
   files: number;
   bytes: number;
+  /** entries given back their setuid/setgid bits from the manifest (the stores keep none) */
+  setIdRestored: number;
   downtimeMs: number;
 }
 
@@ -258,6 +260,7 @@ async function restoreLocked(
     // While the app runs: build each path's restored copy next to it, and a first safety copy.
     let files = 0;
     let bytes = 0;
+    let setIdRestored = 0;
     for (const p of plans) {
       await rm(p.staging, { recursive: true, force: true });
       const r = await restoreGeneration({
@@ -269,6 +272,7 @@ async function restoreLocked(
       });
       files += r.files;
       bytes += r.bytes;
+      setIdRestored += r.setIdRestored;
     }
     const safetyDir = await uniqueSafetyDir(state.root, opts.now());
     const present = plans.filter((p) => p.before !== 'missing').map((p) => p.path);
@@ -320,6 +324,7 @@ async function restoreLocked(
       undo: undoCommands(safetyDir, plans),
       files,
       bytes,
+      setIdRestored,
       downtimeMs: (startedAt ?? opts.now()).getTime() - stoppedAt.getTime(),
     };
   } finally {

@@ -37,6 +37,10 @@ Exit codes: 0 restored, 1 the generation is damaged (the file is named) or writi
         process.stdout.write(
           `restored ${r.entries} entries (${r.files} files, ${r.bytes} bytes) from ${r.generation} to ${r.to}\n`,
         );
+        if (r.setIdRestored)
+          process.stdout.write(
+            `${r.setIdRestored} setuid/setgid entr${r.setIdRestored === 1 ? 'y' : 'ies'} given back their bits from the manifest (stores keep none)\n`,
+          );
         if (!r.ownersRestored)
           process.stderr.write('baton: restore: not run as root: owners and groups were not restored\n');
         if (r.mtimePrecision === 'us')

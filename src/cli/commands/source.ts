@@ -170,6 +170,9 @@ Exit codes: 0 restored, 1 failed (the app is started again), 2 usage/config erro
           });
           process.stdout.write(
             `restored ${r.paths.join(', ')} from ${r.id} (${r.files} files, ${r.bytes} bytes); app downtime ${(r.downtimeMs / 1000).toFixed(2)}s\n` +
+              (r.setIdRestored
+                ? `${r.setIdRestored} setuid/setgid entr${r.setIdRestored === 1 ? 'y' : 'ies'} given back their bits from the manifest (stores keep none)\n`
+                : '') +
               `safety copy of the data before the restore: ${r.safetyDir}\n` +
               `to undo: stop the app (${describeCommand(config.app.stop)}), run\n` +
               r.undo.map((argv) => `  ${describeCommand(argv)}\n`).join('') +

@@ -1,0 +1,366 @@
+/**
+ * Issue 10, holes 3 and 8, over a real sshd with restricted users and the real gate: a hostile source's
+ * handover has a lying SHA256SUMS (wrong hash, a `../../etc/passwd` line, a symlink to /dev/zero),
+ * extra top-level entries (a 300 MB sparse file, a directory, a symlink), a root-owned setuid file and
+ * world-writable directories. The sink publishes exactly tree/, manifest, meta.json and a SHA256SUMS
+ * that matches the manifest, never a setuid bit or a source-chosen owner; store directories are 0750;
+ * `baton verify` checks the same on a published generation; restore as root puts owner and mode back.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import {
+  appendFile,
+  chmod,
+  lchown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { z } from 'zod';
+import type { RunResult } from '../../src/adapters/run.js';
+import { formatGenerationId } from '../../src/core/generation-id.js';
+import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import {
+  sha256,
+  writeGeneration,
+  type GenerationOptions,
+  type WrittenGeneration,
+} from '../helpers/gate-fixtures.js';
+import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
+import { startSshd, type Sshd } from '../helpers/sshd.js';
+import {
+  ensureUser,
+  makeKeyPair,
+  needsRootOrSkipFile,
+  writeAuthorizedKeys,
+  type KeyPair,
+  type TestUser,
+} from '../helpers/users.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
+
+const NEEDS_ROOT = needsRootOrSkipFile('hostile-store', 'creates users, runs sshd');
+
+const SOURCE = 'bzcevil';
+let root: string;
+let sshd: Sshd;
+let smtp: SmtpSink;
+let dataUser: TestUser;
+let dataKey: KeyPair;
+let sourceConfig: string;
+let sinkConfig: string;
+const H = { data: '', store: '', sinkStore: '', sinkData: '' };
+let nextMinute = 0;
+
+const nextId = () => formatGenerationId(new Date(Date.UTC(2026, 0, 2, 0, nextMinute++, 0)));
+
+async function chownTree(path: string, user: TestUser): Promise<void> {
+  await lchown(path, user.uid, user.gid);
+  if ((await lstat(path)).isDirectory()) {
+    for (const name of await readdir(path)) await chownTree(join(path, name), user);
+  }
+}
+
+async function stage(opts: GenerationOptions = {}, after?: (dir: string) => Promise<void>) {
+  const g = await writeGeneration(H.data, nextId(), { source: SOURCE, stream: 'data', ...opts });
+  await chownTree(g.dir, dataUser);
+  await after?.(g.dir);
+  return g;
+}
+
+const names = async (dir: string) =>
+  existsSync(dir) ? (await readdir(dir)).filter((n) => !n.startsWith('.')).sort() : [];
+
+const outcomeSchema = z.array(
+  z.object({ ok: z.boolean(), pulled: z.array(z.string()), error: z.string().optional() }),
+);
+
+async function pull(): Promise<{ r: RunResult; error: string; pulled: string[] }> {
+  const r = await runBaton(['sink', 'pull', 'data', '--config', sinkConfig, '--json'], { timeoutMs: 90_000 });
+  assert.equal(r.timedOut, false, `sink pull hung: ${show(r)}`);
+  const parsed = outcomeSchema.safeParse(JSON.parse(r.stdout || 'null'));
+  assert.ok(parsed.success, `--json output: ${show(r)}`);
+  const [o] = parsed.data;
+  assert.ok(o);
+  return { r, error: o.error ?? '', pulled: o.pulled };
+}
+
+/** Not published, not acked, quarantined, one alert mail naming the problem. */
+async function expectRejected(g: WrittenGeneration, problem: RegExp): Promise<void> {
+  try {
+    const mails = smtp.messages.length;
+    const { r, error } = await pull();
+    assert.equal(r.code, 1, show(r));
+    assert.match(error, problem, show(r));
+    assert.equal((await names(H.sinkData)).includes(g.id), false, 'not published');
+    assert.deepEqual(await names(H.data), [g.id], 'not acked');
+    const q = await readdir(join(H.sinkData, '.quarantine'));
+    assert.ok(
+      q.some((n) => n.startsWith(g.id)),
+      'quarantined',
+    );
+    const mail = (await smtp.waitFor(mails + 1)).at(-1);
+    assert.match(mail?.subject ?? '', /pull of data FAILED/);
+    assert.match(mail?.text ?? '', problem);
+  } finally {
+    await rm(g.dir, { recursive: true, force: true });
+  }
+}
+
+async function expectPublished(g: WrittenGeneration): Promise<string> {
+  try {
+    const { r, pulled } = await pull();
+    assert.equal(r.code, 0, show(r));
+    assert.deepEqual(pulled, [g.id]);
+    assert.deepEqual(await names(H.data), [], 'acked');
+    return join(H.sinkData, g.id);
+  } finally {
+    await rm(g.dir, { recursive: true, force: true });
+  }
+}
+
+const modeOf = async (p: string) => (await lstat(p)).mode & 0o7777;
+
+before(async () => {
+  if (NEEDS_ROOT) return;
+  root = await mkdtemp(join(tmpdir(), 'baton-bzc-store-'));
+  await chmod(root, 0o755);
+  smtp = await startSmtp();
+  dataUser = await ensureUser('bzCData');
+  const keys = join(root, 'keys');
+  await mkdir(keys, { mode: 0o700 });
+  dataKey = await makeKeyPair(keys, 'data');
+  sshd = await startSshd();
+  H.data = join(root, 'handover', 'data');
+  H.store = join(root, 'source-store');
+  H.sinkStore = await makeSinkStore(join(root, 'sink-store'));
+  H.sinkData = join(H.sinkStore, SOURCE, 'data');
+  await mkdir(join(root, 'handover'), { mode: 0o755 });
+  for (const dir of [H.data, H.store]) {
+    await mkdir(dir, { mode: 0o755 });
+    await chmod(dir, 0o755);
+    await lchown(dir, dataUser.uid, dataUser.gid);
+  }
+  sourceConfig = join(root, 'source.yaml');
+  await writeFile(
+    sourceConfig,
+    `name: ${SOURCE}
+stateDir: ${join(root, 'source-state')}
+app: { stop: ["true"], start: ["true"] }
+streams:
+  data: { paths: [${join(root, 'app-data')}], handover: ${H.data}, user: bzCData, store: ${H.store}, generations: 50 }
+`,
+  );
+  await chmod(sourceConfig, 0o644);
+  await writeAuthorizedKeys(dataUser, [
+    `restrict,command="${process.execPath} ${BATON_MAIN} gate data --config ${sourceConfig}" ${dataKey.publicKey}`,
+  ]);
+  sinkConfig = join(root, 'sink.yaml');
+  await writeFile(
+    sinkConfig,
+    `store: ${H.sinkStore}
+stateDir: ${join(root, 'sink-state')}
+verify: true
+limits: { maxBytes: 100000000 }
+sources:
+  - name: ${SOURCE}
+    host: 127.0.0.1
+    port: ${sshd.port}
+    knownHosts: ${sshd.knownHostsFile}
+    streams:
+      data: { user: bzCData, identity: ${dataKey.privateKey}, generations: 50 }
+alerts:
+  mail: { to: [ops@example.com], from: baton@sink, smtp: "${smtp.url}" }
+`,
+  );
+});
+
+after(async () => {
+  if (NEEDS_ROOT) return;
+  await sshd.stop();
+  await smtp.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// hole 3: the top level of a generation
+
+test('SHA256SUMS with a wrong hash -> not published, quarantined, alert', { skip: NEEDS_ROOT }, async () => {
+  const g = await stage({
+    tamper: async (d) => {
+      const sums = join(d, 'SHA256SUMS');
+      const text = await readFile(sums, 'utf8');
+      await writeFile(sums, text.replace(/^[0-9a-f]{64}/, sha256('not the content')));
+    },
+  });
+  await expectRejected(g, /sums: SHA256SUMS: line 1 differs from the manifest/);
+});
+
+test('SHA256SUMS with a ../../etc/passwd line -> not published, alert', { skip: NEEDS_ROOT }, async () => {
+  const g = await stage({
+    tamper: async (d) => appendFile(join(d, 'SHA256SUMS'), `${sha256('x')}  ../../etc/passwd\n`),
+  });
+  await expectRejected(g, /sums: SHA256SUMS: more than the \d+ line\(s\)/);
+});
+
+test(
+  'SHA256SUMS as a symlink to /dev/zero -> not published, never read, alert',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const g = await stage({
+      tamper: async (d) => {
+        await rm(join(d, 'SHA256SUMS'));
+        await symlink('/dev/zero', join(d, 'SHA256SUMS'));
+      },
+    });
+    await expectRejected(g, /sums: SHA256SUMS: a symlink/);
+  },
+);
+
+test(
+  'extra top-level entries (a 300 MB sparse file, a directory, a symlink) are not transferred nor published',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const g = await stage({
+      tamper: async (d) => {
+        await writeFile(join(d, 'big.bin'), '');
+        await truncate(join(d, 'big.bin'), 300 * 1024 * 1024);
+        await mkdir(join(d, 'extra-dir'));
+        await writeFile(join(d, 'extra-dir', 'x'), 'x');
+        await symlink('/etc', join(d, 'etc'));
+      },
+    });
+    const dir = await expectPublished(g);
+    assert.deepEqual((await readdir(dir)).sort(), ['SHA256SUMS', 'manifest', 'meta.json', 'tree']);
+    // nothing of it reached the sink: not in .incoming, not in .quarantine
+    const du = async (p: string): Promise<number> => {
+      const st = await lstat(p);
+      if (!st.isDirectory()) return st.blocks * 512;
+      let n = 0;
+      for (const name of await readdir(p)) n += await du(join(p, name));
+      return n;
+    };
+    assert.ok((await du(H.sinkStore)) < 10 * 1024 * 1024, 'the 300 MB file took no space on the sink');
+    const v = await runBaton(['verify', dir, '--deep']);
+    assert.equal(v.code, 0, show(v));
+  },
+);
+
+test(
+  'baton verify --deep refuses a published generation with a planted top-level entry or a bad SHA256SUMS',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const g = await stage();
+    const dir = await expectPublished(g);
+    const ok = await runBaton(['verify', dir, '--deep']);
+    assert.equal(ok.code, 0, show(ok));
+
+    await writeFile(join(dir, 'notes.txt'), 'planted');
+    const extra = await runBaton(['verify', dir, '--deep']);
+    assert.equal(extra.code, 1, show(extra));
+    assert.match(extra.stdout, /extra: notes\.txt: at the top of the generation/);
+    await rm(join(dir, 'notes.txt'));
+
+    const sums = join(dir, 'SHA256SUMS');
+    const saved = join(root, 'sums.saved');
+    await rename(sums, saved);
+    await symlink('/dev/zero', sums);
+    const zero = await runBaton(['verify', dir, '--deep'], { timeoutMs: 30_000 });
+    assert.equal(zero.timedOut, false, 'never reads /dev/zero');
+    assert.equal(zero.code, 1, show(zero));
+    assert.match(zero.stdout, /sums: SHA256SUMS: a symlink/);
+    await rm(sums);
+    await writeFile(sums, `${sha256('x')}  ../../etc/passwd\n`);
+    const passwd = await runBaton(['verify', dir]);
+    assert.equal(passwd.code, 1, show(passwd));
+    assert.match(passwd.stdout, /sums: SHA256SUMS: line 1 differs/);
+    await rm(sums);
+    await rename(saved, sums);
+    const again = await runBaton(['verify', dir, '--deep']);
+    assert.equal(again.code, 0, show(again));
+  },
+);
+
+// ---------------------------------------------------------------------------------------------------------
+// hole 8: setuid bits, owners, store modes
+
+test(
+  'a root-owned 4755 file arrives without setuid and owned by the sink; store dirs 0750; restore as root puts owner and mode back',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const sgidUid = 4242;
+    const g = await stage(
+      {
+        files: { 'bin/suid': '#!/bin/sh\nid\n', 'bin/sgid': 'x\n', 'shared/f': 'f\n' },
+        // the manifest tells the truth: 4755 root, 2755 uid 4242, a 1777 directory
+        manifest: (m) =>
+          m
+            .split('\n')
+            .map((l) =>
+              l.endsWith(' bin/suid')
+                ? l.replace(/^f \d+ \d+ \d+/, 'f 4755 0 0')
+                : l.endsWith(' bin/sgid')
+                  ? l.replace(/^f \d+ \d+ \d+/, `f 2755 ${sgidUid} ${sgidUid}`)
+                  : l.endsWith(' shared')
+                    ? l.replace(/^d \d+/, 'd 1777')
+                    : l,
+            )
+            .join('\n'),
+      },
+      async (d) => {
+        await lchown(join(d, 'tree/bin/suid'), 0, 0);
+        await chmod(join(d, 'tree/bin/suid'), 0o4755);
+        await lchown(join(d, 'tree/bin/sgid'), sgidUid, sgidUid);
+        await chmod(join(d, 'tree/bin/sgid'), 0o2755);
+        await chmod(join(d, 'tree/shared'), 0o1777);
+        await chmod(join(d, 'tree'), 0o777);
+        await chmod(d, 0o777);
+      },
+    );
+    const dir = await expectPublished(g);
+    const suid = await stat(join(dir, 'tree/bin/suid'));
+    assert.equal(suid.mode & 0o7777, 0o555, 'no setuid, no write bit');
+    assert.equal(suid.uid, process.getuid?.(), 'owned by the sink, not chosen by the source');
+    const sgid = await stat(join(dir, 'tree/bin/sgid'));
+    assert.equal(sgid.mode & 0o7777, 0o555);
+    assert.notEqual(sgid.uid, sgidUid);
+    assert.notEqual(sgid.gid, sgidUid);
+    assert.equal(await modeOf(join(dir, 'tree/shared')), 0o755, 'no sticky bit, not world-writable');
+    assert.equal(await modeOf(dir), 0o750, 'generation dir 0750 whatever the source sent');
+    assert.equal(await modeOf(join(dir, 'tree')), 0o750);
+    for (const f of ['manifest', 'meta.json', 'SHA256SUMS'])
+      assert.equal((await modeOf(join(dir, f))) & 0o222, 0, `${f} not writable`);
+
+    const v = await runBaton(['verify', dir, '--deep']);
+    assert.equal(v.code, 0, show(v));
+
+    const to = join(root, 'restored');
+    const r = await runBaton(['restore', dir, '--to', to]);
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stdout, /^2 setuid\/setgid entries given back their bits from the manifest/m);
+    const back = await stat(join(to, 'bin/suid'));
+    assert.equal(back.mode & 0o7777, 0o4755);
+    assert.equal(back.uid, 0);
+    const backG = await stat(join(to, 'bin/sgid'));
+    assert.equal(backG.mode & 0o7777, 0o2755);
+    assert.equal(backG.uid, sgidUid);
+    assert.equal(await modeOf(join(to, 'shared')), 0o1777);
+
+    // a setuid bit set in the store afterwards is found by verify
+    await chmod(join(dir, 'tree/bin/suid'), 0o4555);
+    const bad = await runBaton(['verify', dir]);
+    assert.equal(bad.code, 1, show(bad));
+    assert.match(bad.stdout, /mode: bin\/suid: mode 4555 in tree\/: a store holds no setuid\/setgid bit/);
+    await chmod(join(dir, 'tree/bin/suid'), 0o555);
+  },
+);
