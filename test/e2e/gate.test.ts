@@ -21,7 +21,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runProcess, type RunResult } from '../../src/adapters/run.js';
 import type { StreamName } from '../../src/config/schema.js';
+import { formatAnswer } from '../../src/core/ack-challenge.js';
 import {
+  ackDialogue,
+  ackThroughRsh,
+  copyGeneration,
   gateCliArgv,
   REPO_ROOT,
   rsyncThroughRsh,
@@ -86,8 +90,9 @@ function assertRefused(r: RunResult, reason: RegExp): void {
   assert.equal(logged.level, 'warn');
 }
 
+/** Entries of `dir`; the gate's own bookkeeping (.gate-events, .rejected) left out. */
 async function listing(dir: string): Promise<string[]> {
-  return (await readdir(dir)).sort();
+  return (await readdir(dir)).filter((n) => n !== '.gate-events' && n !== '.rejected').sort();
 }
 
 /** Regular files under `dir` (symlinks not followed) whose content includes `needle`, except `allowed`. */
@@ -301,7 +306,11 @@ describe('gate ack', () => {
     const g = await writeGeneration(fx.dataHandover, G4);
     await writeGeneration(fx.dataHandover, G5);
 
-    const r = await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`);
+    const r = await ackThroughRsh(
+      rsh.data,
+      `ack ${G4} ${g.manifestSha256}`,
+      await copyGeneration(g.dir, join(fx.root, 'sink')),
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { acked: G4, action: 'moved', pruned: [G2, G1] });
     assert.deepEqual(await listing(fx.store), [G3, G4]);
@@ -313,7 +322,11 @@ describe('gate ack', () => {
     const { fx, rsh } = await setup({ generations: 1 });
     await writeGeneration(fx.store, G5);
     const g = await writeGeneration(fx.dataHandover, G2);
-    const r = await runThroughRsh(rsh.data, `ack ${G2} ${g.manifestSha256}`);
+    const r = await ackThroughRsh(
+      rsh.data,
+      `ack ${G2} ${g.manifestSha256}`,
+      await copyGeneration(g.dir, join(fx.root, 'sink')),
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { acked: G2, action: 'moved', pruned: [] });
     assert.deepEqual(await listing(fx.store), [G2, G5]);
@@ -344,9 +357,10 @@ describe('gate ack', () => {
   test('repeated ack -> succeeds again without moving anything', async () => {
     const { fx, rsh } = await setup({ generations: 2 });
     const g = await writeGeneration(fx.dataHandover, G4);
-    const first = await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`);
+    const copy = await copyGeneration(g.dir, join(fx.root, 'sink'));
+    const first = await ackThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`, copy);
     assert.equal(first.code, 0, first.stderr);
-    const again = await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`);
+    const again = await ackThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`, copy);
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(JSON.parse(again.stdout), { acked: G4, action: 'moved', pruned: [] });
     assert.deepEqual(await listing(fx.store), [G4]);
@@ -362,7 +376,11 @@ describe('gate ack', () => {
     await writeGeneration(fx.store, G3);
     await rename(join(fx.store, G3), join(fx.store, `.${G3}.deleting`));
     const g = await writeGeneration(fx.dataHandover, G4);
-    const r = await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`);
+    const r = await ackThroughRsh(
+      rsh.data,
+      `ack ${G4} ${g.manifestSha256}`,
+      await copyGeneration(g.dir, join(fx.root, 'sink')),
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await listing(fx.store), [G1, G2, G4]);
   });
@@ -371,7 +389,11 @@ describe('gate ack', () => {
     const { fx, rsh } = await setup();
     const g = await writeGeneration(fx.logsHandover, G4, { stream: 'logs' });
     await writeGeneration(fx.logsHandover, G5, { stream: 'logs' });
-    const r = await runThroughRsh(rsh.logs, `ack ${G4} ${g.manifestSha256}`);
+    const r = await ackThroughRsh(
+      rsh.logs,
+      `ack ${G4} ${g.manifestSha256}`,
+      await copyGeneration(g.dir, join(fx.root, 'sink')),
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { acked: G4, action: 'deleted', pruned: [] });
     assert.deepEqual(await listing(fx.logsHandover), [G5]);
@@ -390,6 +412,117 @@ describe('gate ack', () => {
     const g = await writeGeneration(fx.logsHandover, G4, { stream: 'logs' });
     assertRefused(await runThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`), /not pending/);
     assert.deepEqual(await listing(fx.logsHandover), [G4]);
+  });
+});
+
+describe('gate ack proof and reject (issue 10, holes 2 and 12)', () => {
+  async function events(handover: string): Promise<Array<Record<string, unknown>>> {
+    const dir = join(handover, '.gate-events');
+    if (!existsSync(dir)) return [];
+    const out: Array<Record<string, unknown>> = [];
+    for (const n of (await readdir(dir)).sort()) {
+      out.push(JSON.parse(await readFile(join(dir, n), 'utf8')) as Record<string, unknown>);
+    }
+    return out;
+  }
+
+  test('ack without an answer (a key holder who never pulled) -> refused, nothing moved, event recorded', async () => {
+    const { fx, rsh } = await setup();
+    const g = await writeGeneration(fx.dataHandover, G4);
+    const r = await ackThroughRsh(rsh.data, `ack ${G4} ${g.manifestSha256}`);
+    assert.ok(r.challenged, 'the gate challenged');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^baton gate: refused: ack of .* refused: no answer/m);
+    assert.deepEqual(await listing(fx.dataHandover), [G4]);
+    assert.deepEqual(await listing(fx.store), []);
+    const [ev] = await events(fx.dataHandover);
+    assert.equal(ev?.kind, 'ack-refused');
+    assert.equal(ev?.id, G4);
+  });
+
+  test('ack with guessed or partly wrong proofs -> refused, nothing deleted', async () => {
+    const { fx, rsh } = await setup();
+    const g = await writeGeneration(fx.logsHandover, G4, { stream: 'logs' });
+    const copy = await copyGeneration(g.dir, join(fx.root, 'sink'));
+    const guess = await ackDialogue([rsh.logs, 'x'], `ack ${G4} ${g.manifestSha256}`, {
+      answer: (_p, n) => formatAnswer(Array.from({ length: n }, () => 'a'.repeat(64))),
+    });
+    assert.equal(guess.code, 1);
+    assert.match(guess.stderr, /wrong proof of receipt/);
+    const oneWrong = await ackDialogue([rsh.logs, 'x'], `ack ${G4} ${g.manifestSha256}`, {
+      copyDir: copy,
+      answer: (p) => formatAnswer((p ?? []).map((h, i) => (i === 0 ? 'b'.repeat(64) : h))),
+    });
+    assert.equal(oneWrong.code, 1);
+    assert.match(oneWrong.stderr, /1 of 8 range hashes are wrong/);
+    const garbage = await ackDialogue([rsh.logs, 'x'], `ack ${G4} ${g.manifestSha256}`, {
+      answer: () => `${'x'.repeat(100_000)}\n`,
+    });
+    assert.equal(garbage.code, 1);
+    assert.match(garbage.stderr, /bad or late answer: a line longer than/);
+    assert.deepEqual(await listing(fx.logsHandover), [G4], 'nothing deleted');
+    assert.equal((await events(fx.logsHandover)).length, 3);
+  });
+
+  test('a generation without any non-empty file -> the manifest is challenged; a copy acks', async () => {
+    const { fx, rsh } = await setup();
+    const g = await writeGeneration(fx.dataHandover, G4, { files: { empty: '', l: { symlink: 'x' } } });
+    const r = await ackThroughRsh(
+      rsh.data,
+      `ack ${G4} ${g.manifestSha256}`,
+      await copyGeneration(g.dir, join(fx.root, 'sink')),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await listing(fx.store), [G4]);
+  });
+
+  test('reject -> moved to .rejected, no longer listed, event recorded; a repeat is ok', async () => {
+    const { fx, rsh } = await setup();
+    const g = await writeGeneration(fx.dataHandover, G4);
+    await writeGeneration(fx.dataHandover, G5);
+    const r = await runThroughRsh(rsh.data, `reject ${G4} ${g.manifestSha256}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { rejected: G4, keptIn: join(fx.dataHandover, '.rejected', G4) });
+    assert.deepEqual(await listing(fx.dataHandover), [G5]);
+    assert.equal(await sha256File(join(fx.dataHandover, '.rejected', G4, 'manifest')), g.manifestSha256);
+    const list = await runThroughRsh(rsh.data, 'list');
+    assert.deepEqual(
+      (JSON.parse(list.stdout) as { generations: Array<{ id: string }> }).generations.map((x) => x.id),
+      [G5],
+    );
+    const [ev] = await events(fx.dataHandover);
+    assert.equal(ev?.kind, 'rejected');
+    const again = await runThroughRsh(rsh.data, `reject ${G4} ${g.manifestSha256}`);
+    assert.equal(again.code, 0, again.stderr);
+    assertRefused(await runThroughRsh(rsh.data, `reject ${G5} ${'0'.repeat(64)}`), /does not match/);
+    assert.deepEqual(await listing(fx.dataHandover), [G5]);
+  });
+
+  test('reject when .rejected is full -> refused, the generation stays pending', async () => {
+    const { fx, rsh } = await setup();
+    await mkdir(join(fx.dataHandover, '.rejected'));
+    for (let i = 0; i < 20; i++)
+      await mkdir(join(fx.dataHandover, '.rejected', `2026-01-01T0000${String(i).padStart(2, '0')}Z`));
+    const g = await writeGeneration(fx.dataHandover, G4);
+    assertRefused(await runThroughRsh(rsh.data, `reject ${G4} ${g.manifestSha256}`), /already holds 20/);
+    assert.deepEqual(await listing(fx.dataHandover), [G4]);
+  });
+
+  test('gate events stay bounded: at most 50 files, the oldest dropped', async () => {
+    const { fx, rsh } = await setup();
+    const dir = join(fx.dataHandover, '.gate-events');
+    await mkdir(dir);
+    for (let i = 0; i < 60; i++)
+      await writeFile(
+        join(dir, `20200101T0000${String(i).padStart(2, '0')}000Z-0000000${i % 10}.json`),
+        '{}',
+      );
+    await writeGeneration(fx.dataHandover, G4);
+    const r = await runThroughRsh(rsh.data, `ack ${G4} ${'0'.repeat(64)}`);
+    assertRefused(r, /does not match/);
+    const names = (await readdir(dir)).sort();
+    assert.equal(names.length, 50);
+    assert.ok(!names.includes('20200101T000000000Z-00000000.json'), 'the oldest dropped');
   });
 });
 

@@ -3,6 +3,7 @@
  * SHA256SUMS, meta.json, manifest written last), a source config pointing at temp dirs, and a fake
  * remote shell that lets a real rsync client talk to `baton gate` without sshd.
  */
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import {
   chmod,
@@ -15,11 +16,14 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { runProcess, type RunResult } from '../../src/adapters/run.js';
 import { sourceSchema, type SourceConfig, type StreamName } from '../../src/config/schema.js';
+import { proveChallenge } from '../../src/adapters/ack-proof.js';
+import { formatAnswer, parseChallengeHeader, parseRangeLine } from '../../src/core/ack-challenge.js';
+import { spawnDialogue } from '../../src/sink/transport.js';
 import {
   compareTreeOrder,
   formatManifestLine,
@@ -282,4 +286,70 @@ export function rsyncThroughRsh(
   timeoutMs = 60_000,
 ): Promise<RunResult> {
   return runProcess(['rsync', '-e', rsh, ...args], { timeoutMs });
+}
+
+export interface AckDialogueResult {
+  code: number | null;
+  /** The gate's stdout after the challenge: its JSON result line, if any. */
+  stdout: string;
+  stderr: string;
+  /** Whether the gate sent a challenge at all. */
+  challenged: boolean;
+}
+
+/**
+ * Runs `ack ID SHA` through `argv` (a fake rsh or ssh … user@host, without the command) as the sink does:
+ * reads the gate's challenge and answers it from `copyDir` (a copy of the generation). `answer` replaces
+ * the proofs (a thief's guess); without `copyDir` and `answer` stdin is closed unanswered.
+ */
+export async function ackDialogue(
+  argv: readonly string[],
+  command: string,
+  opts: { copyDir?: string; answer?: (proofs: string[] | undefined, count: number) => string } = {},
+): Promise<AckDialogueResult> {
+  const d = spawnDialogue([...argv, command], { timeoutMs: 60_000, maxLines: 70, maxLineBytes: 65_536 });
+  const head = await d.readLine();
+  const parsed = head === undefined ? undefined : parseChallengeHeader(head);
+  if (parsed === undefined || !parsed.ok) {
+    const end = await d.finish();
+    return { code: end.code, stdout: head ?? '', stderr: end.stderr, challenged: false };
+  }
+  const ranges = [];
+  for (let i = 0; i < parsed.value.count; i++) {
+    const r = parseRangeLine((await d.readLine()) ?? '');
+    assert.ok(r.ok, 'a well-formed challenge line');
+    ranges.push(r.value);
+  }
+  const proofs =
+    opts.copyDir === undefined
+      ? undefined
+      : await proveChallenge(opts.copyDir, { nonce: parsed.value.nonce, ranges });
+  if (opts.answer) d.write(opts.answer(proofs, ranges.length));
+  else if (proofs) d.write(formatAnswer(proofs));
+  if (proofs || opts.answer) return { ...(await readRest(d)), challenged: true };
+  const end = await d.finish();
+  return { code: end.code, stdout: '', stderr: end.stderr, challenged: true };
+}
+
+async function readRest(
+  d: ReturnType<typeof spawnDialogue>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const lines: string[] = [];
+  for (let l = await d.readLine(); l !== undefined; l = await d.readLine()) lines.push(l);
+  const end = await d.finish();
+  return { code: end.code, stdout: lines.map((l) => `${l}\n`).join(''), stderr: end.stderr };
+}
+
+/** `ack ID SHA` through a fake rsh, answered from `copyDir` (see {@link ackDialogue}). */
+export function ackThroughRsh(rsh: string, command: string, copyDir?: string): Promise<AckDialogueResult> {
+  return ackDialogue([rsh, 'x'], command, copyDir === undefined ? {} : { copyDir });
+}
+
+/** A copy of a generation dir (what a sink that really pulled it holds), under `parent`. */
+export async function copyGeneration(dir: string, parent: string): Promise<string> {
+  await mkdir(parent, { recursive: true });
+  const to = join(parent, `${basename(dir)}-${Math.random().toString(16).slice(2)}`);
+  const r = await runProcess(['cp', '-a', dir, to], { timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`cp -a ${dir}: ${r.stderr}`);
+  return to;
 }
