@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -20,7 +20,7 @@ import {
 import { describeGateEvent, eventText, type GateEvent } from '../core/gate-events.js';
 import type { SourceConfig, StreamName } from '../config/schema.js';
 import { isGenerationId, parseGenerationId } from '../core/generation-id.js';
-import { parseGateRequest } from '../core/gate-rules.js';
+import { parseGateRequest, rsyncServerArgv, type RsyncPullRequest } from '../core/gate-rules.js';
 import { planRetention } from '../core/retention.js';
 import { BatonError, ConfigError, errnoCode, ExitCode, JobError, oneLine } from '../errors.js';
 
@@ -83,8 +83,8 @@ export interface GateAck {
   pruned: string[];
 }
 
-/** Where rrsync may live: PATH first, then the Debian package's places. */
-export const RRSYNC_FALLBACKS = ['/usr/bin/rrsync', '/usr/share/doc/rsync/scripts/rrsync'] as const;
+/** Where rsync is looked for after PATH's absolute entries. */
+export const RSYNC_FALLBACKS = ['/usr/bin/rsync', '/bin/rsync'] as const;
 
 /** A refusal: logged, one line to the caller, exit 1; with `event`, also recorded as a gate event. */
 class GateRefusal extends Error {
@@ -98,8 +98,9 @@ class GateRefusal extends Error {
 
 /**
  * Answers one request of the sink and returns the exit code. Never throws a BatonError: refusals and
- * failures end as `baton gate: …` on stderr. For a pull it runs `rrsync -ro <handover>` on this process's
- * own stdin/stdout (the rsync protocol), so nothing else may be written to stdout then.
+ * failures end as `baton gate: …` on stderr. For a pull it runs `rsync --server --sender` with an argv
+ * rebuilt from the parsed request on this process's own stdin/stdout (the rsync protocol), so nothing
+ * else may be written to stdout then.
  */
 export async function runGate(opts: GateOptions): Promise<number> {
   const request = parseGateRequest(opts.original);
@@ -109,8 +110,7 @@ export async function runGate(opts: GateOptions): Promise<number> {
       case 'refused':
         throw new GateRefusal(request.reason);
       case 'rsync':
-        // parseGateRequest accepted it, so it is a defined string.
-        return await serveRsync(stream.handover, opts.original ?? '', opts.env, opts.stderr);
+        return await serveRsync(stream.handover, request.pull, opts.env, opts.stderr);
       case 'list': {
         opts.stdout(
           `${JSON.stringify(await listHandover(opts.config.name, opts.stream, stream.handover, opts.now))}\n`,
@@ -170,15 +170,17 @@ function streamConfig(config: SourceConfig, stream: StreamName): { handover: str
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// rsync: delegated to rrsync -ro, which refuses pushes, deletion options and paths outside the handover.
+// rsync: the system rsync as a read-only sender of one generation, argv rebuilt from the allow-listed request
+// (src/core/gate-rules.ts). No rrsync: its checks differ between versions (3.2.7 lets --copy-unsafe-links
+// through), and the allow-list makes them unnecessary.
 
-/** rrsync's path: the first executable file among PATH entries and {@link RRSYNC_FALLBACKS}. */
-export function findRrsync(env: NodeJS.ProcessEnv): string | undefined {
+/** The rsync binary: the first executable file named rsync among PATH's absolute entries and {@link RSYNC_FALLBACKS}. */
+export function findRsync(env: NodeJS.ProcessEnv): string | undefined {
   const fromPath = (env.PATH ?? '')
     .split(':')
     .filter((d) => isAbsolute(d))
-    .map((d) => join(d, 'rrsync'));
-  for (const candidate of [...fromPath, ...RRSYNC_FALLBACKS]) {
+    .map((d) => join(d, 'rsync'));
+  for (const candidate of [...fromPath, ...RSYNC_FALLBACKS]) {
     try {
       accessSync(candidate, fsConstants.X_OK);
       if (statSync(candidate).isFile()) return candidate;
@@ -189,42 +191,77 @@ export function findRrsync(env: NodeJS.ProcessEnv): string | undefined {
   return undefined;
 }
 
+/**
+ * Opens `<handover>/<id>` as a directory without following a symlink (O_NOFOLLOW on the last component;
+ * the handover itself is the operator's configured path). The open directory, not its name, becomes the
+ * rsync server's working directory, so a rename or symlink swap after this check changes nothing.
+ */
+async function openGeneration(handover: string, id: string): Promise<FileHandle> {
+  const dir = join(handover, id);
+  try {
+    return await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') throw new GateRefusal(`generation ${id} is not in the handover`);
+    if (code === 'ELOOP' || code === 'ENOTDIR') {
+      throw new GateRefusal(`generation ${id} in the handover is not a directory (a symlink?)`);
+    }
+    throw new JobError(`cannot open ${dir}: ${code ?? String(err)}`, { step: 'gate', cause: err });
+  }
+}
+
 async function serveRsync(
   handover: string,
-  original: string,
+  pull: RsyncPullRequest,
   env: NodeJS.ProcessEnv,
   stderr: Writer,
 ): Promise<number> {
-  const rrsync = findRrsync(env);
-  if (rrsync === undefined) {
-    throw new GateRefusal(
-      `rrsync is not installed (looked in PATH, ${RRSYNC_FALLBACKS.join(', ')}); install the rsync package`,
-    );
+  const rsync = findRsync(env);
+  if (rsync === undefined) {
+    throw new JobError(`rsync is not installed (looked in PATH, ${RSYNC_FALLBACKS.join(', ')})`, {
+      step: 'gate',
+    });
   }
-  // The very command that was checked, whatever the caller's environment says.
-  const childEnv = { ...env, SSH_ORIGINAL_COMMAND: original };
-  return new Promise((resolve) => {
-    const child = spawn(rrsync, ['-ro', handover], { stdio: 'inherit', env: childEnv });
-    sessionChildren.add(child);
-    // ssh hanging up or a kill of the gate must reach rsync too, not leave it orphaned.
-    const forwarded = ['SIGTERM', 'SIGHUP', 'SIGINT'] as const;
-    const forward = (sig: NodeJS.Signals): void => {
-      child.kill(sig);
-    };
-    for (const sig of forwarded) process.on(sig, forward);
-    const done = (code: number): void => {
-      sessionChildren.delete(child);
-      for (const sig of forwarded) process.off(sig, forward);
-      resolve(code);
-    };
-    child.on('error', (e) => {
-      stderr(`baton gate: cannot run ${rrsync}: ${e.message}\n`);
-      done(ExitCode.failed);
+  const generation = await openGeneration(handover, pull.generation);
+  // The child gets the open directory as fd 3 and starts in it (libuv sets up the fds before chdir), and
+  // is asked for "./": the same file list as "<id>/" from the handover, with no name left to swap.
+  const argv = rsyncServerArgv(pull).slice(0, -1).concat('./');
+  // A clean environment: nothing the caller's session set reaches rsync.
+  const childEnv: NodeJS.ProcessEnv = {
+    PATH: env.PATH ?? '/usr/bin:/bin',
+    LC_ALL: 'C',
+    ...(env.HOME === undefined ? {} : { HOME: env.HOME }),
+  };
+  try {
+    return await new Promise((resolve) => {
+      const child = spawn(rsync, argv, {
+        stdio: ['inherit', 'inherit', 'inherit', generation.fd],
+        cwd: '/proc/self/fd/3',
+        env: childEnv,
+      });
+      sessionChildren.add(child);
+      // ssh hanging up or a kill of the gate must reach rsync too, not leave it orphaned.
+      const forwarded = ['SIGTERM', 'SIGHUP', 'SIGINT'] as const;
+      const forward = (sig: NodeJS.Signals): void => {
+        child.kill(sig);
+      };
+      for (const sig of forwarded) process.on(sig, forward);
+      const done = (code: number): void => {
+        sessionChildren.delete(child);
+        for (const sig of forwarded) process.off(sig, forward);
+        resolve(code);
+      };
+      child.on('error', (e) => {
+        stderr(`baton gate: cannot run ${rsync}: ${e.message}\n`);
+        done(ExitCode.failed);
+      });
+      child.on('exit', (code, signal) => {
+        done(code ?? 128 + (signal ? osConstants.signals[signal] : 0));
+      });
     });
-    child.on('exit', (code, signal) => {
-      done(code ?? 128 + (signal ? osConstants.signals[signal] : 0));
-    });
-  });
+  } finally {
+    await generation.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import {
+  chmod,
   lstat,
   mkdir,
   mkdtemp,
@@ -16,10 +17,24 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runProcess, type RunResult } from '../../src/adapters/run.js';
+import { pullArgv } from '../../src/sink/pull.js';
+import { BATON_MAIN } from '../helpers/cli.js';
+import { availableRsyncs, pathWith, type RsyncBinary } from '../helpers/rsync-versions.js';
+import { sshClientArgs, startSshd, type Sshd } from '../helpers/sshd.js';
+import {
+  ensureUser,
+  isRoot,
+  makeKeyPair,
+  skipUnlessRoot,
+  writeAuthorizedKeys,
+  type KeyPair,
+  type TestUser,
+} from '../helpers/users.js';
 import type { StreamName } from '../../src/config/schema.js';
 import { formatAnswer } from '../../src/core/ack-challenge.js';
 import {
@@ -36,6 +51,28 @@ import {
   writeSourceFixture,
   type SourceFixture,
 } from '../helpers/gate-fixtures.js';
+
+/**
+ * The client options of baton's own pull (src/sink/pull.ts), between the program name and `-e`: what the
+ * gate must serve. Other options are what a stolen key might try.
+ */
+function batonPullOptions(): string[] {
+  const argv = pullArgv({
+    transport: {
+      rsh: ['ssh'],
+      remote: 'x',
+      describe: 'options only',
+      run: () => Promise.reject(new Error('not used')),
+      close: () => Promise.resolve(),
+    },
+    id: '2026-11-28T061922Z',
+    incoming: '/nonexistent',
+    linkDest: undefined,
+    ioTimeoutMs: 30_000,
+  });
+  return argv.slice(1, argv.indexOf('-e'));
+}
+const PULL = batonPullOptions();
 
 const G1 = '2026-11-25T061922Z';
 const G2 = '2026-11-26T061922Z';
@@ -63,9 +100,18 @@ interface Setup {
 async function setup(opts: { generations?: number; logs?: boolean } = {}): Promise<Setup> {
   const root = join(tmp, `case-${++counter}`);
   const fx = await writeSourceFixture(root, opts);
+  // The built CLI (like every e2e test): a gate starts in a fraction of the time tsx needs.
+  const gate = (stream: StreamName) => [
+    process.execPath,
+    BATON_MAIN,
+    'gate',
+    stream,
+    '--config',
+    fx.configFile,
+  ];
   const rsh = {
-    data: await writeFakeRsh(join(root, 'bin'), 'rsh-data', gateCliArgv('data', fx.configFile)),
-    logs: await writeFakeRsh(join(root, 'bin'), 'rsh-logs', gateCliArgv('logs', fx.configFile)),
+    data: await writeFakeRsh(join(root, 'bin'), 'rsh-data', gate('data')),
+    logs: await writeFakeRsh(join(root, 'bin'), 'rsh-logs', gate('logs')),
   };
   let n = 0;
   const dest = async (): Promise<string> => {
@@ -88,6 +134,14 @@ function assertRefused(r: RunResult, reason: RegExp): void {
     .find((rec) => rec.msg === 'gate refused');
   assert.ok(logged, `a JSON log line for the refusal in: ${r.stderr}`);
   assert.equal(logged.level, 'warn');
+}
+
+/** `rsync -e <fake rsh> …` with the given rsync as client and, through PATH, as the gate's server. */
+function rsyncWith(rsync: RsyncBinary, rsh: string, args: readonly string[]): Promise<RunResult> {
+  return runProcess([rsync.bin, '-e', rsh, ...args], {
+    timeoutMs: 60_000,
+    env: { ...process.env, PATH: pathWith(rsync.binDir) },
+  });
 }
 
 /** Entries of `dir`; the gate's own bookkeeping (.gate-events, .rejected) left out. */
@@ -117,7 +171,7 @@ describe('gate rsync', () => {
     const { fx, rsh, dest } = await setup();
     const g = await writeGeneration(fx.dataHandover, G4);
     const d = await dest();
-    const r = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/`, `${d}/`]);
+    const r = await rsyncThroughRsh(rsh.data, [...PULL, `x:${G4}/`, `${d}/`]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await listing(d), ['SHA256SUMS', 'manifest', 'meta.json', 'tree']);
     assert.equal(await sha256File(join(d, 'manifest')), g.manifestSha256);
@@ -132,7 +186,7 @@ describe('gate rsync', () => {
     await writeGeneration(fx.dataHandover, G4, { files: { 'which.txt': 'data\n' } });
     await writeGeneration(fx.logsHandover, G4, { files: { 'which.txt': 'logs\n' }, stream: 'logs' });
     const d = await dest();
-    const r = await rsyncThroughRsh(rsh.logs, ['-a', `x:${G4}/`, `${d}/`]);
+    const r = await rsyncThroughRsh(rsh.logs, [...PULL, `x:${G4}/`, `${d}/`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await readTreeFile(d, 'tree/which.txt'), 'logs\n');
   });
@@ -152,24 +206,24 @@ describe('gate rsync', () => {
     assert.equal(existsSync(join(fx.dataHandover, G4, 'tree', 'evil.txt')), false);
   });
 
-  test('pull with --remove-source-files -> refused by rrsync, the files stay', async () => {
+  test('pull with --remove-source-files -> refused, the files stay', async () => {
     const { fx, rsh, dest } = await setup();
     await writeGeneration(fx.dataHandover, G4);
     const d = await dest();
-    const r = await rsyncThroughRsh(rsh.data, ['-a', '--remove-source-files', `x:${G4}/`, `${d}/`]);
+    const r = await rsyncThroughRsh(rsh.data, [...PULL, '--remove-source-files', `x:${G4}/`, `${d}/`]);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /disabled/);
+    assert.match(r.stderr, /refused: rsync pull: option "--remove-source-files" is not allowed/);
     assert.equal(await readTreeFile(fx.dataHandover, `${G4}/tree/README.txt`), 'hello from the source\n');
     assert.ok(existsSync(join(fx.dataHandover, G4, 'manifest')));
   });
 
   test('pull with --delete -> deletes only on the receiver, the handover is untouched', async () => {
-    // rsync never sends --delete to a sender server; rrsync -ro would refuse it if it did.
+    // rsync never sends --delete to a sender server; the gate's allow-list would refuse it if it did.
     const { fx, rsh, dest } = await setup();
     await writeGeneration(fx.dataHandover, G4);
     const d = await dest();
     await writeFile(join(d, 'stale.txt'), 'stale\n');
-    const r = await rsyncThroughRsh(rsh.data, ['-a', '--delete', `x:${G4}/`, `${d}/`]);
+    const r = await rsyncThroughRsh(rsh.data, [...PULL, '--delete', `x:${G4}/`, `${d}/`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(existsSync(join(d, 'stale.txt')), false);
     assert.deepEqual(await listing(join(fx.dataHandover, G4)), [
@@ -185,10 +239,10 @@ describe('gate rsync', () => {
     await writeGeneration(fx.dataHandover, G4);
     await writeFile(join(fx.root, 'handover', 'outside.txt'), 'outside\n');
     const d = await dest();
-    const r = await rsyncThroughRsh(rsh.data, ['-a', 'x:../', `${d}/`]);
+    const r = await rsyncThroughRsh(rsh.data, [...PULL, 'x:../', `${d}/`]);
     assert.notEqual(r.code, 0);
     assert.deepEqual(await listing(d), []);
-    const r2 = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/../../outside.txt`, `${d}/`]);
+    const r2 = await rsyncThroughRsh(rsh.data, [...PULL, `x:${G4}/../../outside.txt`, `${d}/`]);
     assert.notEqual(r2.code, 0);
     assert.deepEqual(await listing(d), []);
   });
@@ -197,55 +251,64 @@ describe('gate rsync', () => {
     const { fx, rsh, dest } = await setup();
     await writeGeneration(fx.dataHandover, G4);
     const d = await dest();
-    const r = await rsyncThroughRsh(rsh.data, ['-a', 'x:/etc/passwd', `${d}/`]);
+    const r = await rsyncThroughRsh(rsh.data, [...PULL, 'x:/etc/passwd', `${d}/`]);
     assert.notEqual(r.code, 0);
     assert.deepEqual(await listing(d), []);
   });
 
-  test('symlink in the handover to a secret outside -> received as a symlink, never its content', async () => {
-    const { fx, rsh, dest } = await setup();
-    const secret = join(fx.root, 'shadow-like');
-    await writeFile(secret, 'root:SECRET-HASH:19000::::::\n');
-    await writeGeneration(fx.dataHandover, G4, {
-      files: { 'ok.txt': 'fine\n', shadow: { symlink: secret }, etcdir: { symlink: '/etc' } },
+  for (const rsync of availableRsyncs()) {
+    test(`symlink in the handover to a secret outside -> received as a symlink, never its content (rsync ${rsync.version})`, async () => {
+      const { fx, rsh, dest } = await setup();
+      const secret = join(fx.root, 'shadow-like');
+      await writeFile(secret, 'root:SECRET-HASH:19000::::::\n');
+      await writeGeneration(fx.dataHandover, G4, {
+        files: { 'ok.txt': 'fine\n', shadow: { symlink: secret }, etcdir: { symlink: '/etc' } },
+      });
+      const d = await dest();
+      const r = await rsyncWith(rsync, rsh.data, [...PULL, `x:${G4}/`, `${d}/`]);
+      assert.equal(r.code, 0, r.stderr);
+      const st = await lstat(join(d, 'tree/shadow'));
+      assert.ok(st.isSymbolicLink(), 'a symlink, not a file');
+      assert.equal(await readlink(join(d, 'tree/shadow')), secret);
+      assert.ok((await lstat(join(d, 'tree/etcdir'))).isSymbolicLink());
+
+      // Asking the server to follow links is refused by the gate's allow-list, whatever the rsync version…
+      for (const follow of ['-L', '--copy-links', '--copy-unsafe-links', '-k', '--copy-dirlinks', '-K']) {
+        const d2 = await dest();
+        const r2 = await rsyncWith(rsync, rsh.data, ['-a', follow, `x:${G4}/`, `${d2}/`]);
+        assert.notEqual(r2.code, 0, `${follow} must be refused`);
+        assert.match(r2.stderr, /baton gate: refused: rsync pull: option/, follow);
+        assert.deepEqual(await listing(d2), [], `${follow}: nothing received`);
+        // …also with exactly baton's own options besides.
+        const d2b = await dest();
+        const r2b = await rsyncWith(rsync, rsh.data, [...PULL, follow, `x:${G4}/tree/`, `${d2b}/`]);
+        assert.notEqual(r2b.code, 0, `${follow} with baton's options must be refused`);
+        assert.deepEqual(await listing(d2b), [], `${follow}: nothing received`);
+      }
+      // …and naming the link itself, or a path through the symlinked dir, is refused: only "<id>/" is served.
+      for (const path of [
+        `${G4}/tree/shadow`,
+        `${G4}/tree/etcdir/passwd`,
+        `${G4}/tree/etcdir/`,
+        `${G4}/tree/`,
+      ]) {
+        const d3 = await dest();
+        const r3 = await rsyncWith(rsync, rsh.data, [...PULL, `x:${path}`, `${d3}/`]);
+        assert.notEqual(r3.code, 0, path);
+        assert.match(r3.stderr, /the path must be "<generation id>\/"/, path);
+        assert.deepEqual(await listing(d3), [], path);
+      }
+
+      // Nothing received anywhere carries the secret.
+      assert.deepEqual(await filesContaining(join(fx.root), 'SECRET-HASH', [secret]), []);
     });
-    const d = await dest();
-    const r = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/`, `${d}/`]);
-    assert.equal(r.code, 0, r.stderr);
-    const st = await lstat(join(d, 'tree/shadow'));
-    assert.ok(st.isSymbolicLink(), 'a symlink, not a file');
-    assert.equal(await readlink(join(d, 'tree/shadow')), secret);
-    assert.ok((await lstat(join(d, 'tree/etcdir'))).isSymbolicLink());
-
-    // Asking the server to follow links is refused (rrsync disables -L/-k in a restricted dir)…
-    for (const follow of ['-L', '--copy-links', '--copy-unsafe-links', '-k', '--copy-dirlinks']) {
-      const d2 = await dest();
-      const r2 = await rsyncThroughRsh(rsh.data, ['-a', follow, `x:${G4}/`, `${d2}/`]);
-      assert.notEqual(r2.code, 0, `${follow} must be refused`);
-      assert.deepEqual(await listing(d2), [], `${follow}: nothing received`);
-    }
-    // …and naming the link itself, or a path through the symlinked dir, does not reach its target either.
-    const d3 = await dest();
-    const r3 = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/tree/shadow`, `${d3}/`]);
-    if (r3.code === 0) assert.ok((await lstat(join(d3, 'shadow'))).isSymbolicLink());
-    const d4 = await dest();
-    const r4 = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/tree/etcdir/passwd`, `${d4}/`]);
-    assert.notEqual(r4.code, 0);
-    assert.deepEqual(await listing(d4), []);
-    const d5 = await dest();
-    const r5 = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/tree/etcdir/`, `${d5}/`]);
-    assert.notEqual(r5.code, 0);
-    assert.deepEqual(await listing(d5), []);
-
-    // Nothing received anywhere carries the secret.
-    assert.deepEqual(await filesContaining(join(fx.root), 'SECRET-HASH', [secret]), []);
-  });
+  }
 
   test('a generation dir that is a symlink to /etc -> not followed', async () => {
     const { fx, rsh, dest } = await setup();
     await symlink('/etc', join(fx.dataHandover, G4));
     const d = await dest();
-    const r = await rsyncThroughRsh(rsh.data, ['-a', `x:${G4}/`, `${d}/`]);
+    const r = await rsyncThroughRsh(rsh.data, [...PULL, `x:${G4}/`, `${d}/`]);
     assert.notEqual(r.code, 0);
     assert.equal(existsSync(join(d, 'passwd')), false);
   });
@@ -596,4 +659,159 @@ describe('gate cli', () => {
     });
     assert.equal(r.code, 2);
   });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// A stolen sink key over a real sshd (issue 10, hole 1): the stream user's key with the forced gate, an
+// attacker's rsync client of every available version against a gate whose rsync is the same version.
+
+describe('stolen sink key over sshd', () => {
+  const SECRET = `BZA-SECRET-${randomBytes(6).toString('hex')}`;
+  let sshd: Sshd | undefined;
+  let user: TestUser;
+  let key: KeyPair;
+  let base: string;
+  let fx: SourceFixture;
+  let outside: string;
+  let dests = 0;
+
+  before(async () => {
+    if (!isRoot()) return;
+    base = await mkdtemp(join(tmpdir(), 'baton-gate-sshd-'));
+    await chmod(base, 0o755);
+    sshd = await startSshd({ dir: base });
+    user = await ensureUser('bzAgate');
+    key = await makeKeyPair(join(base, 'keys'), 'stolen');
+    fx = await writeSourceFixture(join(base, 'source'), { user: user.name });
+    // Readable by the stream user, outside the handover: what a link-following pull would hand out.
+    outside = join(base, 'outside');
+    await mkdir(outside);
+    await writeFile(join(outside, 'secret.txt'), `${SECRET}\n`, { mode: 0o644 });
+    await writeGeneration(outside, G3, { files: { 'stolen.txt': `${SECRET}\n` } });
+    await writeGeneration(fx.dataHandover, G4, {
+      files: {
+        'ok.txt': 'fine\n',
+        etclink: { symlink: '/etc' },
+        secret: { symlink: join(outside, 'secret.txt') },
+        authkeys: { symlink: join(user.home, '.ssh', 'authorized_keys') },
+        up: { symlink: '../../../../..' },
+      },
+    });
+    // Generation names that are symlinks: to /etc, and to a complete generation outside.
+    await symlink('/etc', join(fx.dataHandover, G5));
+    await symlink(join(outside, G3), join(fx.dataHandover, G3));
+    await runProcess(['chown', '-R', '-h', `${user.uid}:${user.gid}`, fx.root], { timeoutMs: 30_000 });
+  });
+  after(async () => {
+    await sshd?.stop();
+    if (base !== undefined) await rm(base, { recursive: true, force: true });
+  });
+
+  async function freshDest(): Promise<string> {
+    const d = join(base, 'received', `d${++dests}`);
+    await mkdir(d, { recursive: true });
+    return d;
+  }
+
+  /** Regular files under `dir` holding the secret, /etc's content or the stream user's authorized_keys. */
+  async function leaks(dir: string, authorizedKey: string): Promise<string[]> {
+    const found: string[] = [];
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) found.push(...(await leaks(path, authorizedKey)));
+      else if (entry.isFile()) {
+        const text = await readFile(path, 'utf8');
+        if (text.includes(SECRET) || text.includes('root:x:0:0') || text.includes(authorizedKey)) {
+          found.push(path);
+        }
+      }
+    }
+    return found;
+  }
+
+  for (const rsync of availableRsyncs()) {
+    test(`rsync ${rsync.version}: link-following options, paths outside and symlinked generations -> refused, nothing outside arrives; baton's pull works`, async (t) => {
+      if (skipUnlessRoot(t)) return;
+      assert.ok(sshd);
+      // The gate side uses the rsync under test: sshd runs the forced command with this PATH.
+      const forced = `env PATH=${pathWith(rsync.binDir, '/usr/bin:/bin')} ${process.execPath} ${BATON_MAIN} gate data --config ${fx.configFile}`;
+      const pub = key.publicKey.trim();
+      await writeAuthorizedKeys(user, [`restrict,command="${forced}" ${pub}`]);
+      const rsh = ['ssh', ...sshClientArgs(sshd, key.privateKey), '-o', 'ControlMaster=no'].join(' ');
+      const remote = `${user.name}@127.0.0.1`;
+      const client = (args: readonly string[]) =>
+        runProcess([rsync.bin, '-e', rsh, ...args], {
+          timeoutMs: 60_000,
+          env: { ...process.env, PATH: pathWith(rsync.binDir) },
+        });
+      const list = join(base, 'files-from.txt');
+      await writeFile(list, 'tree/etclink/passwd\ntree/secret\n');
+      const logTarget = join(base, `bzA-log-${rsync.version}`);
+
+      const attacks: Array<[string, string[]]> = [
+        ['--copy-unsafe-links', ['-r', '--copy-unsafe-links', `${remote}:${G4}/tree/`]],
+        ['-L', ['-rL', `${remote}:${G4}/tree/`]],
+        ['--copy-links', ['-r', '--copy-links', `${remote}:${G4}/`]],
+        ['-k', ['-rk', `${remote}:${G4}/tree/`]],
+        ['--copy-dirlinks', ['-r', '--copy-dirlinks', `${remote}:${G4}/`]],
+        ['-K', ['-rK', `${remote}:${G4}/tree/`]],
+        ["-L with baton's own options", [...PULL, '-L', `${remote}:${G4}/`]],
+        ['--copy-unsafe-links via -M', [...PULL, '-M--copy-unsafe-links', `${remote}:${G4}/`]],
+        ['--rsync-path with an option', [...PULL, '--rsync-path=rsync --copy-links', `${remote}:${G4}/`]],
+        ['--files-from (local list)', ['-r', `--files-from=${list}`, `${remote}:${G4}/`]],
+        ['--files-from (remote file)', ['-r', '--files-from=:/etc/passwd', `${remote}:/`]],
+        ['--log-file via -M', [...PULL, `-M--log-file=${logTarget}`, `${remote}:${G4}/`]],
+        ['-s (arguments over the protocol)', ['-rs', `${remote}:${G4}/tree/etclink/`]],
+        ['a path through a symlinked dir', [...PULL, `${remote}:${G4}/tree/etclink/`]],
+        ['a symlink named directly', ['-rL', `${remote}:${G4}/tree/secret`]],
+        ['..', [...PULL, `${remote}:..`]],
+        ['../', [...PULL, `${remote}:../`]],
+        ['id/../..', [...PULL, `${remote}:${G4}/../../`]],
+        ['an absolute path', [...PULL, `${remote}:/etc/`]],
+        ['the whole handover', [...PULL, `${remote}:`]],
+        ['a generation symlinked to /etc', [...PULL, `${remote}:${G5}/`]],
+        ['a generation symlinked outside', [...PULL, `${remote}:${G3}/`]],
+        ['--remove-source-files', [...PULL, '--remove-source-files', `${remote}:${G4}/`]],
+      ];
+      const authorizedKey = pub.split(' ')[1] ?? pub;
+      for (const [what, args] of attacks) {
+        const d = await freshDest();
+        const r = await client([...args, `${d}/`]);
+        assert.deepEqual(await leaks(d, authorizedKey), [], `${what}: nothing from outside the handover`);
+        assert.notEqual(r.code, 0, `${what} must fail: ${r.stderr}`);
+        assert.match(r.stderr, /baton gate: refused: /, `${what}: ${r.stderr}`);
+      }
+      assert.equal(existsSync(logTarget), false, 'no log file written for the caller');
+      assert.deepEqual(await listing(fx.dataHandover), [G3, G4, G5], 'the handover is as it was');
+      assert.ok(existsSync(join(fx.dataHandover, G4, 'tree', 'ok.txt')), 'no source file removed');
+
+      // baton's own pull (exactly its argv) still works, links arrive as links.
+      const incoming = join(base, 'received', `incoming-${rsync.version}`);
+      await mkdir(join(incoming, G4), { recursive: true });
+      const [, ...own] = pullArgv({
+        transport: {
+          rsh: rsh.split(' '),
+          remote,
+          describe: 'stolen-key test',
+          run: () => Promise.reject(new Error('not used')),
+          close: () => Promise.resolve(),
+        },
+        id: G4,
+        incoming,
+        linkDest: undefined,
+        ioTimeoutMs: 30_000,
+      });
+      const r = await runProcess([rsync.bin, ...own], {
+        timeoutMs: 60_000,
+        env: { ...process.env, PATH: pathWith(rsync.binDir) },
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(await listing(join(incoming, G4)), ['SHA256SUMS', 'manifest', 'meta.json', 'tree']);
+      for (const link of ['etclink', 'secret', 'authkeys', 'up']) {
+        assert.ok((await lstat(join(incoming, G4, 'tree', link))).isSymbolicLink(), `${link} is a link`);
+      }
+      assert.deepEqual(await leaks(join(base, 'received'), authorizedKey), []);
+      // Each refusal reached syslog's stand-in: the gate's JSON line on the caller's stderr is checked above.
+    });
+  }
 });

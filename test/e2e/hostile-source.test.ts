@@ -748,14 +748,14 @@ test('agent forwarding (-A) never reaches the gate or rsync', { skip: NEEDS_ROOT
       timeoutMs: 10_000,
     });
     assert.equal(add.code, 0, add.stderr);
-    // A pull whose client never speaks keeps the session (gate → rrsync → rsync) open while we look.
+    // A pull whose client never speaks keeps the session (gate → rsync) open while we look.
     const session = spawn(
       'ssh',
       [
         ...sshClientArgs(sshd, dataKey.privateKey),
         '-A',
         'batonEvilData@127.0.0.1',
-        `rsync --server --sender -r . ${g.id}/`,
+        `rsync --server --sender -re.iLsfxCIvu . ${g.id}/`,
       ],
       { stdio: ['pipe', 'ignore', 'ignore'], env: { ...process.env, SSH_AUTH_SOCK: sock } },
     );

@@ -1,10 +1,29 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MAX_GATE_REQUEST_BYTES, parseGateRequest, type GateRequest } from '../../src/core/gate-rules.js';
+import {
+  MAX_GATE_REQUEST_BYTES,
+  parseGateRequest,
+  rsyncServerArgv,
+  type GateRequest,
+  type RsyncPullRequest,
+} from '../../src/core/gate-rules.js';
 
 const ID = '2026-11-28T061922Z';
 const HASH = 'a'.repeat(32) + '0123456789abcdef'.repeat(2);
-const PULL = `rsync --server --sender -logDtpre.iLsfxCIvu . ${ID}/`;
+/** What baton's own pull makes an rsync 3.2.7 or 3.5.0 client send (captured, see gate-rules.ts). */
+const PULL = `rsync --server --sender -ltpre.iLsfxCIvu --timeout=30 --numeric-ids . ${ID}/`;
+const PULLED: RsyncPullRequest = {
+  flags: 'rltp',
+  capabilities: 'iLsfxCIvu',
+  timeoutSeconds: 30,
+  numericIds: true,
+  inplace: false,
+  generation: ID,
+};
+const pull = (over: Partial<RsyncPullRequest> = {}): GateRequest => ({
+  kind: 'rsync',
+  pull: { ...PULLED, ...over },
+});
 
 const allowed: Array<{ name: string; input: string; expected: GateRequest }> = [
   { name: 'list -> list', input: 'list', expected: { kind: 'list' } },
@@ -18,27 +37,30 @@ const allowed: Array<{ name: string; input: string; expected: GateRequest }> = [
     input: `reject ${ID} ${HASH}`,
     expected: { kind: 'reject', id: ID, manifestSha256: HASH },
   },
-  { name: 'rsync pull (sender) -> rsync', input: PULL, expected: { kind: 'rsync' } },
   {
-    name: 'rsync pull of the whole handover -> rsync',
-    input: 'rsync --server --sender -vlogDtpre.iLsfxCIvu . .',
-    expected: { kind: 'rsync' },
-  },
-  // rrsync -ro, not the parser, refuses these: the parser only guarantees a pull.
-  {
-    name: 'rsync pull with --remove-source-files -> rsync (rrsync -ro refuses it)',
-    input: `rsync --server --sender --remove-source-files -logDtpre.iLsfxCIvu . ${ID}/`,
-    expected: { kind: 'rsync' },
+    name: "baton's pull (3.2.7 / 3.5.0 client) -> rsync pull of the generation",
+    input: PULL,
+    expected: pull(),
   },
   {
-    name: 'rsync pull of ../ -> rsync (rrsync keeps paths inside)',
-    input: 'rsync --server --sender -logDtpre.iLsfxCIvu . ../',
-    expected: { kind: 'rsync' },
+    name: "baton's pull with -H (hard links) -> rsync pull with H",
+    input: `rsync --server --sender -lHtpre.iLsfxCIvu --timeout=30 --numeric-ids . ${ID}/`,
+    expected: pull({ flags: 'rltpH' }),
   },
   {
-    name: 'input of exactly the byte limit -> accepted',
-    input: `rsync --server --sender ${'x'.repeat(MAX_GATE_REQUEST_BYTES - 24)}`,
-    expected: { kind: 'rsync' },
+    name: "baton's in-place pull (storeMode reflink) -> rsync pull with inplace",
+    input: `rsync --server --sender -ltpre.iLsfxCIvu --timeout=600 --numeric-ids --inplace . ${ID}/`,
+    expected: pull({ timeoutSeconds: 600, inplace: true }),
+  },
+  {
+    name: 'pull with --no-inc-recursive (progress shown) -> rsync pull without capability i',
+    input: `rsync --server --sender -ltpre.LsfxCIvu --timeout=30 --numeric-ids . ${ID}/`,
+    expected: pull({ capabilities: 'LsfxCIvu' }),
+  },
+  {
+    name: 'long options in another order and no timeout -> rsync pull',
+    input: `rsync --server --sender -rlte. --inplace --numeric-ids . ${ID}/`,
+    expected: pull({ flags: 'rlt', capabilities: '', timeoutSeconds: undefined, inplace: true }),
   },
 ];
 
@@ -120,6 +142,50 @@ const refused: Array<{ name: string; input: string | undefined; reason: RegExp }
     reason: /control character/,
   },
   { name: 'invalid UTF-8 (replacement char) -> refused', input: `${PULL}\ufffd`, reason: /UTF-8/ },
+  // The rsync allow-list: everything baton's pull does not send, on every rsync version.
+  ...[
+    ['-L (copy links)', `-Lltpre.iLsfxCIvu . ${ID}/`, /option -L is not allowed/],
+    ['-k (copy dirlinks)', `-kltpre.iLsfxCIvu . ${ID}/`, /option -k is not allowed/],
+    ['-K (keep dirlinks)', `-Kltpre.iLsfxCIvu . ${ID}/`, /option -K is not allowed/],
+    ['-a expanded (owners, groups, devices)', `-logDtpre.iLsfxCIvu . ${ID}/`, /option -o is not allowed/],
+    ['-s (arguments over the protocol)', `-sltpre.iLsfxCIvu . `, /option -s is not allowed/],
+    ['a letter twice', `-lltpre.iLsfxCIvu . ${ID}/`, /given twice/],
+    ['an unknown capability', `-ltpre.iLsfxCIvuZ . ${ID}/`, /capability -Z/],
+    ['no option group', `. ${ID}/`, /option group/],
+    ['an option group without e.', `-ltpr . ${ID}/`, /option group/],
+    ['--copy-unsafe-links', `-ltpre.iLsfxCIvu --copy-unsafe-links . ${ID}/`, /--copy-unsafe-links/],
+    ['--copy-links', `-ltpre.iLsfxCIvu --copy-links . ${ID}/`, /--copy-links/],
+    ['--copy-dirlinks', `-ltpre.iLsfxCIvu --copy-dirlinks . ${ID}/`, /--copy-dirlinks/],
+    ['--files-from', `-ltpre.iLsfxCIvu --files-from=/etc/passwd . ${ID}/`, /--files-from/],
+    ['--files-from as two words', `-ltpre.iLsfxCIvu --files-from - . ${ID}/`, /--files-from/],
+    ['--include-from', `-ltpre.iLsfxCIvu --include-from=/etc/x . ${ID}/`, /--include-from/],
+    ['--exclude-from', `-ltpre.iLsfxCIvu --exclude-from=/etc/x . ${ID}/`, /--exclude-from/],
+    ['--log-file', `-ltpre.iLsfxCIvu --log-file=/tmp/x . ${ID}/`, /--log-file/],
+    ['--remove-source-files', `-ltpre.iLsfxCIvu --remove-source-files . ${ID}/`, /--remove-source-files/],
+    ['--temp-dir', `-ltpre.iLsfxCIvu --temp-dir=/tmp . ${ID}/`, /--temp-dir/],
+    ['--daemon', `-ltpre.iLsfxCIvu --daemon . ${ID}/`, /--daemon/],
+    ['--timeout=0 (none)', `-ltpre.iLsfxCIvu --timeout=0 . ${ID}/`, /--timeout=0/],
+    ['--timeout above a week', `-ltpre.iLsfxCIvu --timeout=999999999 . ${ID}/`, /--timeout above/],
+    ['--timeout twice', `-ltpre.iLsfxCIvu --timeout=5 --timeout=9 . ${ID}/`, /--timeout=9/],
+    ['--numeric-ids twice', `-ltpre.iLsfxCIvu --numeric-ids --numeric-ids . ${ID}/`, /--numeric-ids/],
+    ['an option after the paths', `-ltpre.iLsfxCIvu . ${ID}/ --copy-links`, /exactly one path/],
+    ['no "." before the path', `-ltpre.iLsfxCIvu ${ID}/`, /expected "\."/],
+    ['two paths', `-ltpre.iLsfxCIvu . ${ID}/ ${ID}/`, /exactly one path/],
+    ['no path', `-ltpre.iLsfxCIvu .`, /exactly one path/],
+    ['the whole handover', `-ltpre.iLsfxCIvu . .`, /generation id/],
+    ['../', `-ltpre.iLsfxCIvu . ../`, /generation id/],
+    ['an id/../..', `-ltpre.iLsfxCIvu . ${ID}/../../`, /generation id/],
+    ['an absolute path', `-ltpre.iLsfxCIvu . /etc/`, /generation id/],
+    ['a path inside the generation', `-ltpre.iLsfxCIvu . ${ID}/tree/`, /generation id/],
+    ['the id without a slash', `-ltpre.iLsfxCIvu . ${ID}`, /generation id/],
+    ['a work dir', `-ltpre.iLsfxCIvu . .${ID}/`, /generation id/],
+    ['an escaped space', `-ltpre.iLsfxCIvu . ${ID}\\ x/`, /exactly one path/],
+    ['two spaces', `-ltpre.iLsfxCIvu  . ${ID}/`, /expected "\."|not allowed/],
+  ].map(([what, rest, reason]) => ({
+    name: `rsync pull with ${String(what)} -> refused`,
+    input: `rsync --server --sender ${String(rest)}`,
+    reason: reason as RegExp,
+  })),
   {
     name: 'rsync push (no --sender) -> refused',
     input: `rsync --server -logDtpre.iLsfxCIvu . ${ID}/`,
@@ -168,3 +234,19 @@ for (const row of refused) {
     assert.match(r.kind === 'refused' ? r.reason : '', row.reason);
   });
 }
+
+test('rsyncServerArgv of a parsed pull -> the same words, which parse to the same pull', () => {
+  const r = parseGateRequest(PULL);
+  assert.equal(r.kind, 'rsync');
+  const argv = rsyncServerArgv(r.kind === 'rsync' ? r.pull : PULLED);
+  assert.deepEqual(argv, [
+    '--server',
+    '--sender',
+    '-rltpe.iLsfxCIvu',
+    '--timeout=30',
+    '--numeric-ids',
+    '.',
+    `${ID}/`,
+  ]);
+  assert.deepEqual(parseGateRequest(`rsync ${argv.join(' ')}`), r);
+});

@@ -12,7 +12,8 @@ this source. Put one line per stream user in its ~/.ssh/authorized_keys, e.g. fo
   restrict,from="203.0.113.7",command="baton gate data --config /etc/baton/source.yaml" ssh-ed25519 AAAA…
 
 It reads SSH_ORIGINAL_COMMAND (what the sink asked for) and allows exactly:
-  rsync --server --sender …   a read-only rsync of this stream's handover (checked by rrsync -ro)
+  rsync --server --sender …   a read-only rsync of one generation of this stream's handover: exactly
+                              the options baton's pull sends and the path ID/ (a real directory)
   list                        complete generations waiting in the handover, as JSON
   ack ID SHA256               ID is safely on the sink (SHA256 = sha256 of its manifest). The gate
                               first challenges the sink over the same session (random byte ranges of
