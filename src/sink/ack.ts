@@ -14,8 +14,9 @@ export async function ackGeneration(
   log: Logger,
 ): Promise<void> {
   const r = await transport.run(`ack ${id} ${manifestSha256}`, 5 * 60_000);
-  if (r.code !== 0) {
-    const gateSaid = r.stderr.split('\n').find((l) => l.startsWith('baton gate:'));
+  // the reply is read up to GATE_REPLY_MAX_BYTES (one JSON line is far less)
+  if (r.code !== 0 || r.exceeded) {
+    const gateSaid = r.exceeded ? undefined : r.stderr.split('\n').find((l) => l.startsWith('baton gate:'));
     throw new JobError(`ack of ${id} failed: ${gateSaid ?? describeSshFailure(r)}`, { step: 'ack' });
   }
   let parsed: unknown;

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir } from 'node:fs/promises';
 import type { SinkSourceConfig, SinkStreamConfig } from '../config/schema.js';
-import { runProcess, type RunResult } from '../adapters/run.js';
+import { describeExit, runProcess, type RunResult } from '../adapters/run.js';
 import { mkdirp } from '../adapters/fsx.js';
 
 /**
@@ -16,10 +16,16 @@ export interface Transport {
   /** `user@host` */
   remote: string;
   describe: string;
-  /** Runs a gate command (`list`, `ack …`) and returns its result. */
-  run(command: string, timeoutMs: number): Promise<RunResult>;
+  /**
+   * Runs a gate command (`list`, `ack …`) and returns its result; stdout is read up to
+   * `maxStdoutBytes` (default GATE_REPLY_MAX_BYTES), past it the call ends with `exceeded` set.
+   */
+  run(command: string, timeoutMs: number, maxStdoutBytes?: number): Promise<RunResult>;
   close(): Promise<void>;
 }
+
+/** Default cap on a gate reply (an `ack` answer is one short JSON line). */
+export const GATE_REPLY_MAX_BYTES = 64 * 1024;
 
 // Preferred ciphers: aes128-gcm is the fastest with AES-NI; the others are fallbacks every OpenSSH has.
 const CIPHERS = 'aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com';
@@ -138,7 +144,8 @@ export async function sshTransport(
     rsh,
     remote,
     describe: `ssh ${remote} port ${src.port}`,
-    run: (command, timeoutMs) => runProcess([...rsh, remote, command], { timeoutMs, captureStdout: true }),
+    run: (command, timeoutMs, maxStdoutBytes = GATE_REPLY_MAX_BYTES) =>
+      runProcess([...rsh, remote, command], { timeoutMs, captureStdout: true, maxStdoutBytes }),
     close: async () => {
       if (sockets !== undefined) await runProcess([...rsh, '-O', 'exit', remote], { timeoutMs: 10_000 });
     },
@@ -147,6 +154,7 @@ export async function sshTransport(
 
 /** ssh's exit 255 is its own failure (connection, auth, host key); say which in plain words. */
 export function describeSshFailure(r: RunResult): string {
+  if (r.exceeded) return `the reply is larger than it may be: ${describeExit(r)}`;
   const err = r.stderr;
   if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/.test(err)) {
     return 'host key verification failed: the source host key does not match knownHosts (changed host key?)';
