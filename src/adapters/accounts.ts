@@ -33,9 +33,14 @@ export interface NameMaps {
 }
 
 async function readDb(db: 'passwd' | 'group'): Promise<Map<number, string>> {
-  const r = await runProcess(['getent', db], { timeoutMs: 30_000, captureStdout: true });
+  // a directory service may list many accounts; past 64 MiB ids stay numeric (names are cosmetic here)
+  const r = await runProcess(['getent', db], {
+    timeoutMs: 30_000,
+    captureStdout: true,
+    maxStdoutBytes: 64 * 2 ** 20,
+  });
   const m = new Map<number, string>();
-  if (r.code !== 0) return m;
+  if (r.code !== 0 || r.exceeded) return m;
   for (const line of r.stdout.split('\n')) {
     const f = line.split(':');
     const id = Number(f[2]);

@@ -1,3 +1,4 @@
+import { readFileSync, unlinkSync } from 'node:fs';
 import { open, readFile, unlink, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { errnoCode, LockedError } from '../errors.js';
@@ -51,6 +52,35 @@ function parseOwner(text: string): LockOwner | undefined {
   return undefined;
 }
 
+/** A live run holds the lock: who, and since when (its own clock at the time it took the lock). */
+export class HeldLockError extends LockedError {
+  constructor(
+    message: string,
+    readonly owner: { pid: number; host: string; startedAt: Date | undefined; command: string },
+  ) {
+    super(message);
+  }
+}
+
+/** Locks this process holds, for a last-resort release when the process is going down. */
+const held = new Set<string>();
+
+/**
+ * Removes every lock this process still holds, synchronously: for the crash path (an unexpected
+ * error) where the normal `release()` in a `finally` will never run.
+ */
+export function releaseHeldLocksSync(): void {
+  for (const path of held) {
+    try {
+      const cur = parseOwner(readFileSync(path, 'utf8'));
+      if (cur?.pid === process.pid && cur.host === hostname()) unlinkSync(path);
+    } catch {
+      /* gone already */
+    }
+    held.delete(path);
+  }
+}
+
 export interface Lock {
   path: string;
   /** true when a lock left by a dead run was taken over */
@@ -78,10 +108,12 @@ export async function acquireLock(path: string, command: string): Promise<Lock> 
       await fh.writeFile(JSON.stringify(me));
       await fh.sync();
       await fh.close();
+      held.add(path);
       return {
         path,
         tookOverStale,
         release: async () => {
+          held.delete(path);
           const cur = parseOwner(await readFile(path, 'utf8').catch(() => ''));
           if (cur?.pid === me.pid && cur.host === me.host) await unlink(path).catch(() => undefined);
         },
@@ -92,8 +124,15 @@ export async function acquireLock(path: string, command: string): Promise<Lock> 
     const text = await readFile(path, 'utf8').catch(() => '');
     const owner = parseOwner(text);
     if (owner && (await isAlive(owner))) {
-      throw new LockedError(
+      const since = new Date(owner.startedAt);
+      throw new HeldLockError(
         `another run holds ${path} (pid ${owner.pid} on ${owner.host}, since ${owner.startedAt}: ${owner.command})`,
+        {
+          pid: owner.pid,
+          host: owner.host,
+          startedAt: Number.isNaN(since.getTime()) ? undefined : since,
+          command: owner.command,
+        },
       );
     }
     if (!owner) {

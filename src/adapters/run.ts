@@ -17,8 +17,13 @@ export interface RunOptions {
   onStderr?: (chunk: Buffer) => void;
   /** Bytes of each stream kept for the result (the tail). */
   tailBytes?: number;
-  /** Keep all of stdout rather than its tail (for small, bounded outputs such as `list`). */
+  /**
+   * Keep all of stdout rather than its tail (for small, bounded outputs such as `list`), up to
+   * `maxStdoutBytes`: past it the process group is ended and the result says `exceeded`.
+   */
   captureStdout?: boolean;
+  /** Cap on captured stdout, counted while it is read (default 16 MiB). */
+  maxStdoutBytes?: number;
   /** Receives SIGTERM on timeout / abort too. */
   signal?: AbortSignal;
   /** Told the child's pid (= its process group id) once it is spawned. */
@@ -40,7 +45,12 @@ export interface RunResult {
   durationMs: number;
   stdout: string;
   stderr: string;
+  /** set when captured stdout passed its cap: the process group was ended and stdout is cut there */
+  exceeded?: { stream: 'stdout'; limitBytes: number };
 }
+
+/** Default cap on captured stdout (`captureStdout`) when the caller gives none. */
+export const DEFAULT_MAX_STDOUT_BYTES = 16 * 2 ** 20;
 
 /** argv for a Command: strings go through /bin/sh -c (the operator's own shell line), lists run as they are. */
 export function commandArgv(cmd: Command): readonly string[] {
@@ -82,10 +92,13 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
   if (file === undefined) throw new Error('runProcess: empty command');
   const started = Date.now();
   const tailBytes = opts.tailBytes ?? 64 * 1024;
-  const out = opts.captureStdout ? new Tail(Number.MAX_SAFE_INTEGER) : new Tail(tailBytes);
+  const maxStdout = opts.maxStdoutBytes ?? DEFAULT_MAX_STDOUT_BYTES;
+  const out = opts.captureStdout ? new Tail(maxStdout) : new Tail(tailBytes);
   const err = new Tail(tailBytes);
   return new Promise((resolve) => {
     let timedOut = false;
+    let exceeded = false;
+    let stdoutBytes = 0;
     let settled = false;
     const child = spawn(file, args, {
       detached: true,
@@ -132,6 +145,17 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
     const onAbort = (): void => terminate();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     child.stdout?.on('data', (b: Buffer) => {
+      if (exceeded) return;
+      if (opts.captureStdout) {
+        stdoutBytes += b.length;
+        if (stdoutBytes > maxStdout) {
+          // Stop reading at the cap: a hostile or broken peer cannot fill memory through us.
+          exceeded = true;
+          child.stdout?.destroy();
+          terminate();
+          return;
+        }
+      }
       out.push(b);
       opts.onStdout?.(b);
     });
@@ -161,6 +185,7 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
         durationMs: Date.now() - started,
         stdout: out.toString(),
         stderr: extraErr === undefined ? err.toString() : `${err.toString()}${extraErr}`,
+        ...(exceeded ? { exceeded: { stream: 'stdout' as const, limitBytes: maxStdout } } : {}),
       });
     };
     child.on('error', (e: NodeJS.ErrnoException) => {
@@ -182,8 +207,20 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
 
 /** A short description of how a process ended, for one-line errors. */
 export function describeExit(r: RunResult): string {
+  if (r.exceeded) return `${describeExceeded(r.exceeded.limitBytes)} (process group killed)`;
   if (r.timedOut) return `timed out after ${Math.round(r.durationMs / 1000)}s (process group killed)`;
   if (r.signal) return `killed by ${r.signal}`;
   const lastLine = r.stderr.trim().split('\n').at(-1)?.trim();
   return `exit ${r.code}${lastLine ? `: ${lastLine.slice(0, 300)}` : ''}`;
+}
+
+/** `output larger than 4 MiB`: the one-line reason for a capped reply. */
+export function describeExceeded(limitBytes: number): string {
+  const mib = limitBytes / 2 ** 20;
+  const size = Number.isInteger(mib)
+    ? `${mib} MiB`
+    : limitBytes >= 2 ** 20
+      ? `${mib.toFixed(1)} MiB`
+      : `${limitBytes} bytes`;
+  return `output larger than ${size}, stopped reading`;
 }

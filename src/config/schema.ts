@@ -237,6 +237,42 @@ export const sinkSchema = z
           .min(1)
           .default(2 ** 44)
           .describe('largest generation accepted from a source, in bytes'),
+        maxManifestBytes: z
+          .int()
+          .min(1)
+          .optional()
+          .describe(
+            'largest manifest accepted from a source, in bytes; a larger one is refused before it is pulled (unset: the smaller of maxBytes and maxFiles × 1024)',
+          ),
+        maxPullDuration: duration(
+          'longest one pull of a source and stream may run; past it the pull is ended, alerted, and the next run resumes from the partial copy',
+        ).prefault('6h'),
+        minThroughput: z
+          .strictObject({
+            bytes: z
+              .int()
+              .min(0)
+              .default(2 ** 20)
+              .describe('fewer bytes than this received within `window` ends the transfer (0 disables)'),
+            window: duration('the window over which `bytes` must arrive').prefault('30m'),
+          })
+          .prefault({})
+          .describe('a trickling source is ended with one line and an alert'),
+        futureSkew: duration(
+          'a generation id further than this ahead of the sink clock is refused (not pulled, alerted)',
+        ).prefault('10m'),
+        maxQuarantined: z
+          .int()
+          .min(1)
+          .default(5)
+          .describe('quarantined generations kept per source and stream; the oldest are dropped'),
+        maxQuarantineBytes: z
+          .int()
+          .min(0)
+          .default(16 * 2 ** 30)
+          .describe(
+            'bytes kept in .quarantine per source and stream (files only there); the oldest are dropped, the newest is always kept',
+          ),
       })
       .prefault({})
       .describe('bounds on what a source may send'),
@@ -269,6 +305,9 @@ export const sinkSchema = z
     alerts: z
       .strictObject({
         staleAfter: duration('no new verified generation for this long → alert').optional(),
+        lockHeldAfter: duration(
+          'a pull that finds its source and stream locked by the same live run for longer than this alerts instead of skipping quietly (unset: limits.maxPullDuration + 1h)',
+        ).optional(),
         mail: mailSchema.optional(),
         ping: pingSchema.optional(),
       })

@@ -29,12 +29,15 @@ export const gateRejectSchema = z.object({
   keptIn: z.string().max(4096),
 });
 
+/** The most a `list` answer may be: the sink stops reading there. */
+export const MAX_LISTING_BYTES = 4 * 1024 * 1024;
+
 /** Parses the gate's list output; throws with a short reason when it is not what a gate prints. */
 export function parseGateListing(
   text: string,
   expect: { source: string; stream: 'data' | 'logs' },
 ): GateListingParsed {
-  if (text.length > 4 * 1024 * 1024) throw new Error('list output larger than 4 MiB');
+  if (text.length > MAX_LISTING_BYTES) throw new Error('list output larger than 4 MiB');
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -18,6 +18,12 @@ export interface RetentionPolicy {
   keepWithin?: number;
   /** The clock for `keepWithin` (the planner itself never reads the clock). */
   now?: Date;
+  /**
+   * Ids dated after this (ahead of the host's clock by more than the allowed skew: a source clock
+   * problem or a planted id) are kept but never counted among the newest `keep` verified ones,
+   * so they cannot push real generations out.
+   */
+  futureAfter?: Date;
 }
 
 export interface RetentionDecision {
@@ -43,6 +49,7 @@ export interface RetentionPlan {
  * - Generations younger than `keepWithin` (by their id, against `now`) are kept; ids in the future
  *   (clock skew) count as young.
  * - Ids in `protect` are always kept.
+ * - Ids dated after `futureAfter` are kept and never counted (see `retentionReference` for `now`).
  * - With no verified generation at all nothing is removed: there is no known-good generation to fall
  *   back on, so deleting anything could leave no recovery point.
  *
@@ -72,7 +79,12 @@ export function planRetention(
   }
   const protect = new Set(policy.protect ?? []);
   const newestFirst = sortNewestFirst([...verified.keys()]);
-  const keptVerified = new Set(newestFirst.filter((id) => verified.get(id) === true).slice(0, keep));
+  const futureAfter = policy.futureAfter?.getTime();
+  const isFuture = (id: string) =>
+    futureAfter !== undefined && (parseGenerationId(id)?.getTime() ?? 0) > futureAfter;
+  const keptVerified = new Set(
+    newestFirst.filter((id) => verified.get(id) === true && !isFuture(id)).slice(0, keep),
+  );
   const oldestKeptVerified = [...keptVerified].at(-1);
   const cutoff = keepWithin !== undefined && now ? now.getTime() - keepWithin : undefined;
   const isYoung = (id: string) => cutoff !== undefined && (parseGenerationId(id)?.getTime() ?? 0) > cutoff;
@@ -80,7 +92,8 @@ export function planRetention(
   const plan: RetentionPlan = { keep: [], remove: [] };
   for (const id of newestFirst) {
     const isVerified = verified.get(id) === true;
-    if (keptVerified.has(id)) plan.keep.push({ id, reason: `kept: among newest ${keep} verified` });
+    if (isFuture(id)) plan.keep.push({ id, reason: 'kept: dated in the future, not counted' });
+    else if (keptVerified.has(id)) plan.keep.push({ id, reason: `kept: among newest ${keep} verified` });
     else if (protect.has(id)) plan.keep.push({ id, reason: 'kept: protected' });
     else if (isYoung(id)) plan.keep.push({ id, reason: 'kept: within keepWithin' });
     else if (oldestKeptVerified === undefined) plan.keep.push({ id, reason: 'kept: no verified generation' });
@@ -90,4 +103,21 @@ export function planRetention(
     else plan.remove.push({ id, reason: `removed: unverified, older than the newest ${keep} verified` });
   }
   return plan;
+}
+
+/**
+ * The reference time for `keepWithin`: the newest id that is not ahead of `clock` by more than
+ * `skewMs`. Counting from the newest id keeps a sink clock that jumps from changing what is pruned;
+ * skipping ids from the future keeps one planted id (`9999-12-31T235959Z`) from making every real
+ * generation "old". Undefined when there is no such id.
+ */
+export function retentionReference(ids: readonly string[], clock: Date, skewMs: number): Date | undefined {
+  const limit = clock.getTime() + skewMs;
+  let best: Date | undefined;
+  for (const id of ids) {
+    const t = parseGenerationId(id);
+    if (t === undefined || t.getTime() > limit) continue;
+    if (best === undefined || t.getTime() > best.getTime()) best = t;
+  }
+  return best;
 }

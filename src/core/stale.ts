@@ -1,6 +1,25 @@
 import type { StreamName } from '../config/schema.js';
 import { formatAge, formatDuration } from '../config/duration.js';
 
+/** How far a generation id may be ahead of this host's clock before it counts as "from the future". */
+export const DEFAULT_FUTURE_SKEW_MS = 10 * 60_000;
+
+/**
+ * The newest of `gens` (oldest first, as listed) that is not ahead of `now` by more than
+ * `skewMs`: ids from the future never stand for the newest backup.
+ */
+export function newestNotAhead<G extends { createdAt: Date }>(
+  gens: readonly G[],
+  now: Date,
+  skewMs: number,
+): G | undefined {
+  for (let i = gens.length - 1; i >= 0; i--) {
+    const g = gens[i];
+    if (g && g.createdAt.getTime() - now.getTime() <= skewMs) return g;
+  }
+  return undefined;
+}
+
 /** What the sink knows about one source/stream when it asks "is this stream stale?". */
 export interface StreamFreshness {
   source: string;
@@ -33,12 +52,23 @@ export function judgeStale(
   streams: readonly StreamFreshness[],
   now: Date,
   staleAfterMs: number,
+  futureSkewMs = DEFAULT_FUTURE_SKEW_MS,
 ): StaleVerdict[] {
   const limit = formatDuration(staleAfterMs);
   return streams.map((s) => {
     const who = `${s.source}/${s.stream}`;
     if (s.newest !== undefined) {
       const ageMs = now.getTime() - s.newest.createdAt.getTime();
+      if (-ageMs > futureSkewMs) {
+        // never "fresh, age 0": an id from the future proves nothing about the last good backup
+        return {
+          source: s.source,
+          stream: s.stream,
+          stale: true,
+          ageMs: undefined,
+          message: `${who}: newest generation ${s.newest.id} is dated ${formatAge(-ageMs)} ahead of this host's clock (a source clock problem or a planted id): not counted as fresh`,
+        };
+      }
       const stale = ageMs > staleAfterMs;
       return {
         source: s.source,

@@ -10,7 +10,7 @@ import { ensureUser, makeKeyPair, writeAuthorizedKeys } from '../adapters/system
 import type { Logger } from '../adapters/log.js';
 import { runSourceBackup } from '../source/backup.js';
 import { runSinkPull, type TransportFactory } from '../sink/run-pull.js';
-import { spawnDialogue, type Transport } from '../sink/transport.js';
+import { GATE_REPLY_MAX_BYTES, spawnDialogue, type Transport } from '../sink/transport.js';
 import { renderStatus, sinkStatus, sourceStatus } from '../status/status.js';
 import { STORE_MARKER, STORE_MARKER_CONTENT } from '../core/store-marker.js';
 import { createFakeApp } from './sample-app.js';
@@ -51,8 +51,8 @@ async function localTransportFactory(
       rsh: [script],
       remote: 'localhost',
       describe: `local gate (${script})`,
-      run: (command, timeoutMs) =>
-        runProcess([script, 'localhost', command], { timeoutMs, captureStdout: true }),
+      run: (command, timeoutMs, maxStdoutBytes = GATE_REPLY_MAX_BYTES) =>
+        runProcess([script, 'localhost', command], { timeoutMs, captureStdout: true, maxStdoutBytes }),
       dialogue: (command, limits) => spawnDialogue([script, 'localhost', command], limits),
       close: () => Promise.resolve(),
     };

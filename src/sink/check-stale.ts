@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { SinkConfig, StreamName } from '../config/schema.js';
 import { formatAge } from '../config/duration.js';
-import { judgeStale, type StaleVerdict } from '../core/stale.js';
+import { judgeStale, newestNotAhead, type StaleVerdict } from '../core/stale.js';
 import { mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 import { listGenerations } from '../adapters/generations.js';
 import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
@@ -28,8 +28,18 @@ export async function readWatchedSince(file: string): Promise<Date | undefined> 
 }
 
 /** The facts judgeStale needs for one source/stream of the sink store. */
-export async function streamFreshness(config: SinkConfig, source: string, stream: StreamName) {
-  const newest = (await listGenerations(sinkPaths(config, source, stream).streamDir)).at(-1);
+export async function streamFreshness(
+  config: SinkConfig,
+  source: string,
+  stream: StreamName,
+  now: Date = new Date(),
+) {
+  // an id from the future (planted, or a source clock far ahead) never counts as the newest backup
+  const newest = newestNotAhead(
+    await listGenerations(sinkPaths(config, source, stream).streamDir),
+    now,
+    config.limits.futureSkew,
+  );
   return {
     source,
     stream,
@@ -64,7 +74,7 @@ export async function checkStaleStreams(
   const checked = outcomes.filter((o) => !o.locked);
   const facts = [];
   for (const o of checked) {
-    const f = await streamFreshness(config, o.source, o.stream);
+    const f = await streamFreshness(config, o.source, o.stream, now);
     if (f.newest === undefined && f.watchedSince === undefined) {
       const file = watchFile(config, o.source, o.stream);
       await mkdirp(join(config.stateDir, 'watch'), 0o755);
@@ -75,7 +85,7 @@ export async function checkStaleStreams(
     }
     facts.push(f);
   }
-  const stale = judgeStale(facts, now, staleAfter).filter((v) => v.stale);
+  const stale = judgeStale(facts, now, staleAfter, config.limits.futureSkew).filter((v) => v.stale);
   for (const v of stale) {
     const o = checked.find((c) => c.source === v.source && c.stream === v.stream);
     if (o?.ok) {

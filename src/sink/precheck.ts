@@ -8,6 +8,10 @@ export interface Precheck {
   bytes: number;
   /** bytes of files that cannot be hard-linked to the link base (new or changed) */
   newBytes: number;
+  /** the largest file declared (rsync's --max-size for the tree) */
+  largest: number;
+  /** bytes of link-base files at the paths of changed files: what rsync may read as delta bases */
+  basisBytes: number;
 }
 
 /**
@@ -22,7 +26,7 @@ export async function precheckManifest(
   maxFiles: number,
   linkBaseManifest: string | undefined,
 ): Promise<Precheck> {
-  const r: Precheck = { entries: 0, files: 0, bytes: 0, newBytes: 0 };
+  const r: Precheck = { entries: 0, files: 0, bytes: 0, newBytes: 0, largest: 0, basisBytes: 0 };
   const base = linkBaseManifest === undefined ? undefined : ManifestCursor.open(linkBaseManifest);
   try {
     for await (const e of readManifest(join(dir, 'manifest'), {
@@ -33,8 +37,12 @@ export async function precheckManifest(
       if (e.type !== 'f') continue;
       r.files++;
       r.bytes += e.size;
+      r.largest = Math.max(r.largest, e.size);
       const b = await base?.seek(e.path);
-      if (!(b?.type === 'f' && b.sha256 === e.sha256 && b.size === e.size)) r.newBytes += e.size;
+      if (!(b?.type === 'f' && b.sha256 === e.sha256 && b.size === e.size)) {
+        r.newBytes += e.size;
+        if (b?.type === 'f') r.basisBytes += b.size;
+      }
     }
   } finally {
     await base?.close().catch(() => undefined);

@@ -1,4 +1,4 @@
-import { planRetention, type RetentionPlan } from '../core/retention.js';
+import { planRetention, retentionReference, type RetentionPlan } from '../core/retention.js';
 import { parseGenerationId, sortNewestFirst } from '../core/generation-id.js';
 import { listGenerations } from '../adapters/generations.js';
 import { removeTreeSafely } from '../adapters/fsx.js';
@@ -21,23 +21,36 @@ export interface SinkRetention {
  * `keepWithin` is counted back from the newest generation's id, not from the sink's clock: a sink
  * clock that is wrong (years behind: every id "in the future" would count as young and nothing would
  * ever be pruned; ahead: nothing would count as young) or jumps during a run changes nothing here.
- * Ids come from the source, which keeps them increasing whatever its clock does.
+ * Ids come from the source, which keeps them increasing whatever its clock does. With `future`,
+ * ids further ahead of the sink clock than the skew (a planted `9999-…` id) are kept but neither
+ * counted nor used as the reference.
  */
 export async function pruneSinkStream(
   streamDir: string,
   retention: SinkRetention,
   protect: readonly string[],
   log: Logger,
+  /** the sink clock and allowed skew: ids further ahead neither count nor anchor keepWithin */
+  future?: { clock: Date; skewMs: number },
 ): Promise<RetentionPlan> {
   const gens = await listGenerations(streamDir);
   const bad = await listBadMarks(streamDir);
   const [newest] = sortNewestFirst(gens.map((g) => g.id));
-  const reference = newest === undefined ? undefined : parseGenerationId(newest);
+  const reference = future
+    ? retentionReference(
+        gens.map((g) => g.id),
+        future.clock,
+        future.skewMs,
+      )
+    : newest === undefined
+      ? undefined
+      : parseGenerationId(newest);
   const plan = planRetention(
     gens.map((g) => ({ id: g.id, verified: !bad.has(g.id) })),
     {
       keep: retention.keep,
       protect,
+      ...(future ? { futureAfter: new Date(future.clock.getTime() + future.skewMs) } : {}),
       ...(retention.keepWithin === undefined || reference === undefined
         ? {}
         : { keepWithin: retention.keepWithin, now: reference }),

@@ -9,7 +9,7 @@ import type { Logger } from '../adapters/log.js';
 import { joinRsh, type Transport } from './transport.js';
 import { createProgress, rsyncProgressArgs } from '../adapters/progress.js';
 import type { EarlyHashes } from './early-hash.js';
-import { watchForStall } from '../adapters/stall-watch.js';
+import { watchReads } from '../adapters/stall-watch.js';
 
 export interface PullInput {
   transport: Transport;
@@ -31,6 +31,12 @@ export interface PullInput {
   progress?: boolean;
   /** hashes files as rsync completes them (the tree phase only) */
   early?: EarlyHashes;
+  /** rsync `--max-size`: no file larger than this is written (the largest one the manifest declares) */
+  maxFileBytes?: number | undefined;
+  /** rsync is killed once it has read more than this (the source sends more than it declared) */
+  maxReadBytes?: number | undefined;
+  /** rsync is killed when it reads fewer than `bytes` within `windowMs` (a trickling source) */
+  minThroughput?: { bytes: number; windowMs: number } | undefined;
 }
 
 /**
@@ -68,7 +74,10 @@ export const STORE_CHMOD = 'Fa-wt,Fug-s,Fu+r,Dgo-w,Dug-s,Da-t,Du+rwx';
 
 /** rsync argv that pulls one generation (or, with `headOnly`, its manifest and meta.json) through the gate. */
 export function pullArgv(
-  input: Pick<PullInput, 'transport' | 'id' | 'incoming' | 'linkDest' | 'ioTimeoutMs' | 'inplace'>,
+  input: Pick<
+    PullInput,
+    'transport' | 'id' | 'incoming' | 'linkDest' | 'ioTimeoutMs' | 'inplace' | 'maxFileBytes'
+  >,
   headOnly = false,
 ): string[] {
   return [
@@ -82,6 +91,8 @@ export function pullArgv(
     '--numeric-ids',
     '--partial',
     `--timeout=${Math.max(1, Math.round(input.ioTimeoutMs / 1000))}`,
+    // plain bytes; at least 1 (older rsyncs read 0 as "no limit")
+    ...(input.maxFileBytes === undefined ? [] : [`--max-size=${Math.max(1, Math.ceil(input.maxFileBytes))}`]),
     // in place: a changed file keeps its cloned extents and only the differing blocks are written
     ...(input.inplace ? (headOnly ? [] : ['--inplace', '--no-whole-file']) : []),
     ...(input.linkDest && !input.inplace ? [`--link-dest=${input.linkDest}`] : []),
@@ -92,6 +103,8 @@ export function pullArgv(
     `${join(input.incoming, input.id)}/`,
   ];
 }
+
+const mib = (n: number) => `${Math.ceil(n / 2 ** 20)} MiB`;
 
 function isNoSpace(r: RunResult): boolean {
   return r.code === 11 || /No space left on device|Disk quota exceeded/.test(r.stderr);
@@ -113,7 +126,11 @@ async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> 
       : (shown.onStdout ?? early?.onStdout);
   const [rsync, ...rest] = pullArgv(input, headOnly);
   const quietMs = stallAfterMs(input.ioTimeoutMs);
-  const watch = watchForStall('rsync', quietMs);
+  const watch = watchReads('rsync', {
+    quietMs,
+    maxReadBytes: input.maxReadBytes,
+    minThroughput: input.minThroughput,
+  });
   const r = await runProcess([rsync ?? 'rsync', ...shown.args, ...(early?.args ?? []), ...rest], {
     env: rsyncEnv(),
     tailBytes: 16 * 1024,
@@ -124,6 +141,20 @@ async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> 
   }).finally(() => early?.finish());
   watch.stop();
   progress?.stop();
+  // the run's deadline (limits.maxPullDuration) ended it: its reason is the one-line error
+  if (input.signal?.aborted && input.signal.reason instanceof JobError) throw input.signal.reason;
+  if (watch.verdict === 'too-much') {
+    throw new JobError(
+      `pulling ${input.stream} ${input.id} over ${input.transport.describe}: the source sent more than its manifest declares (rsync read over ${mib(input.maxReadBytes ?? 0)}; rsync killed, not acked)`,
+      { step: 'pull' },
+    );
+  }
+  if (watch.verdict === 'too-slow' && input.minThroughput) {
+    throw new JobError(
+      `pulling ${input.stream} ${input.id} over ${input.transport.describe}: too slow, fewer than ${input.minThroughput.bytes} bytes received in ${Math.round(input.minThroughput.windowMs / 1000)}s (limits.minThroughput; rsync killed, the partial copy is kept for the next run)`,
+      { step: 'pull' },
+    );
+  }
   if (watch.stalled) {
     throw new JobError(
       `pulling ${input.stream} ${input.id} over ${input.transport.describe}: stalled, nothing received for ${Math.round(quietMs / 1000)}s (rsync killed; the partial copy is kept for the next run)`,

@@ -1,10 +1,14 @@
-import { readdir, rm } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
-import { parseGateListing } from '../core/listing.js';
-import { acquireLock } from '../adapters/lock.js';
+import { MAX_LISTING_BYTES, parseGateListing } from '../core/listing.js';
+import { parseGenerationId } from '../core/generation-id.js';
+import { formatAge, formatDuration } from '../config/duration.js';
+import { acquireLock, HeldLockError, releaseHeldLocksSync } from '../adapters/lock.js';
+import { describeExceeded } from '../adapters/run.js';
+import { boundQuarantine } from './quarantine-bound.js';
 import { mkdirp, sha256File, writeFileAtomic } from '../adapters/fsx.js';
 import { listGenerations } from '../adapters/generations.js';
 import { ManifestError } from '../adapters/manifest-file.js';
@@ -61,6 +65,51 @@ export interface StreamOutcome {
   error?: string;
 }
 
+function emptyOutcome(source: string, stream: StreamName): StreamOutcome {
+  return {
+    source,
+    stream,
+    ok: false,
+    locked: false,
+    pulled: [],
+    acked: [],
+    pruned: [],
+    quarantined: [],
+    warnings: [],
+  };
+}
+
+/** While it is in place, an uncaught exception or unhandled rejection rejects `crashed` instead of killing the process. */
+function catchCrash(): { crashed: Promise<never>; dispose: () => void } {
+  let fail: (e: unknown) => void = () => undefined;
+  const crashed = new Promise<never>((_, reject) => {
+    fail = reject;
+  });
+  crashed.catch(() => undefined);
+  const onCrash = (e: unknown) => fail(e);
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+  return {
+    crashed,
+    dispose: () => {
+      process.off('uncaughtException', onCrash);
+      process.off('unhandledRejection', onCrash);
+    },
+  };
+}
+
+/**
+ * The lock is held by a live run that started longer ago than `alerts.lockHeldAfter` (default
+ * maxPullDuration + 1h): that run should have ended by now. Returns the one-line error, else undefined.
+ */
+function lockHeldTooLong(config: SinkConfig, e: unknown, now: Date): string | undefined {
+  if (!(e instanceof HeldLockError) || e.owner.startedAt === undefined) return undefined;
+  const limit = config.alerts.lockHeldAfter ?? config.limits.maxPullDuration + 3_600_000;
+  const heldMs = now.getTime() - e.owner.startedAt.getTime();
+  if (heldMs <= limit) return undefined;
+  return `lock: pid ${e.owner.pid} on ${e.owner.host} has held the lock for ${formatAge(heldMs)}, longer than alerts.lockHeldAfter (${formatDuration(limit)}): that run is stuck; check it and end it (${e.owner.command})`;
+}
+
 /** Runs `fn` over items with at most `limit` at once, in order of the items. */
 async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array<R>(items.length);
@@ -97,7 +146,27 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
   await mkdirp(config.stateDir, 0o700);
   await flushPendingAlerts(config.alerts.mail, pendingAlerts, opts.log);
   await ping(config.alerts.ping, 'start');
-  const outcomes = await mapLimited(sources, config.parallel, (src) => pullSourceStream(config, src, opts));
+  // The crash path: an unexpected error anywhere in the pulls (even one thrown from an event
+  // handler, which no try/catch sees) still releases the locks and reaches the alert below.
+  const runAbort = new AbortController();
+  const crash = catchCrash();
+  let outcomes: StreamOutcome[];
+  try {
+    outcomes = await Promise.race([
+      mapLimited(sources, config.parallel, (src) => pullSourceStream(config, src, opts, runAbort.signal)),
+      crash.crashed,
+    ]);
+  } catch (e) {
+    runAbort.abort(new JobError(`unexpected error: ${oneLine(e)}`, { step: 'pull' }));
+    releaseHeldLocksSync();
+    opts.log.error({ step: 'pull' }, `unexpected error: ${oneLine(e)}`);
+    outcomes = sources.map((src) => ({
+      ...emptyOutcome(src.name, opts.stream),
+      error: `unexpected error: ${oneLine(e)} (locks released)`,
+    }));
+  } finally {
+    crash.dispose();
+  }
   const failed = outcomes.filter((o) => !o.ok && !o.locked);
   if (failed.length > 0) {
     const lines = failed.map((o) => `${o.source}/${o.stream}: ${o.error ?? 'failed'}`);
@@ -185,20 +254,11 @@ async function pullSourceStream(
   config: SinkConfig,
   src: SinkSourceConfig,
   opts: SinkPullOptions,
+  runSignal?: AbortSignal,
 ): Promise<StreamOutcome> {
   const stream = opts.stream;
   const streamCfg = src.streams[stream];
-  const out: StreamOutcome = {
-    source: src.name,
-    stream,
-    ok: false,
-    locked: false,
-    pulled: [],
-    acked: [],
-    pruned: [],
-    quarantined: [],
-    warnings: [],
-  };
+  const out = emptyOutcome(src.name, stream);
   if (!streamCfg) return { ...out, ok: true };
   const paths = sinkPaths(config, src.name, stream);
   const log = opts.log.child({ source: src.name, stream });
@@ -208,11 +268,35 @@ async function pullSourceStream(
     lock = await acquireLock(paths.lock, `baton sink pull ${stream} --source ${src.name}`);
   } catch (e) {
     if (e instanceof LockedError) {
+      // the same live run holding it for far too long is a failure to hear about, not a skip
+      const stuck = lockHeldTooLong(config, e, opts.now());
+      if (stuck !== undefined) {
+        log.error({ step: 'lock' }, stuck);
+        return { ...out, error: stuck };
+      }
       log.warn({ step: 'lock' }, e.message);
       return { ...out, locked: true, error: e.message };
     }
-    throw e;
+    out.error = oneLine(e);
+    log.error({ step: 'lock' }, out.error);
+    return out;
   }
+  // The whole pull of this source and stream ends by limits.maxPullDuration (and with the run).
+  const deadline = new AbortController();
+  const limitMs = config.limits.maxPullDuration;
+  const deadlineTimer = setTimeout(
+    () =>
+      deadline.abort(
+        new JobError(
+          `the pull ran longer than limits.maxPullDuration (${formatDuration(limitMs)}) and was ended; nothing acked for the generation in transfer, its partial copy is kept for the next run`,
+          { step: 'deadline' },
+        ),
+      ),
+    Math.min(limitMs, 2 ** 31 - 1),
+  );
+  deadlineTimer.unref();
+  const onRunAbort = () => deadline.abort(runSignal?.reason);
+  runSignal?.addEventListener('abort', onRunAbort, { once: true });
   let transport: Transport | undefined;
   try {
     // First end what a killed run left running (its rsync into .incoming, an `ssh … ack`), then
@@ -223,13 +307,26 @@ async function pullSourceStream(
       if (storeProblem !== undefined) throw new JobError(storeProblem, { step: 'store' });
       await mkdirp(paths.streamDir, 0o755);
       transport = await (opts.transportFor ?? sshTransport)(src, streamCfg, paths.controlDir, config.timeout);
-      await pullPending(config, src, stream, transport, paths, out, log, opts.now, opts.progress === true);
+      await pullPending(
+        config,
+        src,
+        stream,
+        transport,
+        paths,
+        out,
+        log,
+        opts.now,
+        opts.progress === true,
+        deadline.signal,
+      );
     });
     out.ok = true;
   } catch (e) {
     out.error = oneLine(e);
     log.error({ step: e instanceof BatonError ? e.step : 'pull' }, out.error);
   } finally {
+    clearTimeout(deadlineTimer);
+    runSignal?.removeEventListener('abort', onRunAbort);
     await transport?.close().catch(() => undefined);
     await lock.release();
   }
@@ -259,11 +356,20 @@ async function pullPending(
   log: Logger,
   now: () => Date,
   progress: boolean,
+  deadline: AbortSignal,
 ): Promise<void> {
   const streamCfg = src.streams[stream];
   if (!streamCfg) return;
-  // the configured timeout, not a fixed one: a hung gate must not hold the run (issue 10, hole 11)
-  const listed = await transport.run('list', config.timeout);
+  // the configured timeout, not a fixed one: a hung gate must not hold the run (issue 10, hole 11);
+  // read up to the most a listing may be: a hostile gate cannot fill the sink's memory
+  const listed = await transport.run('list', config.timeout, MAX_LISTING_BYTES);
+  if (listed.exceeded) {
+    throw new JobError(
+      `list over ${transport.describe}: the reply is ${describeExceeded(MAX_LISTING_BYTES)} (the gate's session was ended)`,
+      { step: 'list' },
+    );
+  }
+  deadline.throwIfAborted();
   if (listed.code !== 0) {
     const gateSaid = listed.stderr.split('\n').find((l) => l.startsWith('baton gate:'));
     throw new JobError(`list over ${transport.describe} failed: ${gateSaid ?? describeSshFailure(listed)}`, {
@@ -280,9 +386,30 @@ async function pullPending(
     { step: 'list', pending: listing.generations.map((g) => g.id) },
     `${listing.generations.length} generation(s) pending`,
   );
+  // Ids ahead of the sink clock (a planted 9999-… id, a source clock far ahead) are never pulled:
+  // they would anchor retention and staleness. The others are pulled first, then the run fails.
+  const aheadAfter = now().getTime() + config.limits.futureSkew;
+  const future = listing.generations.filter((g) => (parseGenerationId(g.id)?.getTime() ?? 0) > aheadAfter);
+  const pending = listing.generations.filter((g) => !future.includes(g));
   await removeDeletingLeftovers(paths.streamDir, log);
   const incomingNames = await readdir(paths.incoming).catch(() => [] as string[]);
-  await cleanIncoming(paths.incoming, new Set(listing.generations.map((g) => g.id)), incomingNames);
+  await cleanIncoming(paths.incoming, new Set(pending.map((g) => g.id)), incomingNames);
+  const maxManifestBytes =
+    config.limits.maxManifestBytes ?? Math.min(config.limits.maxBytes, config.limits.maxFiles * 1024);
+  const minThroughput = {
+    bytes: config.limits.minThroughput.bytes,
+    windowMs: config.limits.minThroughput.window,
+  };
+  const quarantine = async (id: string): Promise<string> => {
+    const q = await quarantineGeneration(paths.incoming, paths.quarantine, id, now());
+    out.quarantined.push(q);
+    await boundQuarantine(
+      paths.quarantine,
+      { maxCount: config.limits.maxQuarantined, maxBytes: config.limits.maxQuarantineBytes },
+      log,
+    );
+    return q;
+  };
 
   // storeMode: each generation starts as a reflink clone of the previous one, or hard links
   const reflink = await useReflinkStore(config.storeMode, paths.streamDir, log);
@@ -304,7 +431,8 @@ async function pullPending(
       quarantineErrors.push(`  ${oneLine(e)}: it stays pending on the source`);
     }
   };
-  for (const g of listing.generations) {
+  for (const g of pending) {
+    deadline.throwIfAborted();
     const stored = await listGenerations(paths.streamDir);
     const already = stored.find((s) => s.id === g.id);
     if (already) {
@@ -331,13 +459,30 @@ async function pullPending(
       stream,
       log,
       progress,
+      signal: deadline,
+      minThroughput,
     };
     const pulledDir = join(paths.incoming, g.id);
     // read alongside the new manifest in tree order, never loaded whole (1,000,000 files fit in constant memory)
     const baseManifest = base ? join(base.dir, 'manifest') : undefined;
     // Phase one: manifest and meta.json only. A hostile, oversized or too-large generation is
     // rejected here, before its tree takes any space.
-    await pullHead(pullInput);
+    if (g.manifestBytes > maxManifestBytes) {
+      throw new JobError(
+        `generation ${g.id} announces a manifest of ${g.manifestBytes} bytes, over limits.maxManifestBytes (${maxManifestBytes}); not pulled, not acked`,
+        { step: 'pull' },
+      );
+    }
+    // no file of the head larger than announced (meta.json: at most 1 MiB), nothing read beyond that
+    const headMax = Math.max(g.manifestBytes, META_MAX_BYTES);
+    const baseManifestBytes = baseManifest
+      ? ((await lstat(baseManifest).catch(() => undefined))?.size ?? 0)
+      : 0;
+    await pullHead({
+      ...pullInput,
+      maxFileBytes: headMax,
+      maxReadBytes: 3 * (headMax + META_MAX_BYTES) + 2 * baseManifestBytes + READ_SLACK_BYTES,
+    });
     // Never follows a symlink from the source (to a FIFO, /dev/zero, /etc/shadow): not a hash then.
     const manifestHash = await pulledManifestSha256(pulledDir);
     let pre;
@@ -351,8 +496,7 @@ async function pullPending(
       pre = await precheckManifest(pulledDir, config.limits.maxFiles, baseManifest);
     } catch (e) {
       if (!(e instanceof ManifestError)) throw e;
-      const q = await quarantineGeneration(paths.incoming, paths.quarantine, g.id, now());
-      out.quarantined.push(q);
+      const q = await quarantine(g.id);
       await setAside(
         g,
         `generation ${g.id} has a bad manifest (quarantined in ${q}, not acked): ${e.message}`,
@@ -380,7 +524,16 @@ async function pullPending(
     }
     // files are hashed as rsync completes them, while it transfers the next ones
     const early = config.verify ? new EarlyHashes(pulledDir) : undefined;
-    await pullGeneration({ ...pullInput, ...(early ? { early } : {}) });
+    await pullGeneration({
+      ...pullInput,
+      ...(early ? { early } : {}),
+      // no file larger than the largest declared one (SHA256SUMS and meta.json are smaller than the manifest)
+      maxFileBytes: Math.max(pre.largest, g.manifestBytes, META_MAX_BYTES),
+      // what rsync may read: the declared data, the delta bases of changed files (read by the
+      // generator and the receiver), a resumed partial copy, the file list; more means the source
+      // sends more than it declared
+      maxReadBytes: 3 * pre.bytes + 2 * pre.basisBytes + 2 * g.manifestBytes + READ_SLACK_BYTES,
+    });
     const v = await verifyGeneration({
       dir: pulledDir,
       expect: { id: g.id, source: src.name, stream },
@@ -398,8 +551,7 @@ async function pullPending(
       v.problems.unshift({ kind: 'manifest', path: 'manifest', detail: 'manifest changed during the pull' });
     }
     if (!v.ok) {
-      const q = await quarantineGeneration(paths.incoming, paths.quarantine, g.id, now());
-      out.quarantined.push(q);
+      const q = await quarantine(g.id);
       await setAside(
         g,
         `generation ${g.id} failed verification (quarantined in ${q}, not acked):\n${describeProblems(v.problems)}`,
@@ -452,6 +604,7 @@ async function pullPending(
         { keep: streamCfg.generations, keepWithin: streamCfg.keepWithin },
         [g.id],
         log,
+        { clock: now(), skewMs: config.limits.futureSkew },
       );
       out.pruned.push(...plan.remove.map((r) => r.id));
     }
@@ -460,8 +613,18 @@ async function pullPending(
     out.acked.push(g.id);
     await crashPoint('sink-acked');
   }
+  if (future.length > 0) {
+    quarantineErrors.push(
+      `generation(s) ${future.map((g) => g.id).join(', ')} dated more than ${formatDuration(config.limits.futureSkew)} ahead of this sink's clock (${now().toISOString()}): refused, not pulled, not acked (a source clock problem or a planted id; limits.futureSkew)`,
+    );
+  }
   if (quarantineErrors.length > 0) throw new JobError(quarantineErrors.join('\n'), { step: 'verify' });
 }
+
+/** meta.json is a few hundred bytes; this much is the most pulled for it. */
+const META_MAX_BYTES = 2 ** 20;
+/** Reads of rsync beyond the declared bytes that are never suspicious (protocol, file list, checksums). */
+const READ_SLACK_BYTES = 64 * 2 ** 20;
 
 /** A prune killed half-way leaves `.<id>.deleting`: finish it (it was already out of the store's count). */
 async function removeDeletingLeftovers(streamDir: string, log: Logger): Promise<void> {

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir } from 'node:fs/promises';
 import type { SinkSourceConfig, SinkStreamConfig } from '../config/schema.js';
-import { runProcess, type RunResult } from '../adapters/run.js';
+import { describeExit, runProcess, type RunResult } from '../adapters/run.js';
 import { mkdirp } from '../adapters/fsx.js';
 import { LineReader } from '../adapters/line-reader.js';
 
@@ -18,12 +18,18 @@ export interface Transport {
   /** `user@host` */
   remote: string;
   describe: string;
-  /** Runs a gate command (`list`, `reject …`) and returns its result. */
-  run(command: string, timeoutMs: number): Promise<RunResult>;
+  /**
+   * Runs a gate command (`list`, `reject …`) and returns its result; stdout is read up to
+   * `maxStdoutBytes` (default GATE_REPLY_MAX_BYTES), past it the call ends with `exceeded` set.
+   */
+  run(command: string, timeoutMs: number, maxStdoutBytes?: number): Promise<RunResult>;
   /** Opens a gate command as a line dialogue over one session (`ack …`: challenge and answer). */
   dialogue(command: string, limits: DialogueLimits): GateDialogue;
   close(): Promise<void>;
 }
+
+/** Default cap on a gate reply (a `reject` answer is one short JSON line). */
+export const GATE_REPLY_MAX_BYTES = 64 * 1024;
 
 export interface DialogueLimits {
   /** Each wait (a line, the end) at most this long: the sink's configured `timeout`. */
@@ -232,7 +238,8 @@ export async function sshTransport(
     rsh,
     remote,
     describe: `ssh ${remote} port ${src.port}`,
-    run: (command, timeoutMs) => runProcess([...rsh, remote, command], { timeoutMs, captureStdout: true }),
+    run: (command, timeoutMs, maxStdoutBytes = GATE_REPLY_MAX_BYTES) =>
+      runProcess([...rsh, remote, command], { timeoutMs, captureStdout: true, maxStdoutBytes }),
     dialogue: (command, limits) => spawnDialogue([...rsh, remote, command], limits),
     close: async () => {
       if (sockets !== undefined) await runProcess([...rsh, '-O', 'exit', remote], { timeoutMs: 10_000 });
@@ -242,6 +249,7 @@ export async function sshTransport(
 
 /** ssh's exit 255 is its own failure (connection, auth, host key); say which in plain words. */
 export function describeSshFailure(r: RunResult): string {
+  if (r.exceeded) return `the reply is larger than it may be: ${describeExit(r)}`;
   const err = r.stderr;
   if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/.test(err)) {
     return 'host key verification failed: the source host key does not match knownHosts (changed host key?)';

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
 import { formatDuration } from '../config/duration.js';
 import { isGenerationId } from '../core/generation-id.js';
-import { judgeOverdueHandovers, judgeStale } from '../core/stale.js';
+import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import { readStoreContents, type StoreGeneration } from '../adapters/store-contents.js';
 import { sourceState } from '../source/state.js';
@@ -107,7 +107,7 @@ export interface RecoveryPoint {
 }
 
 export interface Problem {
-  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record' | 'damaged' | 'store-unusable';
+  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record' | 'damaged' | 'store-unusable' | 'future';
   /** null for a problem of the sink store as a whole */
   source: string | null;
   stream: StreamName | null;
@@ -158,10 +158,43 @@ async function storeReport(kind: StoreKind, dir: string, now: Date): Promise<Sto
   return { kind, dir, generations: gens.map((g) => generationReport(g, now, kind !== 'handover')) };
 }
 
-function newestOf(stores: readonly StoreReport[]): StreamReport['newest'] {
-  const all = stores.flatMap((s) => s.generations).sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+/** Is this generation dated further ahead of `now` than `skewMs` (a clock problem or a planted id)? */
+function isAhead(g: GenerationReport, now: Date, skewMs: number): boolean {
+  return Date.parse(g.createdAt) - now.getTime() > skewMs;
+}
+
+/** The newest generation of the stores, ids from the future left out: they never read as "age 0". */
+function newestOf(
+  stores: readonly StoreReport[],
+  now: Date,
+  skewMs = DEFAULT_FUTURE_SKEW_MS,
+): StreamReport['newest'] {
+  const all = stores
+    .flatMap((s) => s.generations)
+    .filter((g) => !isAhead(g, now, skewMs))
+    .sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
   const g = all[0];
   return g ? { id: g.id, ageSeconds: g.ageSeconds } : null;
+}
+
+/** One problem per store holding generations dated ahead of this host's clock. */
+function futureProblems(
+  stores: readonly StoreReport[],
+  who: { source: string; stream: StreamName },
+  now: Date,
+  skewMs = DEFAULT_FUTURE_SKEW_MS,
+): Problem[] {
+  return stores.flatMap((st) => {
+    const ahead = st.generations.filter((g) => isAhead(g, now, skewMs)).map((g) => g.id);
+    if (ahead.length === 0) return [];
+    return [
+      {
+        kind: 'future' as const,
+        ...who,
+        message: `${who.source}/${who.stream}: ${ahead.length} generation(s) in the ${st.kind} dated more than ${formatDuration(skewMs)} ahead of this host's clock (a clock problem or a planted id; not counted as fresh, never a retention reference): ${ahead.join(', ')}`,
+      },
+    ];
+  });
 }
 
 function storePoints(r: StreamReport, scope: string): RecoveryPoint[] {
@@ -307,9 +340,10 @@ export async function sourceStatus(config: SourceConfig, now: Date): Promise<Sta
         overdue: overdueIds.has(g.id),
       })),
       quarantined: [],
-      newest: newestOf(stores),
+      newest: newestOf(stores, now),
       stale,
     };
+    problems.push(...futureProblems(stores, { source: config.name, stream }, now));
     streams.push(r);
     recoveryPoints.push(...storePoints(r, cfg.paths.join(', ')));
   }
@@ -377,7 +411,12 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
       addRun(await readRun(p.lastRun, src.name, stream, `sink pull ${stream}`), lastRuns, problems);
       let stale: StaleReport | null = null;
       if (staleAfter !== undefined) {
-        const [v] = judgeStale([await streamFreshness(config, src.name, stream)], now, staleAfter);
+        const [v] = judgeStale(
+          [await streamFreshness(config, src.name, stream, now)],
+          now,
+          staleAfter,
+          config.limits.futureSkew,
+        );
         if (v?.stale) {
           stale = {
             reason: 'no-new-generation',
@@ -394,9 +433,10 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
         stores: [store],
         pending: [],
         quarantined,
-        newest: newestOf([store]),
+        newest: newestOf([store], now, config.limits.futureSkew),
         stale,
       };
+      problems.push(...futureProblems([store], { source: src.name, stream }, now, config.limits.futureSkew));
       streams.push(r);
       recoveryPoints.push(...storePoints(r, `the ${stream} stream of ${src.name}`));
     }

@@ -63,6 +63,9 @@ function batonPullOptions(): string[] {
       remote: 'x',
       describe: 'options only',
       run: () => Promise.reject(new Error('not used')),
+      dialogue: () => {
+        throw new Error('not used');
+      },
       close: () => Promise.resolve(),
     },
     id: '2026-11-28T061922Z',
@@ -794,6 +797,9 @@ describe('stolen sink key over sshd', () => {
           remote,
           describe: 'stolen-key test',
           run: () => Promise.reject(new Error('not used')),
+          dialogue: () => {
+            throw new Error('not used');
+          },
           close: () => Promise.resolve(),
         },
         id: G4,

@@ -128,7 +128,15 @@ test('minimal sink config -> parses with defaults applied', () => {
   assert.equal(c.verify, true);
   assert.equal(c.parallel, 2);
   assert.equal(c.timeout, 600_000);
-  assert.deepEqual(c.limits, { maxFiles: 10_000_000, maxBytes: 2 ** 44 });
+  assert.deepEqual(c.limits, {
+    maxFiles: 10_000_000,
+    maxBytes: 2 ** 44,
+    maxPullDuration: 6 * 3_600_000,
+    minThroughput: { bytes: 2 ** 20, window: 30 * 60_000 },
+    futureSkew: 10 * 60_000,
+    maxQuarantined: 5,
+    maxQuarantineBytes: 16 * 2 ** 30,
+  });
   assert.equal(c.sources[0]?.port, 22);
   assert.deepEqual(c.recoveryTiers, []);
 });
@@ -154,7 +162,15 @@ test('full sink config -> every key kept', () => {
   assert.equal(c.verify, false);
   assert.equal(c.parallel, 4);
   assert.equal(c.timeout, 14 * 86_400_000);
-  assert.deepEqual(c.limits, { maxFiles: 1000, maxBytes: 1_000_000 });
+  assert.deepEqual(c.limits, {
+    maxFiles: 1000,
+    maxBytes: 1_000_000,
+    maxPullDuration: 6 * 3_600_000,
+    minThroughput: { bytes: 2 ** 20, window: 30 * 60_000 },
+    futureSkew: 10 * 60_000,
+    maxQuarantined: 5,
+    maxQuarantineBytes: 16 * 2 ** 30,
+  });
   assert.equal(c.sources[0]?.port, 2222);
   assert.equal(c.sources[0]?.streams.logs?.generations, 30);
   assert.equal(c.alerts.staleAfter, 30 * 3_600_000);

@@ -37,11 +37,25 @@ const cases: Array<{
     message: /30h 0m old/,
   },
   {
-    name: 'newest in the future (clock skew) -> fresh',
-    input: { newest: gen(-2) },
+    name: 'newest a few minutes in the future (clock skew within 10 min) -> fresh',
+    input: { newest: gen(-0.125) },
     stale: false,
-    ageH: -2,
+    ageH: -0.125,
     message: /old/,
+  },
+  {
+    name: 'newest 2h in the future (beyond the skew: a clock problem or a planted id) -> stale, never "age 0"',
+    input: { newest: gen(-2) },
+    stale: true,
+    ageH: undefined,
+    message: /newest generation gen--2h is dated 2h 0m ahead of this host's clock .*not counted as fresh/,
+  },
+  {
+    name: 'newest 9999-12-31T235959Z -> stale',
+    input: { newest: { id: '9999-12-31T235959Z', createdAt: new Date('9999-12-31T23:59:59Z') } },
+    stale: true,
+    ageH: undefined,
+    message: /9999-12-31T235959Z is dated .* ahead/,
   },
   {
     name: 'no generation, never watched -> not judged stale',
