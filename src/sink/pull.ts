@@ -55,6 +55,8 @@ export function pullArgv(
     'rsync',
     // recursive, links as links, perms and mtimes; no owners (the sink store belongs to the sink), no devices
     '-rlpt',
+    // the data's hard links (manifest link groups) arrive as links; verify checks each group is one inode
+    '-H',
     ...(headOnly ? HEAD_FILTER : ['--delete']),
     '--numeric-ids',
     '--partial',

@@ -133,7 +133,18 @@ async function rsyncSafetyCopy(
   signal?: AbortSignal,
 ): Promise<void> {
   if (paths.length === 0) return;
-  const argv = ['rsync', '-a', '--relative', '--numeric-ids', '--delete', '--', ...paths, `${safetyDir}/`];
+  // -H: the data's hard links are kept in the safety copy too
+  const argv = [
+    'rsync',
+    '-a',
+    '-H',
+    '--relative',
+    '--numeric-ids',
+    '--delete',
+    '--',
+    ...paths,
+    `${safetyDir}/`,
+  ];
   const r = await runProcess(argv, { env: rsyncEnv(), tailBytes: 16 * 1024, ...(signal ? { signal } : {}) });
   const problem = describeRsyncResult(r);
   if (problem) throw new JobError(`safety copy into ${safetyDir}: ${problem}`, { step: 'safety-copy' });
