@@ -12,7 +12,7 @@ import { listGenerations } from '../adapters/generations.js';
 import { runProcess } from '../adapters/run.js';
 import { describeRsyncResult, rsyncEnv } from '../adapters/rsync.js';
 import type { Logger } from '../adapters/log.js';
-import { openGeneration, restoreGeneration, scanManifest } from '../operate/restore.js';
+import { LinkRestore, openGeneration, restoreGeneration, scanManifest } from '../operate/restore.js';
 import { describeProblems, verifyGeneration } from '../sink/verify.js';
 import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
 import { startApp } from './start-app.js';
@@ -266,6 +266,8 @@ async function restoreLocked(
     // While the app runs: build each path's restored copy next to it, and a first safety copy.
     let files = 0;
     let bytes = 0;
+    // one registry for all paths: a hard-link group spread over two data paths is linked again too
+    const links = new LinkRestore();
     for (const p of plans) {
       await rm(p.staging, { recursive: true, force: true });
       const r = await restoreGeneration({
@@ -274,10 +276,16 @@ async function restoreLocked(
         subPath: p.path,
         force: false,
         log,
+        links,
       });
       files += r.files;
       bytes += r.bytes;
     }
+    if (links.copiedAcrossDevices > 0)
+      log.warn(
+        { step: STEP, copies: links.copiedAcrossDevices },
+        `${links.copiedAcrossDevices} hard link(s) of the data span two filesystems now: restored as copies`,
+      );
     const safetyDir = await uniqueSafetyDir(state.root, opts.now());
     const present = plans.filter((p) => p.before !== 'missing').map((p) => p.path);
     log.info({ step: 'safety-copy', safetyDir }, 'copying the current data aside');
