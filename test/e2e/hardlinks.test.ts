@@ -16,6 +16,7 @@ import {
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { runProcess } from '../../src/adapters/run.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import {
@@ -167,8 +168,8 @@ const backup = async (s: SourceSetup) => {
   assert.equal(r.code, 0, show(r));
   await sleep(1100); // the next generation gets a new second
 };
-const pull = (file: string, stream: 'data' | 'logs') =>
-  runBaton(['sink', 'pull', stream, '--config', file], { timeoutMs: 300_000 });
+const pull = (file: string, stream: 'data' | 'logs', env: NodeJS.ProcessEnv = {}) =>
+  runBaton(['sink', 'pull', stream, '--config', file], { env, timeoutMs: 300_000 });
 
 /**
  * App data with hard links, as Maildirs, git object stores and deduplicated uploads have them: a
@@ -260,6 +261,22 @@ test(
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, /4 hard-link group\(s\) re-created/);
     await assertDiffEmpty('restore --to', listing, join(out, rel, 'links'));
+
+    // plain tools (docs/restore-runbook.md, section 4): rsync -a of the tree, then apply-manifest.py
+    const runbook = await readFile(
+      fileURLToPath(new URL('../../docs/restore-runbook.md', import.meta.url)),
+      'utf8',
+    );
+    const script = /```python\n([\s\S]*?)```/.exec(runbook)?.[1];
+    assert.ok(script, 'the runbook holds apply-manifest.py');
+    await writeFile(join(root, 'apply-manifest.py'), script);
+    const plain = join(root, 'out-plain');
+    await mkdir(plain);
+    const applied = await sh(
+      `rsync -a ${gen}/tree/ ${plain}/ && python3 ${root}/apply-manifest.py ${gen} ${plain}`,
+    );
+    assert.equal(applied.code, 0, applied.out);
+    await assertDiffEmpty('plain tools (rsync -a, apply-manifest.py)', listing, join(plain, rel, 'links'));
 
     // a --path that splits groups: what is inside is restored, linked together, and said so
     const part = join(root, 'out-part');
@@ -371,6 +388,22 @@ test(
       'restore --to (reflink clone updated in place)',
       listing,
       join(root, 'out-x2', rel, 'links'),
+    );
+    // a pull killed right after the clone resumes into it: the data's own links inside the clone
+    // are not links to a published generation
+    await writeFile(join(s.app.dataDir, 'counter-extra.txt'), 'one more generation\n');
+    await backup(s);
+    r = await pull(sink, 'data', { BATON_CRASH_AT: 'sink-cloned' });
+    assert.equal(r.signal ?? r.code, 'SIGKILL', show(r));
+    r = await pull(sink, 'data');
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stderr, /resuming into the clone/);
+    r = await runBaton(['restore', await newestSinkGen(store, 'shopx'), '--to', join(root, 'out-x3')]);
+    assert.equal(r.code, 0, show(r));
+    await assertDiffEmpty(
+      'restore --to (resumed reflink clone)',
+      listing,
+      join(root, 'out-x3', rel, 'links'),
     );
   },
 );
