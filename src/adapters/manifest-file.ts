@@ -2,7 +2,9 @@ import {
   checkEntrySequence,
   DirChain,
   compareTreeOrder,
-  MANIFEST_HEADER,
+  LinkGroupCheck,
+  MANIFEST_FORMAT_MAX,
+  manifestFormat,
   parseManifestLine,
   type ManifestEntry,
   type ManifestLimits,
@@ -19,25 +21,35 @@ export class ManifestError extends Error {}
  */
 export async function* readManifest(
   file: string,
-  limits: ManifestLimits & { maxEntries?: number } = DEFAULT_MANIFEST_LIMITS,
+  limits: ManifestLimits & { maxEntries?: number; maxOpenLinkGroups?: number } = DEFAULT_MANIFEST_LIMITS,
 ): AsyncGenerator<ManifestEntry> {
   let lineNo = 0;
   let prev: ManifestEntry | undefined;
   const dirs = new DirChain();
   const maxEntries = limits.maxEntries ?? Number.MAX_SAFE_INTEGER;
+  let format = 1;
+  const links = new LinkGroupCheck(limits.maxOpenLinkGroups);
   try {
     for await (const line of readLines(file, limits.maxPathBytes * 6 + 512)) {
       lineNo++;
       if (lineNo === 1) {
-        if (line !== MANIFEST_HEADER)
+        const f = manifestFormat(line);
+        if (f === undefined || f < 1)
           throw new ManifestError(`not a baton manifest (first line "${line.slice(0, 40)}")`);
+        if (f > MANIFEST_FORMAT_MAX)
+          throw new ManifestError(
+            `manifest format ${f} is newer than this baton reads (at most ${MANIFEST_FORMAT_MAX}): upgrade baton`,
+          );
+        format = f;
         continue;
       }
       if (lineNo - 1 > maxEntries) throw new ManifestError(`more than ${maxEntries} entries`);
-      const r = parseManifestLine(line, limits);
+      const r = parseManifestLine(line, limits, format);
       if (!r.ok) throw new ManifestError(r.error);
       const seq = checkEntrySequence(prev, r.entry, dirs);
       if (seq) throw new ManifestError(seq);
+      const linkProblem = links.check(r.entry);
+      if (linkProblem) throw new ManifestError(linkProblem);
       prev = r.entry;
       yield r.entry;
     }
@@ -46,6 +58,8 @@ export async function* readManifest(
     throw new ManifestError(`${file}${lineNo ? `:${lineNo}` : ''}: ${msg}`);
   }
   if (lineNo === 0) throw new ManifestError(`${file}: empty manifest`);
+  const incomplete = links.finish();
+  if (incomplete) throw new ManifestError(`${file}: ${incomplete}`);
 }
 
 /**

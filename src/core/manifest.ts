@@ -12,6 +12,14 @@
  * sha256 lowercase hex for files, `-` otherwise
  * path   relative to tree/, components joined by `/`, escaped
  * target symlinks: the link target; devices: `<major>:<minor>`; absent otherwise
+ *        format 2, files of a hard-link group (names that share one inode in the source data):
+ *        `+<n>` on the group's first name in tree order (n names in all, n >= 2), `=<escaped path>`
+ *        on each later name (the group's first name). Every name keeps its full line (hash, size,
+ *        metadata), so `sha256sum -c` and readers that ignore links still see every file.
+ *
+ * Format 2 (`# baton-manifest 2`) is written only when the generation holds a hard-link group;
+ * otherwise format 1, which earlier versions read. An earlier version refuses format 2 at its first
+ * line ("not a baton manifest"); this version reads both.
  *
  * Escaping: every byte outside 0x21–0x7e, `%`, and a leading `-` become `%XX`, so any byte
  * sequence (newline, invalid UTF-8) round-trips and fields never contain spaces.
@@ -20,6 +28,17 @@
  */
 
 export const MANIFEST_HEADER = '# baton-manifest 1';
+/** Format 2: format 1 plus hard-link groups (see above). */
+export const MANIFEST_HEADER_2 = '# baton-manifest 2';
+
+/** The manifest format a first line announces, or undefined when it is not a baton manifest header. */
+export function manifestFormat(header: string): number | undefined {
+  const m = /^# baton-manifest ([0-9]{1,6})$/.exec(header);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/** Newest manifest format this version reads. */
+export const MANIFEST_FORMAT_MAX = 2;
 
 export type EntryType = 'f' | 'd' | 'l' | 'p' | 's' | 'c' | 'b';
 const TYPES: ReadonlySet<string> = new Set(['f', 'd', 'l', 'p', 's', 'c', 'b']);
@@ -40,6 +59,10 @@ export interface ManifestEntry {
   path: Buffer;
   /** symlink target bytes, or `major:minor` for devices */
   target: Buffer | undefined;
+  /** format 2, a hard-link group's first name: how many names the group has (>= 2) */
+  links?: number;
+  /** format 2, a later name of a hard-link group: the group's first name */
+  linkTo?: Buffer;
 }
 
 const HEX = '0123456789ABCDEF';
@@ -106,6 +129,8 @@ export function formatManifestLine(e: ManifestEntry): string {
     escapeField(e.path),
   ];
   if (e.target !== undefined) fields.push(escapeField(e.target));
+  else if (e.links !== undefined) fields.push(`+${e.links}`);
+  else if (e.linkTo !== undefined) fields.push(`=${escapeField(e.linkTo)}`);
   return fields.join(' ');
 }
 
@@ -158,11 +183,12 @@ export type ParsedLine = { ok: true; entry: ManifestEntry } | { ok: false; error
 export function parseManifestLine(
   line: string,
   limits: ManifestLimits = DEFAULT_MANIFEST_LIMITS,
+  format = 1,
 ): ParsedLine {
   const f = line.split(' ');
   if (f.length !== 10 && f.length !== 11)
     return { ok: false, error: `expected 10 or 11 fields, got ${f.length}` };
-  const [type, mode, uid, gid, user, group, mtime, size, sha, path, target] = f as [
+  const [type, mode, uid, gid, user, group, mtime, size, sha, path, lastField] = f as [
     string,
     string,
     string,
@@ -175,6 +201,7 @@ export function parseManifestLine(
     string,
     string | undefined,
   ];
+  let target = lastField;
   if (!TYPES.has(type)) return { ok: false, error: `unknown type "${type.slice(0, 10)}"` };
   const t = type as EntryType;
   if (!/^[0-7]{3,4}$/.test(mode)) return { ok: false, error: 'bad mode' };
@@ -198,6 +225,16 @@ export function parseManifestLine(
   if (pathProblem) return { ok: false, error: pathProblem };
   let targetBytes: Buffer | undefined;
   const needsTarget = t === 'l' || t === 'c' || t === 'b';
+  let links: number | undefined;
+  let linkTo: Buffer | undefined;
+  if (t === 'f' && target !== undefined && format >= 2) {
+    const link = parseLinkField(target, limits);
+    if (typeof link === 'string') return { ok: false, error: link };
+    if (link.links !== undefined) links = link.links;
+    else linkTo = link.linkTo;
+    if (linkTo?.equals(pathBytes)) return { ok: false, error: 'hard link to itself' };
+    target = undefined;
+  }
   if (needsTarget !== (target !== undefined)) {
     return { ok: false, error: needsTarget ? 'missing link target' : 'unexpected target field' };
   }
@@ -235,8 +272,102 @@ export function parseManifestLine(
       sha256,
       path: pathBytes,
       target: targetBytes,
+      ...(links !== undefined ? { links } : {}),
+      ...(linkTo !== undefined ? { linkTo } : {}),
     },
   };
+}
+
+/** Largest hard-link group a manifest may declare (Linux allows 65,000 links on ext4; XFS more). */
+export const MAX_LINK_GROUP_NAMES = 2 ** 31 - 1;
+
+/** The link field of a format-2 file line: `+<n>` or `=<escaped path>`, or why it is bad. */
+function parseLinkField(
+  field: string,
+  limits: ManifestLimits,
+): { links: number; linkTo?: undefined } | { links?: undefined; linkTo: Buffer } | string {
+  if (field.startsWith('+')) {
+    if (!/^\+[0-9]{1,10}$/.test(field)) return 'bad hard-link count';
+    const n = Number(field.slice(1));
+    if (n < 2 || n > MAX_LINK_GROUP_NAMES) return 'bad hard-link count';
+    return { links: n };
+  }
+  if (!field.startsWith('=')) return 'bad hard-link field';
+  const to = unescapeField(field.slice(1));
+  if (to === undefined) return 'bad hard-link escaping';
+  const problem = checkRelativePath(to, limits);
+  if (problem) return `hard link to a bad path: ${problem}`;
+  return { linkTo: to };
+}
+
+/** Default bound on hard-link groups whose later names are still to come while a manifest is read. */
+export const DEFAULT_MAX_OPEN_LINK_GROUPS = 1_000_000;
+
+interface OpenLinkGroup {
+  sha256: string | undefined;
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeNs: bigint;
+  left: number;
+}
+
+/**
+ * Checks hard-link groups while a manifest streams by (entries in tree order, each already parsed):
+ * every later name points at a group's first name listed before it, still short of its declared
+ * names, with the same hash, size, mode, owner and mtime (one inode has one of each); every group
+ * gets all its names by the end (`finish`). Memory holds only the groups still open, bounded by
+ * `maxOpen`. A link to a directory, a symlink, a path outside tree/ or of another stream, or to
+ * nothing is refused, since only a listed file line opens a group.
+ */
+export class LinkGroupCheck {
+  private readonly open = new Map<string, OpenLinkGroup>();
+  /** groups declared so far */
+  groups = 0;
+
+  constructor(private readonly maxOpen = DEFAULT_MAX_OPEN_LINK_GROUPS) {}
+
+  check(e: ManifestEntry): string | undefined {
+    if (e.links !== undefined) {
+      if (e.type !== 'f') return 'hard-link group on a non-file';
+      if (this.open.size >= this.maxOpen) return `more than ${this.maxOpen} hard-link groups open at once`;
+      this.groups++;
+      this.open.set(pathKey(e.path), {
+        sha256: e.sha256,
+        size: e.size,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        mtimeNs: e.mtimeNs,
+        left: e.links - 1,
+      });
+      return undefined;
+    }
+    if (e.linkTo === undefined) return undefined;
+    if (e.type !== 'f') return 'hard link on a non-file';
+    if (compareTreeOrder(e.linkTo, e.path) >= 0)
+      return "hard link to a path not before it (not its group's first name)";
+    const key = pathKey(e.linkTo);
+    const g = this.open.get(key);
+    if (!g)
+      return "hard link to a path that is no open group's first name (not listed, not a file, or its group is full)";
+    if (g.sha256 !== e.sha256 || g.size !== e.size)
+      return 'hard link whose hash or size differs from its group';
+    if (g.mode !== e.mode || g.uid !== e.uid || g.gid !== e.gid || g.mtimeNs !== e.mtimeNs)
+      return 'hard link whose mode, owner or mtime differs from its group';
+    if (--g.left === 0) this.open.delete(key);
+    return undefined;
+  }
+
+  /** After the last entry: why some group is incomplete, or undefined. */
+  finish(): string | undefined {
+    for (const [key, g] of this.open) {
+      const shown = JSON.stringify(Buffer.from(key, 'latin1').toString('utf8'));
+      return `hard-link group of ${shown} is missing ${g.left} of its names`;
+    }
+    return undefined;
+  }
 }
 
 /**

@@ -93,8 +93,8 @@ export function undoCommands(safetyDir: string, paths: readonly ReplacedPath[]):
   return paths.map((p) => {
     if (p.before === 'missing') return ['rm', '-rf', '--', p.path];
     if (p.before === 'dir')
-      return ['rsync', '-a', '--delete', '--numeric-ids', `${base}${p.path}/`, `${p.path}/`];
-    return ['rsync', '-a', '--numeric-ids', `${base}${p.path}`, p.path];
+      return ['rsync', '-aH', '--delete', '--numeric-ids', `${base}${p.path}/`, `${p.path}/`];
+    return ['rsync', '-aH', '--numeric-ids', `${base}${p.path}`, p.path];
   });
 }
 

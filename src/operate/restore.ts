@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import {
   chmod,
   lchown,
+  link,
   lstat,
   mkdir,
   mkdtemp,
@@ -48,6 +49,63 @@ export interface RestoreOptions {
   log: Logger;
   /** files copied at once */
   concurrency?: number;
+  /**
+   * hard-link groups shared by several restores of one generation (in-place restore, one per data
+   * path): a later name restored by one links to the first name restored by another
+   */
+  links?: LinkRestore;
+}
+
+/**
+ * The data's hard-link groups while a generation is restored: each group's first restored name and
+ * how many of its names were restored, to re-create the others as links to it and to say which
+ * groups a `--path` split.
+ */
+export class LinkRestore {
+  private readonly groups = new Map<
+    string,
+    { total: number; restored: number; dest?: Buffer; placed?: Promise<void> }
+  >();
+  /** later names put back as a copy: the first name was on another filesystem (EXDEV) */
+  copiedAcrossDevices = 0;
+
+  /** Notes a group's first name (restored or not) and its size. */
+  declare(first: Buffer, total: number): void {
+    if (!this.groups.has(pathKey(first))) this.groups.set(pathKey(first), { total, restored: 0 });
+  }
+
+  /** The group a file belongs to (its own path for a first name), or undefined for a file in none. */
+  groupOf(
+    e: ManifestEntry,
+  ):
+    | { key: string; state: { total: number; restored: number; dest?: Buffer; placed?: Promise<void> } }
+    | undefined {
+    const first = e.links !== undefined ? e.path : e.linkTo;
+    if (first === undefined) return undefined;
+    const key = pathKey(first);
+    let state = this.groups.get(key);
+    if (!state) {
+      state = { total: e.links ?? 2, restored: 0 };
+      this.groups.set(key, state);
+    }
+    return { key, state };
+  }
+
+  /** Groups with two or more names restored (re-created as links). */
+  get recreated(): number {
+    let n = 0;
+    for (const g of this.groups.values()) if (g.restored >= 2) n++;
+    return n;
+  }
+
+  /** Groups of which some names were restored and others were not (outside `--path`). */
+  get split(): Array<{ first: Buffer; restored: number; total: number }> {
+    const out: Array<{ first: Buffer; restored: number; total: number }> = [];
+    for (const [key, g] of this.groups)
+      if (g.restored > 0 && g.restored < g.total)
+        out.push({ first: Buffer.from(key, 'latin1'), restored: g.restored, total: g.total });
+    return out;
+  }
 }
 
 export interface RestoreResult {
@@ -60,6 +118,10 @@ export interface RestoreResult {
   skippedDevices: number;
   /** false when not run as root: owners and groups were left as the restoring user */
   ownersRestored: boolean;
+  /** hard-link groups of the data re-created (two or more names linked) */
+  linkGroups: number;
+  /** hard-link groups only partly restored (some names outside `--path`): the restored names are linked together */
+  splitLinkGroups: number;
   mtimePrecision: 'ns' | 'us';
   /**
    * entries whose setuid/setgid bits were set again from the manifest (every store keeps its trees
@@ -193,7 +255,8 @@ export async function restoreGeneration(opts: RestoreOptions): Promise<RestoreRe
     { step: STEP, generation: gen.dir, to, entries: scan.entries, bytes: scan.bytes },
     `restoring ${scan.entries} entries (${scan.files} files, ${scan.bytes} bytes)`,
   );
-  const run = new RestoreRun(gen, to, opts.force, ids, times, opts.concurrency ?? 4);
+  const links = opts.links ?? new LinkRestore();
+  const run = new RestoreRun(gen, to, opts.force, ids, times, opts.concurrency ?? 4, links);
   try {
     await run.restoreEntries(sub);
   } finally {
@@ -211,7 +274,17 @@ export async function restoreGeneration(opts: RestoreOptions): Promise<RestoreRe
     ownersRestored: asRoot,
     mtimePrecision: times.precision,
     setIdRestored: run.setIdRestored,
+    linkGroups: links.recreated,
+    splitLinkGroups: links.split.length,
   };
+  if (!opts.links) {
+    // a shared registry is reported by its owner, once every restore of the generation is done
+    for (const s of links.split.slice(0, 10))
+      log.warn(
+        { step: STEP, group: showPath(s.first), restored: s.restored, names: s.total },
+        `hard-link group of ${showPath(s.first)} split by --path: ${s.restored} of its ${s.total} names restored, linked together`,
+      );
+  }
   log.info({ step: STEP, ...result }, 'restore complete');
   return result;
 }
@@ -245,6 +318,7 @@ class RestoreRun {
     private readonly ids: OwnerIds | undefined,
     private readonly times: TimeSetter,
     private readonly concurrency: number,
+    private readonly links: LinkRestore,
   ) {
     this.toBuf = Buffer.from(to);
     this.treeBuf = Buffer.from(gen.tree);
@@ -267,7 +341,10 @@ class RestoreRun {
         if (failure !== undefined) break;
         const where = classifyEntry(e.path, sub);
         if (where === 'after') break;
-        if (where === 'before') continue;
+        if (where === 'before') {
+          if (e.links !== undefined) this.links.declare(e.path, e.links);
+          continue;
+        }
         const parent = parentPath(e.path);
         if (parent !== undefined && !this.dirs.has(pathKey(parent))) {
           throw new JobError(`${showPath(e.path)}: its parent is not a directory of this restore`, {
@@ -280,7 +357,22 @@ class RestoreRun {
           continue;
         }
         this.entries++;
-        if (e.type === 'f') {
+        const group = e.type === 'f' ? this.links.groupOf(e) : undefined;
+        if (group) {
+          group.state.restored++;
+          const first = group.state.dest;
+          const firstPlaced = group.state.placed;
+          if (first !== undefined && firstPlaced !== undefined) {
+            // a later name of a data hard link: linked to the name restored first, once that is complete
+            await schedule(this.at(e.path, () => this.restoreLink(e, dest, first, firstPlaced)));
+          } else {
+            // the group's first restored name (its first name may be outside --path): copied
+            const placed = this.at(e.path, () => this.restoreFile(e, dest));
+            group.state.dest = dest;
+            group.state.placed = placed;
+            await schedule(placed);
+          }
+        } else if (e.type === 'f') {
           await schedule(this.at(e.path, () => this.restoreFile(e, dest)));
         } else {
           await this.at(e.path, () => this.restoreOther(e, dest));
@@ -480,6 +572,26 @@ class RestoreRun {
     this.times.add(dest, e.mtimeNs);
     this.files++;
     this.bytes += e.size;
+  }
+
+  /** A later name of a hard-link group: one more link to the inode restored for `first`. */
+  private async restoreLink(
+    e: ManifestEntry,
+    dest: Buffer,
+    first: Buffer,
+    placed: Promise<void>,
+  ): Promise<void> {
+    await placed;
+    try {
+      await this.createExclusive(e.path, dest, () => link(first, dest));
+    } catch (err) {
+      // a group spread over data paths on two filesystems (in-place restore): a copy keeps the content
+      if (errnoCode(err) !== 'EXDEV') throw err;
+      this.links.copiedAcrossDevices++;
+      await this.restoreFile(e, dest);
+      return;
+    }
+    this.files++;
   }
 
   private async applyDirMeta(d: PendingDir): Promise<void> {

@@ -84,6 +84,8 @@ export function pullArgv(
     'rsync',
     // recursive, links as links, perms and mtimes; no owners (the sink store belongs to the sink), no devices
     '-rlpt',
+    // the data's hard links (manifest link groups) arrive as links; verify checks each group is one inode
+    '-H',
     '--no-owner',
     '--no-group',
     `--chmod=${STORE_CHMOD}`,

@@ -28,9 +28,21 @@ export async function useReflinkStore(
   return false;
 }
 
-/** True when some regular file below `tree` has another hard link (e.g. to a published generation). */
+/**
+ * True when some regular file below `tree` has a hard link outside it (e.g. to a published
+ * generation). Links between names inside the tree are the data's own hard links (rsync -H), not
+ * shared with anything: all of an inode's names must be found in the tree.
+ */
 async function hasSharedInodes(tree: string): Promise<boolean> {
-  for await (const { st } of walkTree(tree)) if (st.isFile() && st.nlink > 1n) return true;
+  const names = new Map<string, { seen: bigint; nlink: bigint }>();
+  for await (const { st } of walkTree(tree)) {
+    if (!st.isFile() || st.nlink < 2n) continue;
+    const key = `${st.dev}:${st.ino}`;
+    const n = names.get(key) ?? { seen: 0n, nlink: st.nlink };
+    n.seen++;
+    names.set(key, n);
+  }
+  for (const n of names.values()) if (n.seen < n.nlink) return true;
   return false;
 }
 

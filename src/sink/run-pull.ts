@@ -493,7 +493,8 @@ async function pullPending(
             ? 'manifest hash differs from the one listed'
             : `manifest ${manifestHash}`,
         );
-      pre = await precheckManifest(pulledDir, config.limits.maxFiles, baseManifest);
+      // a tree left by an interrupted pull of this generation is resumed: its complete files cost nothing more
+      pre = await precheckManifest(pulledDir, config.limits.maxFiles, baseManifest, join(pulledDir, 'tree'));
     } catch (e) {
       if (!(e instanceof ManifestError)) throw e;
       const q = await quarantine(g.id);
@@ -514,7 +515,7 @@ async function pullPending(
     if (pre.newBytes + headroom > free) {
       await rm(pulledDir, { recursive: true, force: true });
       throw new JobError(
-        `generation ${g.id} needs about ${Math.ceil(pre.newBytes / 2 ** 20)} MiB new in ${paths.streamDir}, only ${Math.floor(free / 2 ** 20)} MiB free; not pulled, nothing deleted to make room`,
+        `generation ${g.id} needs about ${Math.ceil(pre.newBytes / 2 ** 20)} MiB new in ${paths.streamDir}${pre.resumedBytes > 0 ? ` (besides ${Math.ceil(pre.resumedBytes / 2 ** 20)} MiB already in .incoming)` : ''}, only ${Math.floor(free / 2 ** 20)} MiB free; not pulled, nothing deleted to make room`,
         { step: 'pull' },
       );
     }

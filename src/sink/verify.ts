@@ -5,6 +5,7 @@ import {
   compareTreeOrder,
   DEFAULT_MANIFEST_LIMITS,
   formatSha256SumsLine,
+  pathKey,
   type ManifestEntry,
 } from '../core/manifest.js';
 import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
@@ -14,7 +15,18 @@ import { readManifest, ManifestCursor, ManifestError } from '../adapters/manifes
 import { errnoCode } from '../errors.js';
 
 export type ProblemKind =
-  'manifest' | 'meta' | 'missing' | 'extra' | 'type' | 'size' | 'hash' | 'target' | 'limit' | 'sums' | 'mode';
+  | 'manifest'
+  | 'meta'
+  | 'missing'
+  | 'extra'
+  | 'type'
+  | 'size'
+  | 'hash'
+  | 'target'
+  | 'limit'
+  | 'sums'
+  | 'mode'
+  | 'link';
 
 export interface VerifyProblem {
   kind: ProblemKind;
@@ -135,6 +147,33 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     if (inflight.size >= limit) await Promise.race(inflight);
   };
 
+  /**
+   * The data's hard-link groups: the inode of each group's first name, until its later names are seen.
+   * Every later name must be that inode (the tree's other shared inodes, links to the previous
+   * generation, are not the data's and are not checked here).
+   */
+  const groupInodes = new Map<string, { dev: bigint; ino: bigint; left: number }>();
+  /** True when `m` is a later name of a hard-link group that is the first name's inode (nothing to hash). */
+  const checkLink = (w: WalkEntry, m: ManifestEntry): boolean => {
+    if (m.links !== undefined) {
+      groupInodes.set(pathKey(m.path), { dev: w.st.dev, ino: w.st.ino, left: m.links - 1 });
+      return false;
+    }
+    if (m.linkTo === undefined) return false;
+    const key = pathKey(m.linkTo);
+    const g = groupInodes.get(key);
+    if (g && --g.left === 0) groupInodes.delete(key);
+    if (!g) {
+      add('link', show(m.path), `hard link to ${show(m.linkTo)}, which is not a file in tree/`);
+      return false;
+    }
+    if (g.dev !== w.st.dev || g.ino !== w.st.ino) {
+      add('link', show(m.path), `not the same inode as ${show(m.linkTo)} (one hard-link group in the data)`);
+      return false;
+    }
+    return true;
+  };
+
   const compare = async (w: WalkEntry, m: ManifestEntry) => {
     const st = w.st;
     const actual = st.isFile() ? 'f' : st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'other';
@@ -164,6 +203,11 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     }
     if (Number(st.size) !== m.size) {
       add('size', show(m.path), `size ${st.size} != manifest ${m.size}`);
+      return;
+    }
+    // a later name of a group is the first name's inode: its content was checked with the first name
+    if (checkLink(w, m)) {
+      res.reused++;
       return;
     }
     if (!opts.hashes) return;

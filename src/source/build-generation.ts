@@ -9,6 +9,7 @@ import {
   formatManifestLine,
   formatSha256SumsLine,
   MANIFEST_HEADER,
+  MANIFEST_HEADER_2,
   type EntryType,
   type ManifestEntry,
 } from '../core/manifest.js';
@@ -99,6 +100,26 @@ const MAX_QUEUED = 512;
 
 const secondsOf = (ns: bigint): number => Number(ns / 1000n) / 1e6;
 
+const inodeKey = (st: BigIntStats): string => `${st.dev}:${st.ino}`;
+
+/**
+ * The data's hard links: for every inode of a regular file with more than one name among the
+ * stream's paths in the mirror, how many names it has there. The mirror is refreshed with
+ * `rsync -H` (or cloned with `cp -a`) and never hard-linked to anything else, so its shared inodes
+ * are exactly the links of the source data. Memory grows with linked files only.
+ */
+export async function findLinkGroups(mirror: string, paths: readonly string[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for await (const { st } of walkTree(mirror, pathSelector(paths))) {
+    if (st.isFile() && st.nlink > 1n) {
+      const k = inodeKey(st);
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
+  }
+  for (const [k, n] of counts) if (n < 2) counts.delete(k);
+  return counts;
+}
+
 /**
  * Builds a complete generation from the mirror after the app is back: `tree/` (unchanged files
  * hard-linked to the previous generation, whose hashes are reused; changed ones copied and hashed
@@ -119,8 +140,17 @@ export async function buildGeneration(input: BuildInput): Promise<BuiltGeneratio
     const prevManifest = input.previous ? join(input.previous.dir, 'manifest') : undefined;
     const prevCursor = prevManifest ? ManifestCursor.open(prevManifest) : undefined;
     const prevTree = input.previous ? Buffer.from(join(input.previous.dir, 'tree')) : undefined;
+    // Hard-link groups of the data: the manifest is format 2 only when there is one (older readers
+    // keep reading the generations without).
+    const linkCounts = await findLinkGroups(input.mirror, input.paths);
+    /** open groups: the first name's path, where it is placed in tree/, and how many names are still to come */
+    const groupLeads = new Map<
+      string,
+      { rel: Buffer; dest: Buffer; placed: Promise<{ sha256: string; copied: boolean }>; left: number }
+    >();
+    let linkGroups = 0;
     const manifest = await BufferedFileWriter.create(join(work, 'manifest.partial'), 0o640);
-    await manifest.write(`${MANIFEST_HEADER}\n`);
+    await manifest.write(`${linkCounts.size > 0 ? MANIFEST_HEADER_2 : MANIFEST_HEADER}\n`);
     const sums = await BufferedFileWriter.create(join(work, 'SHA256SUMS'), 0o640);
     // Kept until the end, so held as strings: a small Buffer is a slice of an 8 KiB pool slab and
     // keeps the whole slab alive (20,000 directories held 160 MiB that way).
@@ -140,9 +170,17 @@ export async function buildGeneration(input: BuildInput): Promise<BuiltGeneratio
       dest: Buffer,
       st: BigIntStats,
       prev: ManifestEntry | undefined,
+      leads: boolean,
     ): Promise<{ sha256: string; copied: boolean }> => {
       const size = Number(st.size);
+      // The tree's own links to the previous generation must never join names the data keeps apart:
+      // a group's first name links only to a previous first name, any other file only to a file
+      // that was in no group (else two names of this tree could end up on one inode).
+      const sameRole = leads
+        ? prev?.links !== undefined
+        : prev?.links === undefined && prev?.linkTo === undefined;
       if (
+        sameRole &&
         prev?.type === 'f' &&
         prevTree &&
         prev.size === size &&
@@ -196,13 +234,33 @@ export async function buildGeneration(input: BuildInput): Promise<BuiltGeneratio
         const dest = Buffer.concat([treeBuf, slash, rel]);
         let target: Buffer | undefined;
         let file: Promise<{ sha256: string; copied: boolean }> | undefined;
+        let links: number | undefined;
+        let linkTo: Buffer | undefined;
         if (type === 'd') {
           // created now, in walk order, before any of its children is placed
           await mkdir(dest, { mode: 0o700 });
           dirs.push({ path: dest.toString('latin1'), mode, mtimeNs: st.mtimeNs });
         } else if (type === 'f') {
           const prev = await prevCursor?.seek(rel);
-          file = placeFile(rel, abs, dest, st, prev);
+          const k = st.nlink > 1n ? inodeKey(st) : undefined;
+          const names = k === undefined ? undefined : linkCounts.get(k);
+          const lead = k === undefined ? undefined : groupLeads.get(k);
+          if (k !== undefined && lead) {
+            // a later name of a data hard link: one more link to the inode placed for the first name
+            linkTo = lead.rel;
+            file = lead.placed.then((placed) => {
+              linkSync(lead.dest, dest);
+              return { sha256: placed.sha256, copied: false };
+            });
+            if (--lead.left === 0) groupLeads.delete(k);
+          } else if (k !== undefined && names !== undefined) {
+            links = names;
+            linkGroups++;
+            file = placeFile(rel, abs, dest, st, prev, true);
+            groupLeads.set(k, { rel, dest, placed: file, left: names - 1 });
+          } else {
+            file = placeFile(rel, abs, dest, st, prev, false);
+          }
           // awaited in order by writeHead; this only keeps an early failure from counting as unhandled
           file.catch(() => undefined);
           queuedFiles++;
@@ -230,12 +288,22 @@ export async function buildGeneration(input: BuildInput): Promise<BuiltGeneratio
             sha256: undefined,
             path: rel,
             target,
+            ...(links !== undefined ? { links } : {}),
+            ...(linkTo !== undefined ? { linkTo } : {}),
           },
           ...(file ? { file } : {}),
         });
         while (queuedFiles >= FILES_IN_FLIGHT || queue.length >= MAX_QUEUED) await writeHead();
       }
       while (queue.length > 0) await writeHead();
+      if (groupLeads.size > 0) {
+        // the data changed under the walk (a name added or removed): a manifest with an incomplete group
+        // would be refused by every reader, so the generation is not made
+        throw new JobError(
+          `the hard links in the ${input.stream} mirror changed while the generation was built; run the backup again`,
+          { step: 'build' },
+        );
+      }
       if (prevCursor?.failure) {
         log.warn(
           { step: 'build', previous: input.previous?.id },
@@ -293,7 +361,7 @@ export async function buildGeneration(input: BuildInput): Promise<BuiltGeneratio
     await lchown(work, owner.uid, owner.gid);
     await chmod(work, 0o750);
     log.info(
-      { step: 'build', stream: input.stream, id: input.id, files, bytes, bytesCopied, linked },
+      { step: 'build', stream: input.stream, id: input.id, files, bytes, bytesCopied, linked, linkGroups },
       `generation ${input.id} of ${input.stream} built`,
     );
     return { id: input.id, work, dir: final, meta };

@@ -20,6 +20,8 @@ export function mirrorArgv(stream: SourceStreamConfig, mirror: string): string[]
   return [
     'rsync',
     '-a',
+    // the data's hard links: the manifest's link groups are read off the mirror's shared inodes
+    '-H',
     '--relative',
     '--delete',
     '--delete-excluded',

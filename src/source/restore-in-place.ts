@@ -13,7 +13,7 @@ import { listGenerations } from '../adapters/generations.js';
 import { runProcess } from '../adapters/run.js';
 import { describeRsyncResult, rsyncEnv } from '../adapters/rsync.js';
 import type { Logger } from '../adapters/log.js';
-import { openGeneration, restoreGeneration, scanManifest } from '../operate/restore.js';
+import { LinkRestore, openGeneration, restoreGeneration, scanManifest } from '../operate/restore.js';
 import { describeProblems, verifyGeneration } from '../sink/verify.js';
 import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
 import { startApp } from './start-app.js';
@@ -136,7 +136,18 @@ async function rsyncSafetyCopy(
   signal?: AbortSignal,
 ): Promise<void> {
   if (paths.length === 0) return;
-  const argv = ['rsync', '-a', '--relative', '--numeric-ids', '--delete', '--', ...paths, `${safetyDir}/`];
+  // -H: the data's hard links are kept in the safety copy too
+  const argv = [
+    'rsync',
+    '-a',
+    '-H',
+    '--relative',
+    '--numeric-ids',
+    '--delete',
+    '--',
+    ...paths,
+    `${safetyDir}/`,
+  ];
   const r = await runProcess(argv, { env: rsyncEnv(), tailBytes: 16 * 1024, ...(signal ? { signal } : {}) });
   const problem = describeRsyncResult(r);
   if (problem) throw new JobError(`safety copy into ${safetyDir}: ${problem}`, { step: 'safety-copy' });
@@ -261,6 +272,8 @@ async function restoreLocked(
     let files = 0;
     let bytes = 0;
     let setIdRestored = 0;
+    // one registry for all paths: a hard-link group spread over two data paths is linked again too
+    const links = new LinkRestore();
     for (const p of plans) {
       await rm(p.staging, { recursive: true, force: true });
       const r = await restoreGeneration({
@@ -269,11 +282,17 @@ async function restoreLocked(
         subPath: p.path,
         force: false,
         log,
+        links,
       });
       files += r.files;
       bytes += r.bytes;
       setIdRestored += r.setIdRestored;
     }
+    if (links.copiedAcrossDevices > 0)
+      log.warn(
+        { step: STEP, copies: links.copiedAcrossDevices },
+        `${links.copiedAcrossDevices} hard link(s) of the data span two filesystems now: restored as copies`,
+      );
     const safetyDir = await uniqueSafetyDir(state.root, opts.now());
     const present = plans.filter((p) => p.before !== 'missing').map((p) => p.path);
     log.info({ step: 'safety-copy', safetyDir }, 'copying the current data aside');

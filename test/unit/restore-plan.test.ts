@@ -115,7 +115,7 @@ test('undoCommands: directories synced back with --delete, files copied back, ne
     [
       [
         'rsync',
-        '-a',
+        '-aH',
         '--delete',
         '--numeric-ids',
         '/var/lib/baton/state/restore-safety/2026-11-28T061922Z/srv/shop/data/',
@@ -123,7 +123,7 @@ test('undoCommands: directories synced back with --delete, files copied back, ne
       ],
       [
         'rsync',
-        '-a',
+        '-aH',
         '--numeric-ids',
         '/var/lib/baton/state/restore-safety/2026-11-28T061922Z/etc/shop.conf',
         '/etc/shop.conf',

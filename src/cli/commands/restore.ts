@@ -47,6 +47,11 @@ Exit codes: 0 restored, 1 the generation is damaged (the file is named) or writi
           process.stderr.write(
             'baton: restore: python3 not found: mtimes restored to the microsecond only\n',
           );
+        if (r.linkGroups) process.stdout.write(`${r.linkGroups} hard-link group(s) re-created\n`);
+        if (r.splitLinkGroups)
+          process.stderr.write(
+            `baton: restore: ${r.splitLinkGroups} hard-link group(s) split by --path: the names inside it were restored and linked together, the others not\n`,
+          );
         if (r.skippedSockets) process.stderr.write(`baton: restore: ${r.skippedSockets} socket(s) skipped\n`);
         if (r.skippedDevices)
           process.stderr.write(`baton: restore: ${r.skippedDevices} device(s) skipped (needs root)\n`);
