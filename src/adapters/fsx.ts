@@ -1,6 +1,13 @@
-import { open, lstat, rename, mkdir, rm, stat } from 'node:fs/promises';
-import { createReadStream, lstatSync, readdirSync, type BigIntStats } from 'node:fs';
-import { join } from 'node:path';
+import { open, lstat, rename, mkdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import {
+  constants as fsConstants,
+  createReadStream,
+  lstatSync,
+  readdirSync,
+  type BigIntStats,
+} from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { runProcess } from './run.js';
 import { hashPool } from './hash-pool.js';
@@ -26,12 +33,53 @@ export async function writeFileSynced(file: string, data: string | Buffer, mode 
   }
 }
 
-/** Replace `file` atomically: temp file in the same dir, fsync, rename, fsync the dir. */
-export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {
-  const dir = file.slice(0, Math.max(1, file.lastIndexOf('/')));
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFileSynced(tmp, data, mode);
-  await rename(tmp, file);
+export interface AtomicWriteOptions {
+  /** Owner of the new file, set on the open file (fchown) before the rename. */
+  owner?: { uid: number; gid: number };
+  /** Set the mode exactly (fchmod), not filtered by the umask as an open's mode is. */
+  exactMode?: boolean;
+}
+
+/**
+ * Replaces `file` atomically and safely in a directory others may write (a web dir, a node_exporter
+ * textfile dir, a user's ~/.ssh): the data goes to a temp file with a random name in the same directory,
+ * created with O_CREAT|O_EXCL|O_NOFOLLOW (a name planted beforehand, symlink or not, is never opened),
+ * fsynced, renamed over `file` (which replaces a symlink planted at `file` itself instead of following
+ * it), and the directory is fsynced. On failure the temp file is removed.
+ */
+export async function writeFileAtomic(
+  file: string,
+  data: string | Buffer,
+  mode = 0o644,
+  opts: AtomicWriteOptions = {},
+): Promise<void> {
+  const dir = dirname(file);
+  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+  let tmp = '';
+  let fh: FileHandle | undefined;
+  for (let attempt = 0; fh === undefined; attempt++) {
+    tmp = join(dir, `.${basename(file)}.${randomBytes(8).toString('hex')}.tmp`);
+    try {
+      fh = await open(tmp, flags, mode);
+    } catch (e) {
+      // A random name taken already (a planted one that happened to match): pick another.
+      if (errnoCode(e) !== 'EEXIST' || attempt >= 9) throw e;
+    }
+  }
+  try {
+    try {
+      if (opts.exactMode === true) await fh.chmod(mode);
+      if (opts.owner !== undefined) await fh.chown(opts.owner.uid, opts.owner.gid);
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
   await fsyncDir(dir);
 }
 

@@ -2,7 +2,8 @@
  * System users, ssh keys and OpenSSH user certificates: what `baton demo`, `baton install` and the
  * end-to-end tests set up. Creating users needs root.
  */
-import { chmod, chown, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readFile } from 'node:fs/promises';
+import { writeFileAtomic } from './fsx.js';
 import { basename, dirname, join } from 'node:path';
 import { runProcess, type RunResult } from './run.js';
 
@@ -93,14 +94,16 @@ export async function ensureUser(name: string, opts: { home?: string } = {}): Pr
 export async function writeAuthorizedKeys(user: SystemUser, lines: readonly string[]): Promise<string> {
   const sshDir = join(user.home, '.ssh');
   await mkdir(sshDir, { recursive: true, mode: 0o700 });
+  // The home is the user's: a ~/.ssh symlinked elsewhere must not get its mode and owner changed.
+  if (!(await lstat(sshDir)).isDirectory()) throw new Error(`${sshDir} is not a directory (a symlink?)`);
   await chmod(sshDir, 0o700);
   await chown(sshDir, user.uid, user.gid);
   const file = join(sshDir, 'authorized_keys');
-  const tmp = join(sshDir, '.authorized_keys.tmp');
-  await writeFile(tmp, lines.map((l) => `${l.trimEnd()}\n`).join(''), { mode: 0o600 });
-  await chmod(tmp, 0o600);
-  await chown(tmp, user.uid, user.gid);
-  await rename(tmp, file);
+  // ~/.ssh belongs to the user: no predictable temp name a planted symlink could redirect.
+  await writeFileAtomic(file, lines.map((l) => `${l.trimEnd()}\n`).join(''), 0o600, {
+    owner: { uid: user.uid, gid: user.gid },
+    exactMode: true,
+  });
   return file;
 }
 

@@ -3,11 +3,11 @@
  * first, then directories parent before child, files written atomically with owner and mode set
  * before they appear, key pairs with ssh-keygen. Needs root.
  */
-import { chmod, chown, mkdir, rename, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { errnoCode, JobError } from '../errors.js';
 import { lookupUser } from '../adapters/accounts.js';
-import { fsyncDir, writeFileSynced } from '../adapters/fsx.js';
+import { writeFileAtomic } from '../adapters/fsx.js';
 import { runProcess } from '../adapters/run.js';
 import { ensureUser, makeKeyPair } from '../adapters/system-users.js';
 import type { Action } from './plan.js';
@@ -41,13 +41,10 @@ async function applyFile(a: Extract<Action, { type: 'file' }>): Promise<void> {
   const ids = await ownerIds(a.owner);
   const dir = dirname(a.path);
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  // Owner and mode are right before the rename: authorized_keys is never briefly root's or 0644.
-  const tmp = join(dir, `.${basename(a.path)}.baton-install`);
-  await writeFileSynced(tmp, a.content, a.mode);
-  await chmod(tmp, a.mode);
-  await chown(tmp, ids.uid, ids.gid);
-  await rename(tmp, a.path);
-  await fsyncDir(dir);
+  // Owner and mode are right before the rename: authorized_keys is never briefly root's or 0644. The
+  // directory may belong to the stream user (~/.ssh): a random temp name opened O_EXCL|O_NOFOLLOW and
+  // fchmod/fchown on the open file, so no planted symlink is followed (was `.<name>.baton-install`).
+  await writeFileAtomic(a.path, a.content, a.mode, { owner: ids, exactMode: true });
 }
 
 async function applyKeyPair(a: Extract<Action, { type: 'keypair' }>): Promise<void> {

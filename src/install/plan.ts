@@ -558,9 +558,11 @@ function wantSink(config: SinkConfig, opts: InstallOptions): Wanted[] {
         if (pinsHost(host.paths.get(src.knownHosts)?.content, src.host, src.port)) {
           return `source ${src.name}: ${src.knownHosts} pins a host key for ${src.host}${src.port === 22 ? '' : `:${src.port}`} (check it once: \`ssh-keygen -lf ${src.knownHosts}\` against the source)`;
         }
-        const tmp = `/tmp/${src.name}.hostkey`;
+        // mktemp, not a fixed /tmp name another local user could plant a symlink at.
+        const tmp = '"$hostkey"';
         return (
           `source ${src.name}: pin its host key in ${src.knownHosts} (baton never accepts an unknown host key):\n` +
+          `    hostkey=$(mktemp)\n` +
           `    ssh-keyscan -p ${src.port} -t ed25519 ${src.host} > ${tmp}\n` +
           `    ssh-keygen -lf ${tmp}        # COMPARE with \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` run on the source itself\n` +
           `    cat ${tmp} >> ${src.knownHosts}   # only when the two fingerprints are the same`
