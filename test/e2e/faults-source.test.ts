@@ -406,6 +406,25 @@ for (const where of ['handover', 'store'] as const) {
 }
 
 test(
+  'issue 10 hole 14: with a far-future id planted, a SIGTERM ends the run at once (the event loop is never blocked)',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const s = await setup('farfuture-sigterm');
+    const planted = join(s.handoverData, '2099-01-01T000000Z');
+    await mkdir(join(planted, 'tree'), { recursive: true });
+    await writeFile(join(planted, 'manifest'), '');
+    const r = await runProcess([process.execPath, BATON_MAIN, 'source', 'backup', '--config', s.config], {
+      env: process.env,
+      timeoutMs: 60_000,
+      onSpawn: (pid) => setTimeout(() => process.kill(pid, 'SIGTERM'), 500).unref(),
+    });
+    assert.equal(r.timedOut, false, `the run ended by itself: ${show(r)}`);
+    assert.notEqual(r.code, 0, show(r));
+    assert.ok(s.app.isRunning());
+  },
+);
+
+test(
   'case 13: rsync exit 23 (partial transfer) fails the backup; the app runs, nothing is published',
   { skip: NEEDS_ROOT },
   async () => {
