@@ -405,6 +405,22 @@ for (const where of ['handover', 'store'] as const) {
   );
 }
 
+/** Sends SIGTERM once baton holds its lock (its signal handlers are installed by then). */
+async function termWhenLocked(pid: number, lock: string): Promise<void> {
+  for (let i = 0; i < 1500; i++) {
+    if (!existsSync(`/proc/${pid}`)) return; // it had already refused and exited
+    if (existsSync(lock)) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* exited meanwhile */
+      }
+      return;
+    }
+    await sleep(20);
+  }
+}
+
 test(
   'issue 10 hole 14: with a far-future id planted, a SIGTERM ends the run at once (the event loop is never blocked)',
   { skip: NEEDS_ROOT },
@@ -416,10 +432,12 @@ test(
     const r = await runProcess([process.execPath, BATON_MAIN, 'source', 'backup', '--config', s.config], {
       env: process.env,
       timeoutMs: 60_000,
-      onSpawn: (pid) => setTimeout(() => process.kill(pid, 'SIGTERM'), 500).unref(),
+      // while it holds the lock (where the old id search spun): it must act on it, or have refused already
+      onSpawn: (pid) => void termWhenLocked(pid, join(s.state, 'source.lock')),
     });
-    assert.equal(r.timedOut, false, `the run ended by itself: ${show(r)}`);
-    assert.notEqual(r.code, 0, show(r));
+    assert.equal(r.timedOut, false, `the run ended: ${show(r)}`);
+    assert.equal(r.signal, null, 'baton handled the signal (not killed by it)');
+    assert.equal(r.code, 1, show(r));
     assert.ok(s.app.isRunning());
   },
 );
