@@ -405,6 +405,43 @@ for (const where of ['handover', 'store'] as const) {
   );
 }
 
+/** Sends SIGTERM once baton holds its lock (its signal handlers are installed by then). */
+async function termWhenLocked(pid: number, lock: string): Promise<void> {
+  for (let i = 0; i < 1500; i++) {
+    if (!existsSync(`/proc/${pid}`)) return; // it had already refused and exited
+    if (existsSync(lock)) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* exited meanwhile */
+      }
+      return;
+    }
+    await sleep(20);
+  }
+}
+
+test(
+  'issue 10 hole 14: with a far-future id planted, a SIGTERM ends the run at once (the event loop is never blocked)',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const s = await setup('farfuture-sigterm');
+    const planted = join(s.handoverData, '2099-01-01T000000Z');
+    await mkdir(join(planted, 'tree'), { recursive: true });
+    await writeFile(join(planted, 'manifest'), '');
+    const r = await runProcess([process.execPath, BATON_MAIN, 'source', 'backup', '--config', s.config], {
+      env: process.env,
+      timeoutMs: 60_000,
+      // while it holds the lock (where the old id search spun): it must act on it, or have refused already
+      onSpawn: (pid) => void termWhenLocked(pid, join(s.state, 'source.lock')),
+    });
+    assert.equal(r.timedOut, false, `the run ended: ${show(r)}`);
+    assert.equal(r.signal, null, 'baton handled the signal (not killed by it)');
+    assert.equal(r.code, 1, show(r));
+    assert.ok(s.app.isRunning());
+  },
+);
+
 test(
   'case 13: rsync exit 23 (partial transfer) fails the backup; the app runs, nothing is published',
   { skip: NEEDS_ROOT },
