@@ -225,10 +225,12 @@ describe('gate rsync', () => {
     const { fx, rsh, dest } = await setup();
     await writeGeneration(fx.dataHandover, G4);
     const d = await dest();
-    await writeFile(join(d, 'stale.txt'), 'stale\n');
+    // inside tree/: baton's pull filter protects (and verify refuses) any other top-level name
+    await mkdir(join(d, 'tree'), { recursive: true });
+    await writeFile(join(d, 'tree', 'stale.txt'), 'stale\n');
     const r = await rsyncThroughRsh(rsh.data, [...PULL, '--delete', `x:${G4}/`, `${d}/`]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(existsSync(join(d, 'stale.txt')), false);
+    assert.equal(existsSync(join(d, 'tree', 'stale.txt')), false);
     assert.deepEqual(await listing(join(fx.dataHandover, G4)), [
       'SHA256SUMS',
       'manifest',
