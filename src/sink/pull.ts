@@ -89,7 +89,9 @@ export function pullArgv(
     '--no-owner',
     '--no-group',
     `--chmod=${STORE_CHMOD}`,
-    ...(headOnly ? HEAD_FILTER : [...GENERATION_FILTER, '--delete']),
+    // --delete-excluded: a stray top-level name left in .incoming/<id> (by a killed run, by hand) is
+    // removed, not kept to fail verify; rsync sends no delete option to a sender server
+    ...(headOnly ? HEAD_FILTER : [...GENERATION_FILTER, '--delete', '--delete-excluded']),
     '--numeric-ids',
     '--partial',
     `--timeout=${Math.max(1, Math.round(input.ioTimeoutMs / 1000))}`,
