@@ -216,11 +216,11 @@ export function describeExit(r: RunResult): string {
 
 /** `output larger than 4 MiB`: the one-line reason for a capped reply. */
 export function describeExceeded(limitBytes: number): string {
-  const mib = limitBytes / 2 ** 20;
-  const size = Number.isInteger(mib)
-    ? `${mib} MiB`
-    : limitBytes >= 2 ** 20
-      ? `${mib.toFixed(1)} MiB`
-      : `${limitBytes} bytes`;
+  const size =
+    limitBytes % 2 ** 20 === 0
+      ? `${limitBytes / 2 ** 20} MiB`
+      : limitBytes % 1024 === 0
+        ? `${limitBytes / 1024} KiB`
+        : `${limitBytes} bytes`;
   return `output larger than ${size}, stopped reading`;
 }

@@ -114,11 +114,11 @@ const pull = (file: string, stream: 'data' | 'logs', env: NodeJS.ProcessEnv = {}
   runBaton(['sink', 'pull', stream, '--config', file], { env, timeoutMs: 180_000 });
 
 /** Empties the handovers (pull both streams with a plain config) so each test starts clean. */
-async function drain(): Promise<void> {
+async function drain(env: NodeJS.ProcessEnv = {}): Promise<void> {
   const { file } = await sinkConfig({ name: 'drain' });
   for (const s of ['data', 'logs'] as const) {
     if (!existsSync(s === 'data' ? src.handoverData : src.handoverLogs)) continue; // no backup yet
-    const r = await pull(file, s);
+    const r = await pull(file, s, env);
     assert.equal(r.code, 0, show(r));
   }
 }
@@ -404,7 +404,9 @@ test(
     const day = 86_400_000;
     const base = Date.now();
     const ids: string[] = [];
-    const sinkClocks = ['2020-01-01T00:00:00Z', '2019-06-01T00:00:00Z', '2020-01-01T00:00:00Z'];
+    // Sink clocks years ahead and jumping back (issue 10, hole 7: a sink clock BEHIND the ids makes
+    // them ids from the future, refused below); retention must still go by id.
+    const sinkClocks = ['2031-01-01T00:00:00Z', '2030-06-01T00:00:00Z', '2031-01-01T00:00:00Z'];
     for (let i = 1; i <= 3; i++) {
       // a source clock i days ahead: generation ids i days apart
       await backup({ BATON_NOW: new Date(base + i * day).toISOString() });
@@ -413,13 +415,20 @@ test(
       const at = parseGenerationId(id)?.getTime() ?? 0;
       assert.ok(Math.abs(at - (base + i * day)) < 120_000, `${id} is ${i} day(s) ahead`);
       ids.push(id);
+      if (i === 1) {
+        // a sink clock years behind: the id is from its future -> refused, alerted, nothing published
+        const behind = await pull(file, 'data', { BATON_NOW: '2020-01-01T00:00:00Z' });
+        assert.equal(behind.code, 1, show(behind));
+        assert.match(behind.stderr, /dated more than 10m ahead of this sink's clock/);
+        assert.deepEqual([...(await publishedGenerations(streamDir)).keys()], []);
+      }
       const r = await pull(file, 'data', { BATON_NOW: sinkClocks[i - 1] });
       assert.equal(r.code, 0, show(r));
       // ordering by id, whatever the sink clock; at most 2 kept, the newest verified never lost
       assert.deepEqual([...(await publishedGenerations(streamDir)).keys()], ids.slice(-2));
     }
     // keepWithin 36h counted back from the newest id: ids[1] (24h) stays, ids[0] (48h) goes by count.
-    // Against the sink clock (years behind) every id would count as young and nothing would be pruned.
+    // Against the sink clock (years ahead) no id would count as young and ids[1] would go too.
     assert.deepEqual([...(await publishedGenerations(streamDir)).keys()], ids.slice(1));
 
     // a live run's lock is not taken over, whatever the clocks say about its age
@@ -439,19 +448,22 @@ test(
     const [id4] = await generationIds(src.handoverData);
     assert.ok(id4);
     const locked = await pull(file, 'data', { BATON_NOW: '2099-01-01T00:00:00Z' });
-    assert.equal(locked.code, 75, show(locked));
+    // held "98 years" by this clock: longer than alerts.lockHeldAfter -> alerted (exit 1), still not taken
+    assert.equal(locked.code, 1, show(locked));
+    assert.match(locked.stderr, /has held the lock for .*longer than alerts\.lockHeldAfter/);
     assert.ok(existsSync(lock), 'the live lock is still there');
     await unlink(lock);
     const ahead = await pull(file, 'data', { BATON_NOW: '2099-01-01T00:00:00Z' });
     assert.equal(ahead.code, 0, show(ahead));
     assert.deepEqual([...(await publishedGenerations(streamDir)).keys()], [ids[2], id4], 'newest 2 by id');
 
-    // status with the sink clock behind the newest id: the newest generation by id, no negative age
+    // status with the sink clock behind every id: they are ids from its future, none counts as the
+    // newest (never "age 0"), and status names them as a problem
     const status = await runBaton(['status', '--config', file, '--json'], {
       env: { BATON_NOW: '2020-01-01T00:00:00Z' },
     });
-    assert.equal(status.code, 0, show(status));
     const report = JSON.parse(status.stdout) as {
+      problems: Array<{ kind: string; message: string }>;
       streams: Array<{
         stream: string;
         newest: { id: string; ageSeconds: number } | null;
@@ -459,10 +471,14 @@ test(
       }>;
     };
     const data = report.streams.find((s) => s.stream === 'data');
-    assert.equal(data?.newest?.id, id4);
-    assert.ok((data?.newest?.ageSeconds ?? -1) >= 0, `age ${data?.newest?.ageSeconds}`);
+    assert.equal(data?.newest, null, show(status));
+    assert.ok(
+      report.problems.some((p) => p.kind === 'future' && p.message.includes(id4)),
+      show(status),
+    );
     assert.equal(data?.stores[0]?.generations.length, 2);
     assert.deepEqual(await readdir(join(store, 'fx', 'data', '.incoming')).catch(() => []), []);
-    await drain();
+    // the logs made with the source clock days ahead: pulled by a sink clock that agrees
+    await drain({ BATON_NOW: new Date(base + 5 * day).toISOString() });
   },
 );
