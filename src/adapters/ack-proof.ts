@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { answerRange, ChallengeSampler, type AckChallenge, type RandomInt } from '../core/ack-challenge.js';
+import { ChallengeSampler, type AckChallenge, type RandomInt } from '../core/ack-challenge.js';
 import type { ManifestEntry } from '../core/manifest.js';
 import { readManifest } from './manifest-file.js';
 
@@ -11,6 +12,11 @@ import { readManifest } from './manifest-file.js';
  * it against its verified, published copy (its answer). Each proof reads only files its own manifest
  * names, as regular files, without following symlinks.
  */
+
+/** The proof for one range: sha256 of the nonce's 32 bytes followed by the range's bytes, hex. */
+export function answerRange(nonce: string, bytes: Buffer): string {
+  return createHash('sha256').update(Buffer.from(nonce, 'hex')).update(bytes).digest('hex');
+}
 
 /** Samples a challenge from the generation `genDir` (its manifest read once, in constant memory). */
 export async function sampleChallenge(

@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-
 /**
  * The ack challenge (DESIGN.md §5): an `ack` proves that the sink holds the generation's bytes, not
  * only that it read `list`. Over the one ssh session of `ack ID SHA256`:
@@ -15,7 +13,8 @@ import { createHash } from 'node:crypto';
  * first entry after the header): both sides hold the same manifest (its sha256 is in the command), so
  * no path travels and the sink reads only files its own verified manifest names. Lines are `\n`-ended
  * ASCII, at most {@link MAX_ACK_LINE_BYTES}; every field is parsed, nothing is cast.
- * Pure: no I/O here; randomness comes in as a function.
+ * Pure: no I/O here; randomness comes in as a function; the proof of a range (sha256 of the nonce's 32
+ * bytes then the range's bytes) is computed in src/adapters/ack-proof.ts (`answerRange`).
  */
 
 export const ACK_CHALLENGE_VERSION = 'baton-ack-challenge 1';
@@ -98,11 +97,6 @@ export class ChallengeSampler {
     }
     return { nonce, ranges };
   }
-}
-
-/** The proof for one range: sha256 of the nonce's 32 bytes followed by the range's bytes, hex. */
-export function answerRange(nonce: string, bytes: Buffer): string {
-  return createHash('sha256').update(Buffer.from(nonce, 'hex')).update(bytes).digest('hex');
 }
 
 // ---------------------------------------------------------------------------------------------------------

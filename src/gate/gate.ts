@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -649,7 +649,10 @@ async function recordEvent(
  * SIGKILL on itself, because a read blocked in the thread pool (a hung mount) holds a normal exit.
  */
 export function watchSession(pollMs = 1000): void {
-  const parent = process.ppid;
+  // sshd may run the gate through `sh -c` without exec: watch the parent and the grandparent
+  const chain: Array<[number, number | undefined]> = [[process.pid, process.ppid]];
+  const grand = parentOf(process.ppid);
+  if (process.ppid > 1 && grand !== undefined) chain.push([process.ppid, grand]);
   const end = (): void => {
     for (const child of sessionChildren) {
       try {
@@ -662,9 +665,22 @@ export function watchSession(pollMs = 1000): void {
   };
   process.on('SIGHUP', end);
   const timer = setInterval(() => {
-    if (process.ppid !== parent) end();
+    if (chain.some(([pid, parent]) => parentOf(pid) !== parent)) end();
   }, pollMs);
   timer.unref();
+}
+
+/** The parent pid of `pid` from /proc (undefined when it is gone or /proc cannot tell). */
+function parentOf(pid: number): number | undefined {
+  if (pid === process.pid) return process.ppid;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses; the last ")" ends it
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isInteger(ppid) ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What the gate started (rrsync): killed when the session ends. */

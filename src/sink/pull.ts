@@ -99,7 +99,9 @@ export function pullArgv(
     ...(input.maxFileBytes === undefined ? [] : [`--max-size=${Math.max(1, Math.ceil(input.maxFileBytes))}`]),
     // in place: a changed file keeps its cloned extents and only the differing blocks are written
     ...(input.inplace ? (headOnly ? [] : ['--inplace', '--no-whole-file']) : []),
-    ...(input.linkDest && !input.inplace ? [`--link-dest=${input.linkDest}`] : []),
+    // never for the head: a manifest of the same size and second as the base's would be linked, not
+    // fetched, and the generation wrongly quarantined (and rejected on the source)
+    ...(input.linkDest && !input.inplace && !headOnly ? [`--link-dest=${input.linkDest}`] : []),
     '-e',
     joinRsh(input.transport.rsh),
     '--',

@@ -419,11 +419,23 @@ async function pullPending(
   // A quarantined generation does not block the newer ones behind it (issue 10, hole 12): it is
   // rejected on the source (set aside there), the pull goes on, and the run still fails at the end.
   const quarantineErrors: string[] = [];
-  const setAside = async (g: { id: string; manifestSha256: string }, message: string): Promise<void> => {
+  const setAside = async (
+    g: { id: string; manifestSha256: string },
+    message: string,
+    reusedBase: string | undefined,
+  ): Promise<void> => {
     quarantineErrors.push(message);
     // a failed run prunes nothing, this one included
     retentionFrozen = true;
     log.error({ step: 'verify', id: g.id }, message);
+    if (reusedBase !== undefined) {
+      // Files may have come from our own generation (hard links, a clone), not the source: the fault
+      // may be on this side, so the source's copy is not set aside. The next run pulls it again.
+      quarantineErrors.push(
+        `  not rejected on the source: the pull reused ${reusedBase} from this store, which may be at fault; the next run pulls it again`,
+      );
+      return;
+    }
     try {
       const keptIn = await rejectGeneration(transport, g.id, g.manifestSha256, config.timeout, log);
       quarantineErrors.push(`  rejected on the source: kept in ${keptIn}, no longer pending`);
@@ -498,9 +510,11 @@ async function pullPending(
     } catch (e) {
       if (!(e instanceof ManifestError)) throw e;
       const q = await quarantine(g.id);
+      // the head is fetched whole from the source (no --link-dest): a bad manifest is the source's
       await setAside(
         g,
         `generation ${g.id} has a bad manifest (quarantined in ${q}, not acked): ${e.message}`,
+        undefined,
       );
       continue;
     }
@@ -556,6 +570,7 @@ async function pullPending(
       await setAside(
         g,
         `generation ${g.id} failed verification (quarantined in ${q}, not acked):\n${describeProblems(v.problems)}`,
+        base?.id,
       );
       continue;
     }

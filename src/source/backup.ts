@@ -22,6 +22,7 @@ import { crashPoint } from '../adapters/crash-point.js';
 import { withChildRecords } from '../adapters/children.js';
 import { sourceState } from './state.js';
 import { recordBackupMetrics } from './record-metrics.js';
+import { reportGateEvents } from './report-gate-events.js';
 
 export interface BackupOptions {
   dryRun: boolean;
@@ -157,6 +158,8 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
   const state = sourceState(config);
   await recoverSource(config, log);
   await flushPendingAlerts(config.alerts.mail, state.pendingAlerts, log);
+  // what the gate refused or set aside since the last run (it may not be able to mail itself)
+  await reportGateEvents(config, opts.now(), log);
   const plan = await planBackup(config, opts.now());
   const transport = await checkPreviousTransport(config, plan, opts.now(), log);
   const names = await loadNameMaps();

@@ -12,6 +12,8 @@ import { checkStoreMarker } from '../sink/check-store.js';
 import { sinkPaths } from '../sink/state.js';
 import { streamFreshness } from '../sink/check-stale.js';
 import { errnoCode, JobError, oneLine } from '../errors.js';
+import { unmailedGateEvents } from '../source/report-gate-events.js';
+import { describeGateEvent } from '../core/gate-events.js';
 
 export { renderStatus } from './render-text.js';
 export { renderStatusHtml } from './render-html.js';
@@ -107,7 +109,15 @@ export interface RecoveryPoint {
 }
 
 export interface Problem {
-  kind: 'stale' | 'transport-overdue' | 'run-failed' | 'run-record' | 'damaged' | 'store-unusable' | 'future';
+  kind:
+    | 'stale'
+    | 'transport-overdue'
+    | 'run-failed'
+    | 'run-record'
+    | 'damaged'
+    | 'store-unusable'
+    | 'future'
+    | 'gate-event';
   /** null for a problem of the sink store as a whole */
   source: string | null;
   stream: StreamName | null;
@@ -346,6 +356,17 @@ export async function sourceStatus(config: SourceConfig, now: Date): Promise<Sta
     problems.push(...futureProblems(stores, { source: config.name, stream }, now));
     streams.push(r);
     recoveryPoints.push(...storePoints(r, cfg.paths.join(', ')));
+  }
+  // refused acks and rejects the gate recorded that no backup has mailed yet
+  for (const { stream, events } of await unmailedGateEvents(config, now)) {
+    const newest = events.at(-1);
+    if (!newest) continue;
+    problems.push({
+      kind: 'gate-event',
+      source: config.name,
+      stream,
+      message: `${config.name}/${stream}: ${events.length} gate event(s) not yet mailed, newest: ${describeGateEvent(newest.event)}`,
+    });
   }
   return finish(
     {

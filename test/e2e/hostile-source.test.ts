@@ -30,6 +30,8 @@ import { runProcess, type RunResult } from '../../src/adapters/run.js';
 import { formatGenerationId } from '../../src/core/generation-id.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import {
+  ackDialogue,
+  copyGeneration,
   REPO_ROOT,
   sha256,
   sha256File,
@@ -170,10 +172,18 @@ async function expectRejected(g: WrittenGeneration, problem: RegExp, timeoutMs?:
     const last = r.stderr.trim().split('\n').at(-1) ?? '';
     assert.match(last, /^baton: sink pull data: 1 of 1 source\(s\) failed: evil: /);
     assert.equal((await ids(H.sinkData)).includes(g.id), false, 'not published');
-    assert.deepEqual(await ids(H.data), [g.id], 'not acked: still pending in the handover');
+    // not acked: still pending, or (quarantined) set aside by the sink's reject in .rejected/
+    const pending = await ids(H.data);
+    const rejected = await ids(join(H.data, '.rejected'));
+    assert.deepEqual(
+      [...pending, ...rejected],
+      [g.id],
+      'not acked: still pending in the handover or kept in .rejected',
+    );
+    const kept = pending.includes(g.id) ? g.dir : join(H.data, '.rejected', g.id);
     assert.equal((await ids(H.store)).includes(g.id), false, 'not moved into the source store');
-    if (g.manifestSha256 !== '' && (await lstat(join(g.dir, 'manifest'))).isFile()) {
-      assert.equal(await sha256File(join(g.dir, 'manifest')), g.manifestSha256, 'handover untouched');
+    if (g.manifestSha256 !== '' && (await lstat(join(kept, 'manifest'))).isFile()) {
+      assert.equal(await sha256File(join(kept, 'manifest')), g.manifestSha256, 'handover untouched');
     }
     assert.equal(await storeSnapshot(), before, 'published generations unchanged');
     assertNoMarker();
@@ -181,6 +191,7 @@ async function expectRejected(g: WrittenGeneration, problem: RegExp, timeoutMs?:
   } finally {
     // The next case is pulled alone.
     await rm(g.dir, { recursive: true, force: true });
+    await rm(join(H.data, '.rejected', g.id), { recursive: true, force: true });
   }
 }
 
@@ -873,14 +884,29 @@ test(
     assertGateRefused(await ack(`../${g.id}`, hash), /no valid generation id/);
 
     // Nothing moved: all three are where they were; the source store has none of them.
-    assert.deepEqual((await readdir(H.data)).sort(), [`.${dotId}.partial`, g.id, partial.id].sort());
+    assert.deepEqual(
+      (await readdir(H.data)).filter((n) => n !== '.gate-events' && n !== '.rejected').sort(),
+      [`.${dotId}.partial`, g.id, partial.id].sort(),
+    );
     assert.equal(await sha256File(join(g.dir, 'manifest')), hash);
     const stored = await ids(H.store);
     for (const id of [g.id, partial.id, dotId]) assert.equal(stored.includes(id), false);
 
-    // The one right ack works (and a repeat is harmless).
-    const ok = await ack(g.id, hash);
-    assert.equal(ok.code, 0, show(ok));
+    // Without proof of receipt even the right hash is refused (issue 10, hole 2)…
+    assertGateRefused(await ack(g.id, hash), /no answer to the challenge/);
+    // …and the one right ack, answered from a copy of the generation, works.
+    const ok = await ackDialogue(
+      [
+        'ssh',
+        ...sshClientArgs(sshd, dataKey.privateKey),
+        '-o',
+        'ControlMaster=no',
+        'batonEvilData@127.0.0.1',
+      ],
+      `ack ${g.id} ${hash}`,
+      { copyDir: await copyGeneration(g.dir, join(root, 'sink-copy')) },
+    );
+    assert.equal(ok.code, 0, ok.stderr);
     assert.ok((await ids(H.store)).includes(g.id));
     for (const name of await readdir(H.data)) await rm(join(H.data, name), { recursive: true, force: true });
   },

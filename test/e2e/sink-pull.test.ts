@@ -280,6 +280,7 @@ test('a corrupted file is quarantined, not acked, and alerts', { skip: NEEDS_ROO
   const r = await pull('data');
   assert.equal(r.code, 1, show(r));
   assert.match(r.stderr, /failed verification/);
+  // not acked: the source keeps it (pending; the pull reused a sink generation, so it is not rejected)
   assert.deepEqual(await ids(H.data), [id], 'not acked: the source keeps it');
   assert.equal((await ids(join(H.sinkStore, 'shop', 'data'))).includes(id), false, 'not published');
   const q = await readdir(join(H.sinkStore, 'shop', 'data', '.quarantine'));

@@ -8,7 +8,6 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   ACK_RANGES,
-  answerRange,
   ChallengeSampler,
   checkAnswer,
   formatAnswer,
@@ -23,6 +22,7 @@ import {
   parseRangeLine,
   type RandomInt,
 } from '../../src/core/ack-challenge.js';
+import { answerRange } from '../../src/adapters/ack-proof.js';
 
 const NONCE = 'ab'.repeat(32);
 
