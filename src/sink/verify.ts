@@ -363,7 +363,7 @@ async function openSourceFile(
   } catch (e) {
     const code = errnoCode(e);
     if (code === 'ENOENT') return 'missing';
-    if (code === 'ELOOP') return 'a symlink (a symlink from a source is never followed)';
+    if (code === 'ELOOP') return 'not a regular file: a symlink (a symlink from a source is never followed)';
     return `cannot open it: ${code ?? String(e)}`;
   }
   const st = await fh.stat().catch(() => undefined);

@@ -1,20 +1,19 @@
 import { lstat, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
-import { generationMetaSchema } from '../core/meta.js';
 import { formatGenerationId, isGenerationId } from '../core/generation-id.js';
 import { isSameOrBelow, undoCommands, type ReplacedPath } from '../core/restore-plan.js';
 import { pathKey } from '../core/manifest.js';
 import { CombinedError, ConfigError, JobError, errnoCode, oneLine } from '../errors.js';
 import { acquireLock } from '../adapters/lock.js';
 import { withChildRecords } from '../adapters/children.js';
-import { exists, fsyncDir, mkdirp, readJsonIfExists } from '../adapters/fsx.js';
+import { exists, fsyncDir, mkdirp } from '../adapters/fsx.js';
 import { listGenerations } from '../adapters/generations.js';
 import { runProcess } from '../adapters/run.js';
 import { describeRsyncResult, rsyncEnv } from '../adapters/rsync.js';
 import type { Logger } from '../adapters/log.js';
 import { LinkRestore, openGeneration, restoreGeneration, scanManifest } from '../operate/restore.js';
-import { describeProblems, verifyGeneration } from '../sink/verify.js';
+import { describeProblems, readGenerationMeta, verifyGeneration } from '../sink/verify.js';
 import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
 import { startApp } from './start-app.js';
 import { sourceState } from './state.js';
@@ -48,10 +47,9 @@ export async function findRestoreCandidate(config: SourceConfig, arg: string): P
     );
   }
   const gen = await openGeneration(arg);
-  const meta = generationMetaSchema.safeParse(
-    await readJsonIfExists(join(gen.dir, 'meta.json')).catch(() => undefined),
-  );
-  return { id: meta.success ? meta.data.id : basename(gen.dir), dir: gen.dir, from: 'directory' };
+  // never follows a symlink nor reads past 1 MiB: a directory named on the command line is not verified yet
+  const meta = await readGenerationMeta(gen.dir);
+  return { id: typeof meta === 'string' ? basename(gen.dir) : meta.id, dir: gen.dir, from: 'directory' };
 }
 
 export interface InPlaceOptions {
@@ -250,11 +248,9 @@ async function restoreLocked(
       { step: 'verify' },
     );
   }
-  const meta = generationMetaSchema.safeParse(
-    await readJsonIfExists(join(gen.dir, 'meta.json')).catch(() => undefined),
-  );
-  if (meta.success && meta.data.stream !== 'data')
-    throw new ConfigError(`${gen.dir} is a ${meta.data.stream} generation, not data`, { step: STEP });
+  const meta = await readGenerationMeta(gen.dir);
+  if (typeof meta !== 'string' && meta.stream !== 'data')
+    throw new ConfigError(`${gen.dir} is a ${meta.stream} generation, not data`, { step: STEP });
   const plans: PathPlan[] = [];
   for (const p of paths) plans.push(await planPath(p));
   const scan = await scanManifest(gen.manifest, { wanted: plans.map((p) => p.rel) });

@@ -137,7 +137,7 @@ test('SHA256SUMS missing, truncated, a symlink to /dev/zero or a FIFO: refused, 
     const z = await verifyGeneration({ dir, hashes: true });
     assert.deepEqual(
       z.problems.map((p) => `${p.kind}: ${p.detail}`),
-      ['sums: a symlink (a symlink from a source is never followed)'],
+      ['sums: not a regular file: a symlink (a symlink from a source is never followed)'],
     );
     await rm(sums);
     const mk = await runProcess(['mkfifo', sums]);
