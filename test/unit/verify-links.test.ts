@@ -4,7 +4,12 @@ import { createHash } from 'node:crypto';
 import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatManifestLine, MANIFEST_HEADER_2, type ManifestEntry } from '../../src/core/manifest.js';
+import {
+  formatManifestLine,
+  formatSha256SumsLine,
+  MANIFEST_HEADER_2,
+  type ManifestEntry,
+} from '../../src/core/manifest.js';
 import { verifyGeneration } from '../../src/sink/verify.js';
 
 // The data's hard-link groups in a generation on disk: every later name of a group must be the
@@ -59,6 +64,13 @@ async function generation(root: string, linked: boolean): Promise<string> {
   await writeFile(
     join(dir, 'manifest'),
     `${[MANIFEST_HEADER_2, ...entries.map(formatManifestLine)].join('\n')}\n`,
+  );
+  // every name of a group keeps its own SHA256SUMS line (`sha256sum -c` works on the tree)
+  await writeFile(
+    join(dir, 'SHA256SUMS'),
+    Buffer.concat(
+      entries.flatMap((e) => (e.sha256 === undefined ? [] : [formatSha256SumsLine(e.sha256, e.path)])),
+    ),
   );
   return dir;
 }
