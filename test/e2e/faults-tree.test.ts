@@ -233,8 +233,11 @@ async function chownTree(path: string): Promise<void> {
 }
 
 /** A hand-written generation in the data handover, owned by the stream user like the real thing. */
+const STAGE_BASE = Math.floor(Date.now() / 1000) * 1000 + 5 * 60_000;
+
 async function stage(opts: GenerationOptions): Promise<WrittenGeneration> {
-  const id = formatGenerationId(new Date(Date.UTC(2030, 0, 1, 0, 0, nextSecond++)));
+  // newer than any real backup of this file, but within limits.futureSkew (10 min) of the sink's clock
+  const id = formatGenerationId(new Date(STAGE_BASE + 1000 * nextSecond++));
   const g = await writeGeneration(src.handoverData, id, { source: 'fxt', stream: 'data', ...opts });
   await chownTree(g.dir);
   return g;

@@ -103,7 +103,10 @@ async function expectRejected(g: WrittenGeneration, problem: RegExp): Promise<vo
     assert.equal(r.code, 1, show(r));
     assert.match(error, problem, show(r));
     assert.equal((await names(H.sinkData)).includes(g.id), false, 'not published');
-    assert.deepEqual(await names(H.data), [g.id], 'not acked');
+    // not acked: a source fault is set aside on the source (`reject`), never deleted or moved to its store
+    const rejected = join(H.data, '.rejected', g.id);
+    assert.deepEqual(await names(H.data), [], 'no longer pending');
+    assert.ok(existsSync(join(rejected, 'manifest')), "kept in the handover's .rejected/");
     const q = await readdir(join(H.sinkData, '.quarantine'));
     assert.ok(
       q.some((n) => n.startsWith(g.id)),
@@ -114,6 +117,7 @@ async function expectRejected(g: WrittenGeneration, problem: RegExp): Promise<vo
     assert.match(mail?.text ?? '', problem);
   } finally {
     await rm(g.dir, { recursive: true, force: true });
+    await rm(join(H.data, '.rejected', g.id), { recursive: true, force: true });
   }
 }
 
