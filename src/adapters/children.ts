@@ -176,6 +176,27 @@ export function currentChildRecords(): ChildRecords | undefined {
   return current.getStore();
 }
 
+/**
+ * Records a just-spawned group leader in the records of the run this code runs for (if any), so a
+ * later run can end it should this one be killed; returns what forgets it once it ended. When the
+ * record cannot be written, the group is killed and the error thrown: no child runs unrecorded.
+ */
+export function recordChild(pid: number | undefined, argv: readonly string[]): () => void {
+  const records = currentChildRecords();
+  if (records === undefined || pid === undefined) return () => undefined;
+  try {
+    records.add(pid, argv);
+  } catch (e) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    throw e;
+  }
+  return () => records.remove(pid);
+}
+
 async function readRecords(file: string, log: Logger): Promise<ChildRecord[] | undefined> {
   const fh = await open(file, 'r').catch((e: unknown) => {
     if (errnoCode(e) === 'ENOENT') return undefined;

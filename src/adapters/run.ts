@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { currentChildRecords } from './children.js';
+import { recordChild } from './children.js';
 
 /** A command as the operator writes it: a shell string (run by /bin/sh -c) or an argv list. */
 export type Command = string | readonly string[];
@@ -118,15 +118,7 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
       }
     };
     // recorded before anything else can happen, so a later run can end it if baton is killed
-    const records = opts.untracked ? undefined : currentChildRecords();
-    if (records && child.pid !== undefined) {
-      try {
-        records.add(child.pid, argv);
-      } catch (e) {
-        killGroup('SIGKILL');
-        throw e;
-      }
-    }
+    const forget = opts.untracked ? () => undefined : recordChild(child.pid, argv);
     let graceTimer: NodeJS.Timeout | undefined;
     let terminated = false;
     const terminate = (): void => {
@@ -176,7 +168,7 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
       // that never saw the SIGTERM) once we had asked the group to end (timeout or abort).
       if (timedOut || terminated) killGroup('SIGKILL');
       if (graceTimer) clearTimeout(graceTimer);
-      if (child.pid !== undefined) records?.remove(child.pid);
+      forget();
       resolve({
         argv,
         code,

@@ -6,7 +6,7 @@ import type { SinkSourceConfig, SinkStreamConfig } from '../config/schema.js';
 import { describeExit, runProcess, type RunResult } from '../adapters/run.js';
 import { mkdirp } from '../adapters/fsx.js';
 import { LineReader } from '../adapters/line-reader.js';
-import { currentChildRecords } from '../adapters/children.js';
+import { recordChild } from '../adapters/children.js';
 
 /**
  * How the sink reaches a source's gate: the remote shell rsync uses (`-e`) and a way to run
@@ -63,17 +63,7 @@ export function spawnDialogue(argv: readonly string[], limits: DialogueLimits): 
   if (file === undefined) throw new Error('spawnDialogue: empty command');
   const child = spawn(file, args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
   // recorded like every runProcess child: a later run ends an `ssh … ack` a killed run left behind
-  const records = currentChildRecords();
-  if (records && child.pid !== undefined) {
-    const pid = child.pid;
-    try {
-      records.add(pid, argv);
-    } catch (e) {
-      process.kill(-pid, 'SIGKILL');
-      throw e;
-    }
-    child.on('exit', () => records.remove(pid));
-  }
+  child.on('exit', recordChild(child.pid, argv));
   let stderr = Buffer.alloc(0);
   child.stderr.on('data', (b: Buffer) => {
     stderr = Buffer.concat([stderr, b]);
