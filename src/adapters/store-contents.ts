@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
 import { readJsonIfExists } from './fsx.js';
-import { listGenerations, type StoredGeneration } from './generations.js';
+import { listGenerations, type StoredGeneration } from '../generation/list.js';
 
 export interface StoreGeneration extends StoredGeneration {
   /** its meta.json, parsed; undefined when missing or not valid */

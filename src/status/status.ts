@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { z } from 'zod';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
 import { formatDuration } from '../config/duration.js';
-import { isGenerationId } from '../core/generation-id.js';
+import { isGenerationId } from '../generation/names.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import { readStoreContents, type StoreGeneration } from '../adapters/store-contents.js';

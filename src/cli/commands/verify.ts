@@ -9,7 +9,7 @@ import {
   summarizeFailures,
   verifyGenerations,
   type VerifyTarget,
-} from '../../operate/verify-command.js';
+} from '../../generation/verify-command.js';
 
 function defaultConfigFile(): string {
   if (existsSync(DEFAULT_CONFIG.source)) return DEFAULT_CONFIG.source;

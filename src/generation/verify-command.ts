@@ -6,8 +6,8 @@ import { errnoCode } from '../errors.js';
 import type { Logger } from '../adapters/log.js';
 import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
 import { clearBadMark, markGenerationBad } from '../sink/bad-marks.js';
-import { listGenerations } from '../adapters/generations.js';
-import { readGenerationMeta, verifyGeneration, type VerifyProblem } from '../sink/verify.js';
+import { listGenerations } from './list.js';
+import { readGenerationMeta, verifyGeneration, type VerifyProblem } from './verify.js';
 import { sinkPaths } from '../sink/state.js';
 import { createProgress } from '../adapters/progress.js';
 

@@ -1,6 +1,6 @@
 import { readdir, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isGenerationId, parseGenerationId } from '../core/generation-id.js';
+import { isGenerationId, parseGenerationId } from './names.js';
 import { errnoCode } from '../errors.js';
 
 export interface StoredGeneration {

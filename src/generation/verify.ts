@@ -11,7 +11,7 @@ import {
 import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
 import { SET_ID_BITS } from '../core/tree-mode.js';
 import { sha256File, walkTree, type WalkEntry } from '../adapters/fsx.js';
-import { readManifest, ManifestCursor, ManifestError } from '../adapters/manifest-file.js';
+import { readManifest, ManifestCursor, ManifestError } from './manifest-file.js';
 import { errnoCode } from '../errors.js';
 
 export type ProblemKind =
