@@ -1,15 +1,8 @@
-import { readdir } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import type { LoadedConfig } from '../config/load.js';
-import type { SinkConfig, StreamName } from '../config/schema.js';
-import { errnoCode } from '../errors.js';
-import type { Logger } from '../adapters/log.js';
-import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
-import { clearBadMark, markGenerationBad } from '../sink/bad-marks.js';
+import { basename } from 'node:path';
+import type { SourceConfig, StreamName } from '../config/schema.js';
+import { createProgress } from '../adapters/progress.js';
 import { listGenerations } from './list.js';
 import { readGenerationMeta, verifyGeneration, type VerifyProblem } from './verify.js';
-import { sinkPaths } from '../sink/state.js';
-import { createProgress } from '../adapters/progress.js';
 
 export interface VerifyTarget {
   dir: string;
@@ -30,43 +23,28 @@ export interface GenerationCheck {
   problems: VerifyProblem[];
 }
 
-const STREAMS: readonly StreamName[] = ['data', 'logs'];
-
-/**
- * Every complete generation in the stores of a config, oldest first per store: on a source the
- * handovers and the source store, on a sink every source/stream directory of the sink store
- * (configured or not: an old source's generations are still backups).
- */
-export async function listConfiguredGenerations(loaded: LoadedConfig): Promise<VerifyTarget[]> {
-  const out: VerifyTarget[] = [];
-  const add = async (store: string, dir: string, source: string, stream: StreamName) => {
-    for (const g of await listGenerations(dir))
-      out.push({ dir: g.dir, store, expect: { id: g.id, source, stream } });
-  };
-  if (loaded.kind === 'source') {
-    const c = loaded.config;
-    await add('handover', c.streams.data.handover, c.name, 'data');
-    await add('source store', c.streams.data.store, c.name, 'data');
-    if (c.streams.logs) await add('handover', c.streams.logs.handover, c.name, 'logs');
-    return out;
-  }
-  const c = loaded.config;
-  const sources = new Set(c.sources.map((s) => s.name));
-  for (const name of await readdirOrEmpty(c.store)) if (!name.startsWith('.')) sources.add(name);
-  for (const source of [...sources].sort()) {
-    for (const stream of STREAMS)
-      await add('sink store', sinkPaths(c, source, stream).streamDir, source, stream);
-  }
-  return out;
+/** Every complete generation in one store dir, oldest first, as targets that must claim `source`/`stream`. */
+export async function listStoreTargets(
+  store: string,
+  dir: string,
+  source: string,
+  stream: StreamName,
+): Promise<VerifyTarget[]> {
+  return (await listGenerations(dir)).map((g) => ({
+    dir: g.dir,
+    store,
+    expect: { id: g.id, source, stream },
+  }));
 }
 
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name);
-  } catch (e) {
-    if (errnoCode(e) === 'ENOENT') return [];
-    throw e;
-  }
+/** Every complete generation in the stores of a source config: the handovers and the source store. */
+export async function listSourceTargets(c: SourceConfig): Promise<VerifyTarget[]> {
+  const out: VerifyTarget[] = [];
+  out.push(...(await listStoreTargets('handover', c.streams.data.handover, c.name, 'data')));
+  out.push(...(await listStoreTargets('source store', c.streams.data.store, c.name, 'data')));
+  if (c.streams.logs)
+    out.push(...(await listStoreTargets('handover', c.streams.logs.handover, c.name, 'logs')));
+  return out;
 }
 
 /**
@@ -131,59 +109,4 @@ export function summarizeFailures(checks: readonly GenerationCheck[]): string | 
     `${failed.length} of ${checks.length} generation(s) failed: ${failed.map((c) => c.dir).join(', ')}` +
     (first ? ` (first: ${first.kind}: ${first.path})` : '')
   );
-}
-
-/**
- * Bit rot (issue 5, case 24): a sink store generation that failed is marked bad (`.bad/<id>` next to
- * it, see src/sink/bad-marks.ts) so retention no longer counts it as verified, and an alert is mailed;
- * a generation that passed a deep check loses its mark. Other checks (handover, named dirs) are left
- * alone. Returns the generation dirs marked and cleared.
- */
-export async function recordSinkVerdicts(
-  config: SinkConfig,
-  checks: readonly GenerationCheck[],
-  opts: { deep: boolean; now: Date; log: Logger },
-): Promise<{ marked: string[]; cleared: string[] }> {
-  const marked: string[] = [];
-  const cleared: string[] = [];
-  for (const c of checks) {
-    if (c.store !== 'sink store') continue;
-    const streamDir = dirname(c.dir);
-    const id = basename(c.dir);
-    if (!c.ok) {
-      await markGenerationBad(
-        streamDir,
-        id,
-        c.problems.map((p) => `${p.kind}: ${p.path}: ${p.detail}`),
-        opts.now,
-      );
-      opts.log.warn({ step: 'verify', dir: c.dir }, `marked ${c.dir} bad: it no longer counts as verified`);
-      marked.push(c.dir);
-    } else if (opts.deep && (await clearBadMark(streamDir, id))) {
-      opts.log.info({ step: 'verify', dir: c.dir }, `${c.dir} passed a deep check: bad mark removed`);
-      cleared.push(c.dir);
-    }
-  }
-  if (marked.length > 0) {
-    const failed = checks.filter((c) => marked.includes(c.dir));
-    await sendAlert(
-      config.alerts.mail,
-      join(config.stateDir, 'pending-alerts'),
-      {
-        subject: alertSubject(
-          'sink',
-          `verify found ${marked.length} damaged generation(s) in the sink store`,
-        ),
-        text:
-          `baton verify${opts.deep ? ' --deep' : ''} found damage in the sink store:\n\n` +
-          failed.map((c) => renderCheck(c, opts.deep)).join('') +
-          `\nThese generations are marked bad (.bad/<id> in their stream directory): retention no longer ` +
-          `counts them as verified and keeps older verified generations instead. A later passing ` +
-          `\`baton verify --deep\` removes the mark.\n` +
-          alertFooter(),
-      },
-      opts.log,
-    );
-  }
-  return { marked, cleared };
 }

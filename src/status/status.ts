@@ -5,7 +5,7 @@ import { formatDuration } from '../config/duration.js';
 import { isGenerationId } from '../generation/names.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
-import { readStoreContents, type StoreGeneration } from '../adapters/store-contents.js';
+import { readStoreContents, type StoreGeneration } from '../generation/list.js';
 import { sourceState } from '../source/state.js';
 import { listBadMarks } from '../sink/bad-marks.js';
 import { checkStoreMarker } from '../sink/check-store.js';
