@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { recordChild } from './children.js';
+import { LineReader } from './line-reader.js';
 
 /** A command as the operator writes it: a shell string (run by /bin/sh -c) or an argv list. */
 export type Command = string | readonly string[];
@@ -215,4 +216,96 @@ export function describeExceeded(limitBytes: number): string {
         ? `${limitBytes / 1024} KiB`
         : `${limitBytes} bytes`;
   return `output larger than ${size}, stopped reading`;
+}
+
+export interface DialogueLimits {
+  /** Each wait (a line, the end) at most this long: the sink's configured `timeout`. */
+  timeoutMs: number;
+  /** The most lines read from the gate, and the longest one. */
+  maxLines: number;
+  maxLineBytes: number;
+}
+
+/** A process talking in lines (the gate's ack): hostile replies are bounded while read, every wait has a deadline. */
+export interface Dialogue {
+  /** The process's next stdout line; undefined once it ended. Throws when late, too long or too many. */
+  readLine(): Promise<string | undefined>;
+  write(text: string): void;
+  /** Closes our side, waits (at most the timeout) for the process to end; kills it when late. */
+  finish(): Promise<{ code: number | null; timedOut: boolean; stderr: string }>;
+  /** Ends it now (its process group), e.g. after a bad reply. */
+  kill(): void;
+}
+
+/** How much of the gate's stderr a dialogue keeps (its last lines say why it refused). */
+const DIALOGUE_STDERR_BYTES = 16 * 1024;
+
+/**
+ * Runs `argv` (ssh … command) as a dialogue: stdin a pipe we keep open until `finish`, stdout read as
+ * bounded lines, stderr's tail kept, the process group killed on timeout or `kill`.
+ */
+export function spawnDialogue(argv: readonly string[], limits: DialogueLimits): Dialogue {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error('spawnDialogue: empty command');
+  const child = spawn(file, args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  // recorded like every runProcess child: a later run ends an `ssh … ack` a killed run left behind
+  child.on('exit', recordChild(child.pid, argv));
+  let stderr = Buffer.alloc(0);
+  child.stderr.on('data', (b: Buffer) => {
+    stderr = Buffer.concat([stderr, b]);
+    if (stderr.length > DIALOGUE_STDERR_BYTES)
+      stderr = stderr.subarray(stderr.length - DIALOGUE_STDERR_BYTES);
+  });
+  child.stdin.on('error', () => undefined);
+  const reader = new LineReader(child.stdout, limits.maxLineBytes, limits.maxLines);
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => resolve(code));
+    child.on('error', () => resolve(127));
+  });
+  const killGroup = (): void => {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  };
+  return {
+    readLine: async () => {
+      try {
+        return await reader.next(limits.timeoutMs);
+      } catch (e) {
+        killGroup();
+        throw e;
+      }
+    },
+    write: (text) => {
+      child.stdin.write(text);
+    },
+    finish: async () => {
+      child.stdin.end();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), limits.timeoutMs);
+      });
+      const r = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      if (r === 'late') {
+        killGroup();
+        return { code: null, timedOut: true, stderr: stderr.toString('utf8') };
+      }
+      // let stderr drain (the gate's refusal line), but not for a grandchild that holds it open
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 500);
+        t.unref();
+        child.on('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        if (child.stderr.readableEnded) resolve();
+      });
+      return { code: r, timedOut: false, stderr: stderr.toString('utf8') };
+    },
+    kill: killGroup,
+  };
 }

@@ -10,7 +10,8 @@ import {
 import { proveChallenge } from '../generation/ack-proof.js';
 import { JobError, oneLine } from '../errors.js';
 import type { Logger } from '../adapters/log.js';
-import { describeSshFailure, type Transport } from './transport.js';
+import { describeSshFailure } from '../adapters/ssh.js';
+import type { Transport } from './transport.js';
 
 /** The longest line of the gate's final ack result (one JSON object). */
 const MAX_RESULT_LINE_BYTES = 64 * 1024;

@@ -23,7 +23,7 @@ import { runProcess, type RunResult } from '../../src/adapters/run.js';
 import { sourceSchema, type SourceConfig, type StreamName } from '../../src/config/schema.js';
 import { proveChallenge } from '../../src/generation/ack-proof.js';
 import { formatAnswer, parseChallengeHeader, parseRangeLine } from '../../src/core/ack-challenge.js';
-import { spawnDialogue } from '../../src/sink/transport.js';
+import { spawnDialogue } from '../../src/adapters/run.js';
 import {
   compareTreeOrder,
   formatManifestLine,
