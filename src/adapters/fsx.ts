@@ -8,7 +8,7 @@ import {
   type BigIntStats,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { errnoCode } from '../errors.js';
+import { errnoCode, JobError } from '../errors.js';
 import { runProcess } from './run.js';
 import { hashPool } from './hash-pool.js';
 
@@ -19,6 +19,58 @@ export async function fsyncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/*
+ * The same operations failing as a JobError naming the path, the errno code and the step: for a process
+ * that must end on the first failure with a one-line reason (the gate's ack, reject and prune).
+ */
+
+function failed(what: string, step: string, err: unknown): JobError {
+  return new JobError(`${what}: ${errnoCode(err) ?? String(err)}`, { step, cause: err });
+}
+
+/** Like {@link exists}, but any error other than ENOENT is a JobError of `step`. */
+export async function existsOrFail(path: string, step: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw failed(`cannot inspect ${path}`, step, err);
+  }
+}
+
+/** rename(2); a failure is a JobError of `step`. */
+export async function renameOrFail(from: string, to: string, step: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (err) {
+    throw failed(`cannot rename ${from} to ${to}`, step, err);
+  }
+}
+
+/** Like rm -rf (symlinks inside are removed, never followed); a failure is a JobError of `step`. */
+export async function removeTreeOrFail(path: string, step: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true });
+  } catch (err) {
+    throw failed(`cannot remove ${path}`, step, err);
+  }
+}
+
+/** Makes a rename in `dir` durable (opened as a directory); a failure is a JobError of `step`. */
+export async function fsyncDirOrFail(dir: string, step: string): Promise<void> {
+  try {
+    const fh = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw failed(`cannot fsync ${dir}`, step, err);
   }
 }
 

@@ -198,6 +198,57 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
   });
 }
 
+export interface AttachedRunOptions {
+  env: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Open file descriptors the child gets as its fd 3, 4, … (set up before it changes to `cwd`). */
+  fds?: readonly number[];
+  /** Signals to this process that are passed on to the child while it runs. */
+  forwardSignals?: readonly NodeJS.Signals[];
+  /** Told the running child (to end it from elsewhere); the function it returns is called when it ended. */
+  onSpawn?: (child: { kill: (sig: NodeJS.Signals) => boolean }) => () => void;
+}
+
+export interface AttachedResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** set when it could not be started (then code and signal are null) */
+  error?: string;
+}
+
+/**
+ * Runs a process on this process's own stdin, stdout and stderr (nothing captured, same process group):
+ * for a server that talks to our caller directly, the gate's rsync on the ssh session. Always resolves.
+ * Not recorded in children.ts: it ends with this process (forwarded signals, `onSpawn`'s kill).
+ */
+export function runAttached(argv: readonly string[], opts: AttachedRunOptions): Promise<AttachedResult> {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error('runAttached: empty command');
+  return new Promise((resolve) => {
+    const child = spawn(file, args, {
+      stdio: ['inherit', 'inherit', 'inherit', ...(opts.fds ?? [])],
+      cwd: opts.cwd,
+      env: opts.env,
+    });
+    const forget = opts.onSpawn?.(child);
+    const forwarded = opts.forwardSignals ?? [];
+    const forward = (sig: NodeJS.Signals): void => {
+      child.kill(sig);
+    };
+    for (const sig of forwarded) process.on(sig, forward);
+    let settled = false;
+    const done = (r: AttachedResult): void => {
+      if (settled) return;
+      settled = true;
+      forget?.();
+      for (const sig of forwarded) process.off(sig, forward);
+      resolve(r);
+    };
+    child.on('error', (e) => done({ code: null, signal: null, error: e.message }));
+    child.on('exit', (code, signal) => done({ code, signal }));
+  });
+}
+
 /** A short description of how a process ended, for one-line errors. */
 export function describeExit(r: RunResult): string {
   if (r.exceeded) return `${describeExceeded(r.exceeded.limitBytes)} (process group killed)`;

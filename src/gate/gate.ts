@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { runProcess } from '../adapters/run.js';
+import { runAttached, runProcess } from '../adapters/run.js';
+import { existsOrFail, fsyncDirOrFail, removeTreeOrFail, renameOrFail } from '../adapters/fsx.js';
 import { proveChallenge, sampleChallenge } from '../generation/ack-proof.js';
 import { recordGateEvent } from '../adapters/gate-events.js';
 import { LineReader } from '../adapters/line-reader.js';
@@ -233,32 +233,22 @@ async function serveRsync(
     ...(env.HOME === undefined ? {} : { HOME: env.HOME }),
   };
   try {
-    return await new Promise((resolve) => {
-      const child = spawn(rsync, argv, {
-        stdio: ['inherit', 'inherit', 'inherit', generation.fd],
-        cwd: '/proc/self/fd/3',
-        env: childEnv,
-      });
-      sessionChildren.add(child);
+    const r = await runAttached([rsync, ...argv], {
+      fds: [generation.fd],
+      cwd: '/proc/self/fd/3',
+      env: childEnv,
       // ssh hanging up or a kill of the gate must reach rsync too, not leave it orphaned.
-      const forwarded = ['SIGTERM', 'SIGHUP', 'SIGINT'] as const;
-      const forward = (sig: NodeJS.Signals): void => {
-        child.kill(sig);
-      };
-      for (const sig of forwarded) process.on(sig, forward);
-      const done = (code: number): void => {
-        sessionChildren.delete(child);
-        for (const sig of forwarded) process.off(sig, forward);
-        resolve(code);
-      };
-      child.on('error', (e) => {
-        stderr(`baton gate: cannot run ${rsync}: ${e.message}\n`);
-        done(ExitCode.failed);
-      });
-      child.on('exit', (code, signal) => {
-        done(code ?? 128 + (signal ? osConstants.signals[signal] : 0));
-      });
+      forwardSignals: ['SIGTERM', 'SIGHUP', 'SIGINT'],
+      onSpawn: (child) => {
+        sessionChildren.add(child);
+        return () => sessionChildren.delete(child);
+      },
     });
+    if (r.error !== undefined) {
+      stderr(`baton gate: cannot run ${rsync}: ${r.error}\n`);
+      return ExitCode.failed;
+    }
+    return r.code ?? 128 + (r.signal ? osConstants.signals[r.signal] : 0);
   } finally {
     await generation.close();
   }
@@ -385,7 +375,7 @@ async function ackData(
   await prove(join(data.handover, id), pending.manifestBytes);
 
   const target = join(data.store, id);
-  if (await exists(target)) {
+  if (await existsOrFail(target, 'ack')) {
     throw new JobError(`${target} exists already but ${id} is still in the handover; nothing moved`, {
       step: 'ack',
     });
@@ -407,8 +397,8 @@ async function ackData(
       { step: 'ack', cause: err },
     );
   }
-  await fsyncDir(data.store);
-  await fsyncDir(data.handover);
+  await fsyncDirOrFail(data.store, 'ack');
+  await fsyncDirOrFail(data.handover, 'ack');
   return { acked: id, action: 'moved', pruned: await pruneStore(data.store, data.generations, id) };
 }
 
@@ -422,8 +412,8 @@ async function ackLogs(
   const deleting = join(handover, deletingName(id));
   if (pending === undefined) {
     // An ack accepted before the crash that interrupted its delete: finish it.
-    if (await exists(deleting)) {
-      await removeTree(deleting);
+    if (await existsOrFail(deleting, 'ack')) {
+      await removeTreeOrFail(deleting, 'ack');
       return { acked: id, action: 'deleted', pruned: [] };
     }
     throw new GateRefusal(`generation ${id} is not pending in the logs handover (acked already?)`);
@@ -435,9 +425,9 @@ async function ackLogs(
     });
   }
   await prove(join(handover, id), pending.manifestBytes);
-  await renameOrFail(join(handover, id), deleting);
-  await fsyncDir(handover);
-  await removeTree(deleting);
+  await renameOrFail(join(handover, id), deleting, 'ack');
+  await fsyncDirOrFail(handover, 'ack');
+  await removeTreeOrFail(deleting, 'ack');
   return { acked: id, action: 'deleted', pruned: [] };
 }
 
@@ -455,7 +445,7 @@ async function pruneStore(store: string, keep: number, justAcked: string): Promi
   });
   for (const name of names) {
     const leftover = /^\.(.+)\.deleting$/.exec(name)?.[1];
-    if (leftover !== undefined && isGenerationId(leftover)) await removeTree(join(store, name));
+    if (leftover !== undefined && isGenerationId(leftover)) await removeTreeOrFail(join(store, name), 'ack');
   }
   const generations = await listCompleteGenerations(store);
   const plan = planRetention(
@@ -463,9 +453,9 @@ async function pruneStore(store: string, keep: number, justAcked: string): Promi
     { keep, protect: [justAcked] },
   );
   if (plan.remove.length === 0) return [];
-  for (const { id } of plan.remove) await renameOrFail(join(store, id), join(store, deletingName(id)));
-  await fsyncDir(store);
-  for (const { id } of plan.remove) await removeTree(join(store, deletingName(id)));
+  for (const { id } of plan.remove) await renameOrFail(join(store, id), join(store, deletingName(id)), 'ack');
+  await fsyncDirOrFail(store, 'ack');
+  for (const { id } of plan.remove) await removeTreeOrFail(join(store, deletingName(id)), 'ack');
   return plan.remove.map((r) => r.id);
 }
 
@@ -567,12 +557,12 @@ async function rejectGeneration(handover: string, id: string, manifestSha256: st
       { kind: 'reject-refused', id },
     );
   }
-  if (await exists(keptIn)) {
+  if (await existsOrFail(keptIn, 'ack')) {
     throw new GateRefusal(`${keptIn} exists already; ${id} stays pending`, { kind: 'reject-refused', id });
   }
-  await renameOrFail(join(handover, id), keptIn);
-  await fsyncDir(rejectedDir);
-  await fsyncDir(handover);
+  await renameOrFail(join(handover, id), keptIn, 'ack');
+  await fsyncDirOrFail(rejectedDir, 'ack');
+  await fsyncDirOrFail(handover, 'ack');
   return { rejected: id, keptIn };
 }
 
@@ -685,59 +675,6 @@ function parentOf(pid: number): number | undefined {
 
 /** What the gate started (rrsync): killed when the session ends. */
 const sessionChildren = new Set<{ kill: (sig: NodeJS.Signals) => boolean }>();
-
-// ---------------------------------------------------------------------------------------------------------
-// fs helpers
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return false;
-    throw new JobError(`cannot inspect ${path}: ${errnoCode(err) ?? String(err)}`, {
-      step: 'ack',
-      cause: err,
-    });
-  }
-}
-
-async function renameOrFail(from: string, to: string): Promise<void> {
-  try {
-    await rename(from, to);
-  } catch (err) {
-    throw new JobError(`cannot rename ${from} to ${to}: ${errnoCode(err) ?? String(err)}`, {
-      step: 'ack',
-      cause: err,
-    });
-  }
-}
-
-async function removeTree(path: string): Promise<void> {
-  try {
-    // Like rm -rf: symlinks inside are removed, never followed.
-    await rm(path, { recursive: true, force: true });
-  } catch (err) {
-    throw new JobError(`cannot remove ${path}: ${errnoCode(err) ?? String(err)}`, {
-      step: 'ack',
-      cause: err,
-    });
-  }
-}
-
-/** Makes a rename in `dir` durable. */
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    throw new JobError(`cannot fsync ${dir}: ${errnoCode(err) ?? String(err)}`, { step: 'ack', cause: err });
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // refusal log
