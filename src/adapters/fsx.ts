@@ -179,10 +179,10 @@ export async function mkdirp(dir: string, mode = 0o755): Promise<void> {
 
 /**
  * Removes a generation-like directory so that a crash never leaves it half-deleted under its real
- * name: rename to `.<name>.deleting` first, then delete.
+ * name: rename to `doomedName` (a work name, `.<id>.deleting`) first, then delete.
  */
-export async function removeTreeSafely(parent: string, name: string): Promise<void> {
-  const doomed = join(parent, `.${name}.deleting`);
+export async function removeTreeSafely(parent: string, name: string, doomedName: string): Promise<void> {
+  const doomed = join(parent, doomedName);
   await rename(join(parent, name), doomed);
   await fsyncDir(parent);
   await rm(doomed, { recursive: true, force: true });

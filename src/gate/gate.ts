@@ -19,7 +19,15 @@ import {
 } from '../core/ack-challenge.js';
 import { describeGateEvent, eventText, type GateEvent } from '../core/gate-events.js';
 import type { SourceConfig, StreamName } from '../config/schema.js';
-import { isGenerationId, parseGenerationId } from '../generation/names.js';
+import {
+  deletingName,
+  GATE_EVENTS_DIR,
+  isGenerationId,
+  MANIFEST,
+  parseGenerationId,
+  parseWorkName,
+  REJECTED_DIR,
+} from '../generation/names.js';
 import { parseGateRequest, rsyncServerArgv, type RsyncPullRequest } from '../core/gate-rules.js';
 import { planRetention } from '../core/retention.js';
 import { BatonError, ConfigError, errnoCode, ExitCode, JobError, oneLine } from '../errors.js';
@@ -293,7 +301,7 @@ export async function readCompleteGeneration(
       cause: err,
     });
   }
-  const hashed = await hashRegularFile(join(genDir, 'manifest'));
+  const hashed = await hashRegularFile(join(genDir, MANIFEST));
   return hashed === undefined
     ? undefined
     : { id, manifestSha256: hashed.sha256, manifestBytes: hashed.bytes };
@@ -444,8 +452,9 @@ async function pruneStore(store: string, keep: number, justAcked: string): Promi
     });
   });
   for (const name of names) {
-    const leftover = /^\.(.+)\.deleting$/.exec(name)?.[1];
-    if (leftover !== undefined && isGenerationId(leftover)) await removeTreeOrFail(join(store, name), 'ack');
+    const leftover = parseWorkName(name);
+    if (leftover?.kind === 'deleting' && isGenerationId(leftover.id))
+      await removeTreeOrFail(join(store, name), 'ack');
   }
   const generations = await listCompleteGenerations(store);
   const plan = planRetention(
@@ -457,10 +466,6 @@ async function pruneStore(store: string, keep: number, justAcked: string): Promi
   await fsyncDirOrFail(store, 'ack');
   for (const { id } of plan.remove) await removeTreeOrFail(join(store, deletingName(id)), 'ack');
   return plan.remove.map((r) => r.id);
-}
-
-function deletingName(id: string): string {
-  return `.${id}.deleting`;
 }
 
 /**
@@ -566,9 +571,6 @@ async function rejectGeneration(handover: string, id: string, manifestSha256: st
   return { rejected: id, keptIn };
 }
 
-/** Where rejected generations are kept in a handover (a dot-name: never listed, never pulled). */
-export const REJECTED_DIR = '.rejected';
-
 async function lstatOrUndefined(path: string): Promise<Awaited<ReturnType<typeof lstat>> | undefined> {
   try {
     return await lstat(path);
@@ -619,7 +621,7 @@ async function recordEvent(
         subject: `[baton] ${opts.config.name}: gate ${e.kind} ${e.id} (${opts.stream})`,
         text:
           `The gate of ${opts.config.name} (${opts.stream}) recorded:\n\n${describeGateEvent(event)}\n\n` +
-          `Recorded in ${join(handover, '.gate-events')}; the next \`baton source backup\` reports it too.\n`,
+          `Recorded in ${join(handover, GATE_EVENTS_DIR)}; the next \`baton source backup\` reports it too.\n`,
       },
       opts.env,
       { timeoutMs: 15_000 },

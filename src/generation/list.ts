@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
 import type { MetricsStore, StreamRunFacts } from '../core/metrics.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
-import { isGenerationId, parseGenerationId } from './names.js';
+import { isGenerationId, MANIFEST, META_JSON, parseGenerationId } from './names.js';
 import { errnoCode } from '../errors.js';
 
 export interface StoredGeneration {
@@ -31,7 +31,7 @@ export async function listGenerations(parent: string): Promise<StoredGeneration[
     const dir = join(parent, id);
     const st = await lstat(dir).catch(() => undefined);
     if (!st?.isDirectory()) continue;
-    const m = await lstat(join(dir, 'manifest')).catch(() => undefined);
+    const m = await lstat(join(dir, MANIFEST)).catch(() => undefined);
     if (!m?.isFile()) continue;
     out.push({ id, dir, createdAt });
   }
@@ -57,7 +57,7 @@ export interface StoreGeneration extends StoredGeneration {
 export async function readStoreContents(dir: string): Promise<StoreGeneration[]> {
   const out: StoreGeneration[] = [];
   for (const g of await listGenerations(dir)) {
-    const raw = await readJsonIfExists(join(g.dir, 'meta.json')).catch(() => undefined);
+    const raw = await readJsonIfExists(join(g.dir, META_JSON)).catch(() => undefined);
     const meta = generationMetaSchema.safeParse(raw);
     out.push({ ...g, meta: meta.success ? meta.data : undefined });
   }

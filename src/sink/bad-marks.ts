@@ -1,7 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { isGenerationId } from '../generation/names.js';
+import { BAD_MARKS_DIR, isGenerationId } from '../generation/names.js';
 import { errnoCode } from '../errors.js';
 import { fsyncDir, mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 
@@ -19,7 +19,7 @@ export const badMarkSchema = z.object({
 export type BadMark = z.infer<typeof badMarkSchema>;
 
 export function badMarkDir(streamDir: string): string {
-  return join(streamDir, '.bad');
+  return join(streamDir, BAD_MARKS_DIR);
 }
 
 export async function markGenerationBad(

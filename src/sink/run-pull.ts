@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
 import { MAX_LISTING_BYTES, parseGateListing } from '../core/listing.js';
-import { parseGenerationId } from '../generation/names.js';
+import { parseGenerationId, parseWorkName } from '../generation/names.js';
 import { formatAge, formatDuration } from '../core/duration.js';
 import { acquireLock, HeldLockError, releaseHeldLocksSync } from '../adapters/lock.js';
 import { describeExceeded } from '../adapters/run.js';
@@ -646,7 +646,7 @@ const READ_SLACK_BYTES = 64 * 2 ** 20;
 /** A prune killed half-way leaves `.<id>.deleting`: finish it (it was already out of the store's count). */
 async function removeDeletingLeftovers(streamDir: string, log: Logger): Promise<void> {
   for (const n of await readdir(streamDir).catch(() => [] as string[])) {
-    if (!/^\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z\.deleting$/.test(n)) continue;
+    if (parseWorkName(n)?.kind !== 'deleting') continue;
     await rm(join(streamDir, n), { recursive: true, force: true });
     log.warn({ step: 'prune' }, `finished removing ${n} left by an interrupted prune`);
   }

@@ -8,6 +8,7 @@ import { mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { createProgress, rsyncProgressArgs } from '../adapters/progress.js';
 import { cloneInto } from '../adapters/reflink.js';
+import { TREE } from '../generation/names.js';
 
 export interface CollectResult {
   stream: StreamName;
@@ -124,7 +125,7 @@ export async function finishClone(
   signal?: AbortSignal,
 ): Promise<void> {
   const clone = join(stage, 'clone');
-  const tree = join(stage, 'tree');
+  const tree = join(stage, TREE);
   try {
     if (stream.exclude.length === 0) {
       await rename(clone, tree);

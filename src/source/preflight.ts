@@ -11,6 +11,7 @@ import { listGenerations, type StoredGeneration } from '../generation/list.js';
 import { runProcess } from '../adapters/run.js';
 import { reflinkProblem } from '../adapters/reflink.js';
 import { sourceState } from './state.js';
+import { META_JSON } from '../generation/names.js';
 
 export interface StreamPlan {
   name: StreamName;
@@ -71,7 +72,7 @@ async function previousBytes(
 ): Promise<{ bytes: number; copied: number } | undefined> {
   if (!gen) return undefined;
   const parsed = generationMetaSchema.safeParse(
-    await readJsonIfExists(join(gen.dir, 'meta.json')).catch(() => undefined),
+    await readJsonIfExists(join(gen.dir, META_JSON)).catch(() => undefined),
   );
   return parsed.success ? { bytes: parsed.data.bytes, copied: parsed.data.bytesCopied } : undefined;
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../adapters/log.js';
 import { clearAppStoppedRecord, readAppStoppedRecord } from './stop-app.js';
 import { startApp } from './start-app.js';
 import { sourceState } from './state.js';
+import { parseWorkName } from '../generation/names.js';
 
 export interface RecoverResult {
   /** the app was found stopped by a killed run and started again */
@@ -38,7 +39,7 @@ export async function recoverSource(config: SourceConfig, log: Logger): Promise<
   if (config.streams.logs) dirs.push(config.streams.logs.handover);
   for (const d of dirs) {
     for (const name of await listWorkDirs(d)) {
-      if (!/^\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z\.(partial|deleting)$/.test(name)) continue;
+      if (parseWorkName(name) === undefined) continue;
       await rm(join(d, name), { recursive: true, force: true });
       removed.push(join(d, name));
     }
