@@ -20,6 +20,7 @@ import { freeBytes, pullGeneration, pullHead } from './pull.js';
 import { precheckManifest } from './precheck.js';
 import { EarlyHashes } from './early-hash.js';
 import { crashPoint } from '../adapters/crash-point.js';
+import { mapLimited } from '../adapters/concurrency.js';
 import { withChildRecords } from '../adapters/children.js';
 import { describeProblems, pulledManifestSha256, verifyGeneration } from './verify.js';
 import { cleanIncoming, publishGeneration, quarantineGeneration } from './publish.js';
@@ -108,20 +109,6 @@ function lockHeldTooLong(config: SinkConfig, e: unknown, now: Date): string | un
   const heldMs = now.getTime() - e.owner.startedAt.getTime();
   if (heldMs <= limit) return undefined;
   return `lock: pid ${e.owner.pid} on ${e.owner.host} has held the lock for ${formatAge(heldMs)}, longer than alerts.lockHeldAfter (${formatDuration(limit)}): that run is stuck; check it and end it (${e.owner.command})`;
-}
-
-/** Runs `fn` over items with at most `limit` at once, in order of the items. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  });
-  await Promise.all(workers);
-  return out;
 }
 
 /**
