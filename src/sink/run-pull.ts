@@ -3,8 +3,9 @@ import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
-import { MAX_LISTING_BYTES, parseGateListing } from '../core/listing.js';
+import { MAX_LISTING_BYTES, parseGateListing } from '../core/gate-replies.js';
 import { parseGenerationId } from '../core/generation-id.js';
+import { formatRunRecord, type SinkRunRecord } from '../core/run-record.js';
 import { formatAge, formatDuration } from '../config/duration.js';
 import { acquireLock, HeldLockError, releaseHeldLocksSync } from '../adapters/lock.js';
 import { describeExceeded } from '../adapters/run.js';
@@ -233,8 +234,8 @@ function isInside(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
 }
 
-async function recordRun(file: string, record: Record<string, unknown>): Promise<void> {
-  await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`);
+async function recordRun(file: string, record: SinkRunRecord): Promise<void> {
+  await writeFileAtomic(file, formatRunRecord(record));
 }
 
 async function pullSourceStream(

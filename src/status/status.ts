@@ -1,8 +1,8 @@
 import { readdir } from 'node:fs/promises';
-import { z } from 'zod';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
 import { formatDuration } from '../config/duration.js';
 import { isGenerationId } from '../core/generation-id.js';
+import { sinkRunRecordSchema, sourceRunRecordSchema } from '../core/run-record.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import { readStoreContents, type StoreGeneration } from '../adapters/store-contents.js';
@@ -112,20 +112,12 @@ function storePoints(r: StreamReport, scope: string): RecoveryPoint[] {
     }));
 }
 
-const runRecordSchema = z.object({
-  job: z.string(),
-  source: z.string().optional(),
-  ok: z.boolean(),
-  startedAt: z.iso.datetime(),
-  finishedAt: z.iso.datetime(),
-  id: z.string().optional(),
-  error: z.string().optional(),
-});
-
 type RunRead = { run: RunReport } | { problem: Problem } | undefined;
 
+/** The run record `file` (parsed with the schema of its writer, src/core/run-record.ts) as a RunReport. */
 async function readRun(
   file: string,
+  schema: typeof sourceRunRecordSchema | typeof sinkRunRecordSchema,
   source: string,
   stream: StreamName | null,
   fallbackJob: string,
@@ -137,7 +129,7 @@ async function readRun(
     return { problem: { kind: 'run-record', source, stream, message: `cannot read ${file}: ${oneLine(e)}` } };
   }
   if (raw === undefined) return undefined;
-  const p = runRecordSchema.safeParse(raw);
+  const p = schema.safeParse(raw);
   if (!p.success) {
     return {
       problem: { kind: 'run-record', source, stream, message: `${file} is not a baton run record` },
@@ -154,7 +146,7 @@ async function readRun(
       finishedAt: r.finishedAt,
       durationSeconds: Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000,
       error: r.ok ? null : (r.error ?? 'failed'),
-      generation: r.ok ? (r.id ?? null) : null,
+      generation: r.ok && 'id' in r ? (r.id ?? null) : null,
     },
   };
 }
@@ -186,7 +178,7 @@ export async function sourceStatus(config: SourceConfig, now: Date): Promise<Sta
   const problems: Problem[] = [];
   const lastRuns: RunReport[] = [];
   const run = addRun(
-    await readRun(sourceState(config).lastRun, config.name, null, 'source backup'),
+    await readRun(sourceState(config).lastRun, sourceRunRecordSchema, config.name, null, 'source backup'),
     lastRuns,
     problems,
   );
@@ -318,7 +310,11 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
         .filter((n) => !n.startsWith('.'))
         .sort()
         .map(parseQuarantineName);
-      addRun(await readRun(p.lastRun, src.name, stream, `sink pull ${stream}`), lastRuns, problems);
+      addRun(
+        await readRun(p.lastRun, sinkRunRecordSchema, src.name, stream, `sink pull ${stream}`),
+        lastRuns,
+        problems,
+      );
       let stale: StaleReport | null = null;
       if (staleAfter !== undefined) {
         const [v] = judgeStale(
