@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isGenerationId } from './generation-id.js';
+import { isGenerationId } from '../generation/names.js';
 
 /*
  * The gate's replies (`baton gate data|logs` on the source, src/gate/gate.ts), declared once: the gate

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isGenerationId } from './generation-id.js';
+import { isGenerationId } from '../generation/names.js';
 
 /*
  * Run records: what a job writes when it ends, read by `baton status` and the metrics.

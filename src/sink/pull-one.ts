@@ -5,15 +5,20 @@ import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from 
 import type { HandoverGeneration } from '../core/gate-replies.js';
 import { JobError, oneLine } from '../errors.js';
 import { sha256File } from '../adapters/fsx.js';
-import { listGenerations, type StoredGeneration } from '../adapters/generations.js';
-import { ManifestError } from '../adapters/manifest-file.js';
+import { listGenerations, type StoredGeneration } from '../generation/list.js';
+import { ManifestError } from '../generation/manifest-file.js';
 import { crashPoint } from '../adapters/crash-point.js';
 import type { Logger } from '../adapters/log.js';
 import type { Transport } from './transport.js';
 import { freeBytes, pullGeneration, pullHead, type PullInput } from './pull.js';
 import { precheckManifest, type Precheck } from './precheck.js';
 import { EarlyHashes } from './early-hash.js';
-import { describeProblems, pulledManifestSha256, verifyGeneration, type VerifyResult } from './verify.js';
+import {
+  describeProblems,
+  pulledManifestSha256,
+  verifyGeneration,
+  type VerifyResult,
+} from '../generation/verify.js';
 import { publishGeneration, quarantineGeneration } from './publish.js';
 import { boundQuarantine } from './quarantine-bound.js';
 import { pruneSinkStream } from './prune.js';

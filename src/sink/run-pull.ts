@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
 import { MAX_LISTING_BYTES, parseGateListing, type GateListing } from '../core/gate-replies.js';
-import { parseGenerationId } from '../core/generation-id.js';
+import { parseGenerationId } from '../generation/names.js';
 import { formatRunRecord, type SinkRunRecord } from '../core/run-record.js';
 import { formatAge, formatDuration } from '../config/duration.js';
 import { acquireLock, HeldLockError, releaseHeldLocksSync } from '../adapters/lock.js';
