@@ -259,21 +259,7 @@ async function pullSourceStream(
     return out;
   }
   // The whole pull of this source and stream ends by limits.maxPullDuration (and with the run).
-  const deadline = new AbortController();
-  const limitMs = config.limits.maxPullDuration;
-  const deadlineTimer = setTimeout(
-    () =>
-      deadline.abort(
-        new JobError(
-          `the pull ran longer than limits.maxPullDuration (${formatDuration(limitMs)}) and was ended; nothing acked for the generation in transfer, its partial copy is kept for the next run`,
-          { step: 'deadline' },
-        ),
-      ),
-    Math.min(limitMs, 2 ** 31 - 1),
-  );
-  deadlineTimer.unref();
-  const onRunAbort = () => deadline.abort(runSignal?.reason);
-  runSignal?.addEventListener('abort', onRunAbort, { once: true });
+  const deadline = startDeadline(config.limits.maxPullDuration, runSignal);
   let transport: Transport | undefined;
   try {
     // First end what a killed run left running (its rsync into .incoming, an `ssh … ack`), then
@@ -305,8 +291,7 @@ async function pullSourceStream(
     out.error = oneLine(e);
     log.error({ step: e instanceof BatonError ? e.step : 'pull' }, out.error);
   } finally {
-    clearTimeout(deadlineTimer);
-    runSignal?.removeEventListener('abort', onRunAbort);
+    deadline.dispose();
     await transport?.close().catch(() => undefined);
     await lock.release();
   }
@@ -324,6 +309,34 @@ async function pullSourceStream(
     error: out.error,
   }).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
   return out;
+}
+
+/** Aborted after `limitMs` or with the run; dispose() when the pull ends. */
+function startDeadline(
+  limitMs: number,
+  runSignal?: AbortSignal,
+): { signal: AbortSignal; dispose: () => void } {
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () =>
+      deadline.abort(
+        new JobError(
+          `the pull ran longer than limits.maxPullDuration (${formatDuration(limitMs)}) and was ended; nothing acked for the generation in transfer, its partial copy is kept for the next run`,
+          { step: 'deadline' },
+        ),
+      ),
+    Math.min(limitMs, 2 ** 31 - 1),
+  );
+  timer.unref();
+  const onRunAbort = () => deadline.abort(runSignal?.reason);
+  runSignal?.addEventListener('abort', onRunAbort, { once: true });
+  return {
+    signal: deadline.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      runSignal?.removeEventListener('abort', onRunAbort);
+    },
+  };
 }
 
 /**
