@@ -5,7 +5,7 @@ import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.
 import { MAX_LISTING_BYTES, parseGateListing, type GateListing } from '../core/gate-replies.js';
 import { parseGenerationId } from '../generation/names.js';
 import { formatRunRecord, type SinkRunRecord } from '../core/run-record.js';
-import { formatAge, formatDuration } from '../config/duration.js';
+import { formatAge, formatDuration } from '../core/duration.js';
 import { acquireLock, HeldLockError, releaseHeldLocksSync } from '../adapters/lock.js';
 import { describeExceeded } from '../adapters/run.js';
 import { mkdirp, writeFileAtomic } from '../adapters/fsx.js';

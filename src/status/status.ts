@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../core/duration.js';
 import { isGenerationId } from '../generation/names.js';
 import { sinkRunRecordSchema, sourceRunRecordSchema } from '../core/run-record.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
