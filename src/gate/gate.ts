@@ -29,6 +29,7 @@ import {
   REJECTED_DIR,
 } from '../generation/names.js';
 import { parseGateRequest, rsyncServerArgv, type RsyncPullRequest } from '../core/gate-rules.js';
+import type { GateAck, GateListing, GateReject, HandoverGeneration } from '../core/gate-replies.js';
 import { planRetention } from '../core/retention.js';
 import { BatonError, ConfigError, errnoCode, ExitCode, JobError, oneLine } from '../errors.js';
 
@@ -63,33 +64,6 @@ export const ACK_ANSWER_TIMEOUT_MS = 5 * 60_000;
 export const MAX_REJECTED = 20;
 /** The gate mails an event itself at most this often (the next backup mails every event anyway). */
 const DIRECT_MAIL_INTERVAL_MS = 10 * 60_000;
-
-/** A complete generation: a directory named by a valid id (not a symlink) holding a regular `manifest`. */
-export interface HandoverGeneration {
-  id: string;
-  manifestSha256: string;
-  manifestBytes: number;
-}
-
-export interface GateListing {
-  source: string;
-  stream: StreamName;
-  /** Oldest first. */
-  generations: Array<HandoverGeneration & { ageSeconds: number }>;
-}
-
-export interface GateReject {
-  rejected: string;
-  /** Where it is kept on the source. */
-  keptIn: string;
-}
-
-export interface GateAck {
-  acked: string;
-  action: 'moved' | 'deleted';
-  /** Source store generations pruned by this ack (data only), newest first. */
-  pruned: string[];
-}
 
 /** Where rsync is looked for after PATH's absolute entries. */
 export const RSYNC_FALLBACKS = ['/usr/bin/rsync', '/bin/rsync'] as const;

@@ -1,4 +1,4 @@
-import { gateAckSchema, gateRejectSchema } from '../core/listing.js';
+import { gateAckSchema, gateRejectSchema } from '../core/gate-replies.js';
 import {
   formatAnswer,
   MAX_ACK_LINE_BYTES,

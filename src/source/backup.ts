@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
 import { formatDuration } from '../core/duration.js';
 import { BatonError, CombinedError, JobError, oneLine } from '../errors.js';
+import { formatRunRecord, type SourceRunRecord } from '../core/run-record.js';
 import { describeCommand } from '../adapters/run.js';
 import { loadNameMaps } from '../adapters/accounts.js';
 import { acquireLock } from '../adapters/lock.js';
@@ -74,10 +75,10 @@ export function describePlan(config: SourceConfig, plan: BackupPlan): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function recordLastRun(config: SourceConfig, rec: Record<string, unknown>): Promise<void> {
+async function recordLastRun(config: SourceConfig, rec: SourceRunRecord): Promise<void> {
   const state = sourceState(config);
   await mkdirp(state.root, 0o700);
-  await writeFileAtomic(state.lastRun, `${JSON.stringify(rec, null, 2)}\n`, 0o644);
+  await writeFileAtomic(state.lastRun, formatRunRecord(rec), 0o644);
 }
 
 /**

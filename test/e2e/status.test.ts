@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { runProcess } from '../../src/adapters/run.js';
 import { formatGenerationId } from '../../src/generation/names.js';
 import { parseMetrics, type Sample } from '../../src/core/metrics.js';
-import type { StatusReport } from '../../src/status/status.js';
+import type { StatusReport } from '../../src/status/report.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import {
