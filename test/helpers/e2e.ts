@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { RunResult } from '../../src/adapters/run.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId } from '../../src/generation/names.js';
 import { BATON_MAIN, runBaton, show } from './cli.js';
 import { writeGeneration, type GenerationOptions, type WrittenGeneration } from './gate-fixtures.js';
 import { makeSinkStore } from './sink-store.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import type { ManifestEntry } from '../../src/core/manifest.js';
-import { readGenerationMeta, verifyGeneration } from '../../src/sink/verify.js';
+import { readGenerationMeta, verifyGeneration } from '../../src/generation/verify.js';
 import { runProcess } from '../../src/adapters/run.js';
 import { dirEntry, fileEntry, sha, sumsOf, writeGenerationDir } from '../helpers/generation-builder.js';
 

@@ -4,7 +4,7 @@ import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ManifestEntry } from '../../src/core/manifest.js';
-import { verifyGeneration } from '../../src/sink/verify.js';
+import { verifyGeneration } from '../../src/generation/verify.js';
 import { dirEntry, fileEntry, sha, writeGenerationDir } from '../helpers/generation-builder.js';
 
 // Two real generations on disk: `new` hard-links its unchanged files to `base`. Verification with

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MANIFEST_HEADER_2 } from '../../src/core/manifest.js';
-import { verifyGeneration } from '../../src/sink/verify.js';
+import { verifyGeneration } from '../../src/generation/verify.js';
 import { dirEntry, fileEntry, writeGenerationDir } from '../helpers/generation-builder.js';
 
 // The data's hard-link groups in a generation on disk: every later name of a group must be the
