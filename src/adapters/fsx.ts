@@ -3,8 +3,16 @@ import { randomBytes } from 'node:crypto';
 import {
   constants as fsConstants,
   createReadStream,
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  fsyncSync,
   lstatSync,
+  openSync,
   readdirSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
   type BigIntStats,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -133,6 +141,64 @@ export async function writeFileAtomic(
     throw e;
   }
   await fsyncDir(dir);
+}
+
+export interface AtomicWriteSyncOptions extends AtomicWriteOptions {
+  /** fsync the file and the directory (default true); false for records that do not outlive a crash. */
+  durable?: boolean;
+}
+
+/**
+ * writeFileAtomic for code that must finish in the same turn of the event loop (a record written
+ * right after a spawn): the same random temp name opened O_CREAT|O_EXCL|O_NOFOLLOW in the target's
+ * directory, written whole, renamed over `file`; on failure the temp file is removed. A reader sees
+ * the old file or the new one, never a half-written one.
+ */
+export function writeFileAtomicSync(
+  file: string,
+  data: string | Buffer,
+  mode = 0o644,
+  opts: AtomicWriteSyncOptions = {},
+): void {
+  const dir = dirname(file);
+  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  let tmp = '';
+  let fd: number | undefined;
+  for (let attempt = 0; fd === undefined; attempt++) {
+    tmp = join(dir, `.${basename(file)}.${randomBytes(8).toString('hex')}.tmp`);
+    try {
+      fd = openSync(tmp, flags, mode);
+    } catch (e) {
+      if (errnoCode(e) !== 'EEXIST' || attempt >= 9) throw e;
+    }
+  }
+  try {
+    try {
+      if (opts.exactMode === true) fchmodSync(fd, mode);
+      if (opts.owner !== undefined) fchownSync(fd, opts.owner.uid, opts.owner.gid);
+      for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off, bytes.length - off);
+      if (opts.durable !== false) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never created or already gone */
+    }
+    throw e;
+  }
+  if (opts.durable !== false) {
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  }
 }
 
 /** Flush a whole filesystem (syncfs) — one call instead of an fsync per file of a new tree. */
