@@ -1,4 +1,4 @@
-import { chmod, lchown, lstat, rm, stat, statfs, utimes } from 'node:fs/promises';
+import { chmod, lchown, lstat, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { SourceStreamConfig, StreamName } from '../config/schema.js';
@@ -253,7 +253,9 @@ export async function copyAncestorAttributes(view: FrozenView): Promise<void> {
     const st = await stat(live);
     await lchown(v, st.uid, st.gid);
     await chmod(v, st.mode & 0o7777);
-    await utimes(v, st.atime, st.mtime);
+    // to the nanosecond, as rsync copies them (utimes() would round to the microsecond)
+    const r = await runProcess(['touch', '-h', '-r', live, v], { timeoutMs: 30_000 });
+    if (r.code !== 0) throw new Error(`touch -r ${live} ${v}: ${describeExit(r)}`);
   }
 }
 
@@ -317,7 +319,9 @@ async function removeEntry(e: SnapshotEntry, snapshotRoot: string, log: Logger):
       log.warn({ step: 'snapshot', path: e.path }, `ignoring a snapshot record outside ${snapshotRoot}`);
       return;
     }
-    if (!(await exists(e.path))) return;
+    // never made (a failed or killed create), or not a subvolume: the snapshot dir's rm takes it
+    const st = await lstat(e.path).catch(() => undefined);
+    if (st === undefined || !st.isDirectory() || st.ino !== SUBVOLUME_ROOT_INO) return;
     const r = await runProcess(['btrfs', 'subvolume', 'delete', e.path], {
       timeoutMs: BTRFS_TIMEOUT_MS,
       tailBytes: 4096,
