@@ -12,6 +12,7 @@ import { runProcess } from '../adapters/run.js';
 import { reflinkProblem } from '../adapters/reflink.js';
 import { sourceState } from './state.js';
 import { META_JSON } from '../generation/names.js';
+import { checkBtrfsSnapshot } from './snapshot.js';
 
 export interface StreamPlan {
   name: StreamName;
@@ -165,6 +166,8 @@ export async function planBackup(config: SourceConfig, now: Date): Promise<Backu
       );
     }
     if (cfg.collect === 'reflink') await checkReflink(name, cfg.paths, state.root);
+    if (cfg.collect === 'snapshot')
+      await checkBtrfsSnapshot(name, cfg.paths, state.root, await nearestExisting(state.root));
     const pending = await listGenerations(cfg.handover);
     if (pending.length >= config.limits.maxPendingGenerations) {
       throw fail(

@@ -8,6 +8,7 @@ import { clearAppStoppedRecord, readAppStoppedRecord } from './stop-app.js';
 import { startApp } from './start-app.js';
 import { sourceState } from './state.js';
 import { parseWorkName } from '../generation/names.js';
+import { removeLeftoverSnapshots } from './snapshot.js';
 
 export interface RecoverResult {
   /** the app was found stopped by a killed run and started again */
@@ -49,6 +50,8 @@ export async function recoverSource(config: SourceConfig, log: Logger): Promise<
     await rm(state.reflinkRoot, { recursive: true, force: true });
     removed.push(state.reflinkRoot);
   }
+  // collect: snapshot / command — a snapshot of a killed run (recorded before it was made)
+  removed.push(...(await removeLeftoverSnapshots(state.snapshots, state.root, state.snapshotRoot, log)));
   if (removed.length)
     log.warn({ step: 'recover', removed }, `removed ${removed.length} work dir(s) of an interrupted run`);
   return { restartedApp, stoppedSince: rec?.stoppedAt, removedWorkDirs: removed };
