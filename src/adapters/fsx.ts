@@ -17,7 +17,6 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { errnoCode, JobError } from '../errors.js';
-import { runProcess } from './run.js';
 import { hashPool } from './hash-pool.js';
 
 /** fsync a directory so a rename or create inside it is durable. */
@@ -199,12 +198,6 @@ export function writeFileAtomicSync(
       closeSync(dfd);
     }
   }
-}
-
-/** Flush a whole filesystem (syncfs) — one call instead of an fsync per file of a new tree. */
-export async function syncFilesystem(path: string): Promise<void> {
-  const r = await runProcess(['sync', '-f', path], { timeoutMs: 10 * 60_000 });
-  if (r.code !== 0) throw new Error(`sync -f ${path} failed: ${r.stderr.trim()}`);
 }
 
 /** Reads a JSON file; undefined when it does not exist. */

@@ -34,7 +34,7 @@ import { readManifest, ManifestError } from './manifest-file.js';
 import { loadNameMaps } from '../adapters/accounts.js';
 import { createTimeSetter, type TimeSetter } from '../adapters/set-times.js';
 import { describeExit, runProcess } from '../adapters/run.js';
-import { syncFilesystem } from '../adapters/fsx.js';
+import { syncFilesystem } from '../adapters/syncfs.js';
 import type { Logger } from '../adapters/log.js';
 import { MANIFEST, TREE } from './names.js';
 

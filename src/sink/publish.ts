@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { chmod, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fsyncDir, mkdirp, syncFilesystem } from '../adapters/fsx.js';
+import { fsyncDir, mkdirp } from '../adapters/fsx.js';
+import { syncFilesystem } from '../adapters/syncfs.js';
 import type { Logger } from '../adapters/log.js';
 import { TREE } from '../generation/names.js';
 

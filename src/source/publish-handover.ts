@@ -1,6 +1,7 @@
 import { rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { fsyncDir, syncFilesystem } from '../adapters/fsx.js';
+import { fsyncDir } from '../adapters/fsx.js';
+import { syncFilesystem } from '../adapters/syncfs.js';
 import type { Logger } from '../adapters/log.js';
 import type { BuiltGeneration } from './build-generation.js';
 
