@@ -238,7 +238,9 @@ export const offsiteSchema = z
     endpoint: z
       .url()
       .optional()
-      .describe('S3 endpoint URL, e.g. https://s3.eu-central-1.amazonaws.com or http://minio:9000 (unset: AWS)'),
+      .describe(
+        'S3 endpoint URL, e.g. https://s3.eu-central-1.amazonaws.com or http://minio:9000 (unset: AWS)',
+      ),
     region: z.string().min(1).default('us-east-1').describe('S3 region (any value for most S3-compatibles)'),
     bucket: z
       .string()
@@ -246,7 +248,9 @@ export const offsiteSchema = z
       .describe('the bucket (create it with Object Lock when objectLock is set)'),
     prefix: z
       .string()
-      .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, { error: 'expected a key prefix like baton or sinks/sink1' })
+      .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, {
+        error: 'expected a key prefix like baton or sinks/sink1',
+      })
       .default('baton')
       .describe('every key of this repository is under <prefix>/ (one push at a time per prefix)'),
     provider: z
