@@ -1,7 +1,36 @@
 import type { OffsiteConfig } from '../config/schema.js';
-import { OffsiteError, type ObjectStore } from './object-store.js';
+import type { ObjectStore } from './object-store.js';
+import { resolveOffsiteStore, type OffsiteStoreOptions } from './s3-store.js';
 
-/** The configured bucket as an ObjectStore. PROVISIONAL until the `s3` helper's s3-store.ts lands. */
-export function openOffsiteStore(cfg: OffsiteConfig): Promise<ObjectStore> {
-  return Promise.reject(new OffsiteError(`no S3 store implementation yet for ${cfg.bucket}`));
+/** The `offsite:` config as the S3 store's options (credentials: the file, else the SDK's default chain). */
+export function storeOptionsOf(cfg: OffsiteConfig): OffsiteStoreOptions {
+  return {
+    ...(cfg.endpoint === undefined ? {} : { endpoint: cfg.endpoint }),
+    region: cfg.region,
+    bucket: cfg.bucket,
+    prefix: cfg.prefix,
+    provider: cfg.provider,
+    ...(cfg.forcePathStyle === undefined
+      ? cfg.provider === 'minio' || cfg.provider === 'ceph' || cfg.provider === 'generic'
+        ? { forcePathStyle: true }
+        : {}
+      : { forcePathStyle: cfg.forcePathStyle }),
+    ...(cfg.credentials?.file === undefined
+      ? {}
+      : {
+          credentials: {
+            file: cfg.credentials.file,
+            ...(cfg.credentials.profile === undefined ? {} : { profile: cfg.credentials.profile }),
+          },
+        }),
+    ...(cfg.objectLock === undefined
+      ? {}
+      : { objectLock: { mode: cfg.objectLock.mode, retainDays: cfg.objectLock.retain / 86_400_000 } }),
+    multipart: { concurrency: 1 },
+  };
+}
+
+/** The configured bucket as an ObjectStore. */
+export async function openOffsiteStore(cfg: OffsiteConfig): Promise<ObjectStore> {
+  return resolveOffsiteStore(storeOptionsOf(cfg));
 }
