@@ -32,5 +32,8 @@ export function storeOptionsOf(cfg: OffsiteConfig): OffsiteStoreOptions {
 
 /** The configured bucket as an ObjectStore. */
 export async function openOffsiteStore(cfg: OffsiteConfig): Promise<ObjectStore> {
+  // baton supports Node 20 (package.json engines): the SDK's multi-line notice about its own future
+  // Node support would break the one-line error contract on stderr
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return resolveOffsiteStore(storeOptionsOf(cfg));
 }

@@ -250,7 +250,7 @@ class Packer {
   private blobs: Array<{ id: string; sealed: Uint8Array; plainLength: number }> = [];
   private size = 0;
   private readonly inflight = new Set<Promise<void>>();
-  private failure: unknown;
+  private failure: Error | undefined;
   bytesUploaded = 0;
   packs = 0;
 
@@ -281,7 +281,7 @@ class Packer {
     this.size = 0;
     this.sealerReady = false;
     const upload = this.upload(blobs).catch((e: unknown) => {
-      this.failure ??= e;
+      this.failure ??= e instanceof Error ? e : new Error(String(e));
     });
     const tracked = upload.finally(() => this.inflight.delete(tracked));
     this.inflight.add(tracked);
@@ -480,7 +480,8 @@ async function pushGeneration(
     packs: [...packs].sort(),
   };
   const commitPlain = Buffer.from(JSON.stringify(commit));
-  const commitBody = sealer ? sealer.seal(commitPlain) : commitPlain;
+  // sealed like an index: the sink reads commits (prune, verify) without an identity; they hold no content
+  const commitBody = await g.repo.sealIndex(commitPlain);
   try {
     await g.store.put(commitKey(g.source, g.stream, g.id), commitBody, { ...putOpts, ifNoneMatch: true });
     summary.bytesUploaded += commitBody.length;

@@ -28,6 +28,8 @@ import { DEFAULT_CHUNKER_PARAMS, type ChunkerParams } from './chunker.js';
 export interface Repo {
   readonly config: RepoConfig;
   readonly encrypted: boolean;
+  /** blobs and generation objects can be opened (plain, or an identity was given) */
+  readonly canOpen: boolean;
   readonly chunker: ChunkerParams;
   /** a blob's id from the sha256 (hex) of its plain bytes */
   blobId(plainSha256: string): string;
@@ -67,7 +69,8 @@ function bech32Encode(hrp: string, data: Uint8Array): string {
   }
   if (bits > 0) words.push((acc << (5 - bits)) & 31);
   const h = hrp.toLowerCase();
-  const expand = [...[...h].map((c) => c.charCodeAt(0) >> 5), 0, ...[...h].map((c) => c.charCodeAt(0) & 31)];
+  const codes = Array.from(Buffer.from(h, 'latin1'));
+  const expand = [...codes.map((c) => c >> 5), 0, ...codes.map((c) => c & 31)];
   const pm = bech32Polymod([...expand, ...words, 0, 0, 0, 0, 0, 0]) ^ 1;
   const check = [0, 1, 2, 3, 4, 5].map((i) => (pm >>> (5 * (5 - i))) & 31);
   return `${h}1${[...words, ...check].map((w) => CHARSET[w]).join('')}`;
@@ -94,6 +97,7 @@ async function makeRepo(
     return {
       config,
       encrypted: false,
+      canOpen: true,
       chunker,
       blobId: (h) => blobIdFromSha256(undefined, h),
       newSealer: () => Promise.resolve(undefined),
@@ -113,6 +117,7 @@ async function makeRepo(
   return {
     config,
     encrypted: true,
+    canOpen: opener !== undefined,
     chunker,
     blobId: (h) => {
       if (!idKey) throw new OffsiteError('the repository key is not available: blob ids cannot be computed');
@@ -231,10 +236,20 @@ export async function openRepoForRead(
   store: ObjectStore,
   identities: string[] | undefined,
   identitySource = 'the identity file',
+  /** the sink state dir of this repository: its copy of the master key reads commits and indexes */
+  stateDir?: string,
 ): Promise<Repo> {
   const config = await readRepoConfig(store);
   if (!config) throw new OffsiteError(`${store.describe}: no baton repository here (no config object)`);
-  if (!config.encrypted || !identities) return makeRepo(config, {});
-  const master = await unwrapMasterKey(config.keys ?? '', identities, identitySource);
-  return makeRepo(config, { master, identities });
+  if (!config.encrypted) return makeRepo(config, {});
+  if (identities) {
+    const master = await unwrapMasterKey(config.keys ?? '', identities, identitySource);
+    return makeRepo(config, { master, identities });
+  }
+  if (stateDir !== undefined) {
+    const local = await readFile(join(stateDir, 'master.key'), 'utf8').catch(() => undefined);
+    const m = local === undefined ? undefined : /^([0-9a-f]{32}) ([0-9a-f]{64})\n?$/.exec(local);
+    if (m?.[1] === config.id && m[2]) return makeRepo(config, { master: Buffer.from(m[2], 'hex') });
+  }
+  return makeRepo(config, {});
 }
