@@ -51,6 +51,10 @@ Examples:
     .addHelpText(
       'after',
       `
+Examples:
+  baton offsite push                                  # cron, or afterPull: true in the config
+  baton offsite push --source shop-prod --stream data --json
+
 Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing half-committed),
 2 config error, 75 another push to the same bucket prefix is running.`,
     )
@@ -86,6 +90,10 @@ Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing ha
     .option('--source <name>', 'only this source')
     .addOption(streamOption())
     .option('--json', 'print as JSON', false)
+    .addHelpText(
+      'after',
+      `\nExamples:\n  baton offsite list\n  baton offsite list --source shop-prod --stream data --json`,
+    )
     .action(async (opts) =>
       runAction(root, async () => {
         const { config, cfg } = await loadOffsite(opts.config);
@@ -137,7 +145,7 @@ Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing ha
     .option('--json', 'print the results as JSON', false)
     .addHelpText(
       'after',
-      `\nExit codes: 0 all generations ok, 1 a problem was found (each names the object or file), 2 usage error.`,
+      `\nExamples:\n  baton offsite verify\n  baton offsite verify --deep --identity /root/offsite-identity.txt\n\nExit codes: 0 all generations ok, 1 a problem was found (each names the object or file), 2 usage error.`,
     )
     .action(async (opts) =>
       runAction(root, async () => {
@@ -187,6 +195,10 @@ Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing ha
     .addOption(configOption())
     .option('--dry-run', 'print the plan, delete nothing', false)
     .option('--json', 'print the plan and result as JSON', false)
+    .addHelpText(
+      'after',
+      `\nExamples:\n  baton offsite prune --dry-run\n  baton offsite prune\n\nObjects under Object Lock retention are kept and counted once ("retained"); a later prune deletes them.`,
+    )
     .action(async (opts) =>
       runAction(root, async (ctx) => {
         const { config, cfg } = await loadOffsite(opts.config);
