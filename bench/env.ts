@@ -17,7 +17,7 @@ import {
   type SystemUser,
 } from '../src/adapters/system-users.js';
 import { startSshd, type Sshd } from '../src/demo/sshd.js';
-import { joinRsh } from '../src/sink/transport.js';
+import { joinRsh } from '../src/adapters/ssh.js';
 import { runProcess } from '../src/adapters/run.js';
 import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { STORE_MARKER, STORE_MARKER_CONTENT } from '../src/core/store-marker.js';

@@ -1,10 +1,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { mkdirSync, renameSync, unlinkSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, unlinkSync, readFileSync } from 'node:fs';
 import { open, readdir, readFile, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { JobError, errnoCode } from '../errors.js';
+import { writeFileAtomicSync } from './fsx.js';
 import type { Logger } from './log.js';
 
 /**
@@ -154,9 +155,9 @@ export class ChildRecords {
       this.dirMade = true;
     }
     // Not fsynced: the processes it names do not survive a crash of the machine either.
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    writeFileSync(tmp, `${JSON.stringify({ children: [...this.live.values()] })}\n`, { mode: 0o600 });
-    renameSync(tmp, this.file);
+    writeFileAtomicSync(this.file, `${JSON.stringify({ children: [...this.live.values()] })}\n`, 0o600, {
+      durable: false,
+    });
   }
 }
 

@@ -3,12 +3,20 @@ import { randomBytes } from 'node:crypto';
 import {
   constants as fsConstants,
   createReadStream,
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  fsyncSync,
   lstatSync,
+  openSync,
   readdirSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
   type BigIntStats,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { errnoCode } from '../errors.js';
+import { errnoCode, JobError } from '../errors.js';
 import { runProcess } from './run.js';
 import { hashPool } from './hash-pool.js';
 
@@ -19,6 +27,58 @@ export async function fsyncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/*
+ * The same operations failing as a JobError naming the path, the errno code and the step: for a process
+ * that must end on the first failure with a one-line reason (the gate's ack, reject and prune).
+ */
+
+function failed(what: string, step: string, err: unknown): JobError {
+  return new JobError(`${what}: ${errnoCode(err) ?? String(err)}`, { step, cause: err });
+}
+
+/** Like {@link exists}, but any error other than ENOENT is a JobError of `step`. */
+export async function existsOrFail(path: string, step: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw failed(`cannot inspect ${path}`, step, err);
+  }
+}
+
+/** rename(2); a failure is a JobError of `step`. */
+export async function renameOrFail(from: string, to: string, step: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (err) {
+    throw failed(`cannot rename ${from} to ${to}`, step, err);
+  }
+}
+
+/** Like rm -rf (symlinks inside are removed, never followed); a failure is a JobError of `step`. */
+export async function removeTreeOrFail(path: string, step: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true });
+  } catch (err) {
+    throw failed(`cannot remove ${path}`, step, err);
+  }
+}
+
+/** Makes a rename in `dir` durable (opened as a directory); a failure is a JobError of `step`. */
+export async function fsyncDirOrFail(dir: string, step: string): Promise<void> {
+  try {
+    const fh = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw failed(`cannot fsync ${dir}`, step, err);
   }
 }
 
@@ -83,6 +143,64 @@ export async function writeFileAtomic(
   await fsyncDir(dir);
 }
 
+export interface AtomicWriteSyncOptions extends AtomicWriteOptions {
+  /** fsync the file and the directory (default true); false for records that do not outlive a crash. */
+  durable?: boolean;
+}
+
+/**
+ * writeFileAtomic for code that must finish in the same turn of the event loop (a record written
+ * right after a spawn): the same random temp name opened O_CREAT|O_EXCL|O_NOFOLLOW in the target's
+ * directory, written whole, renamed over `file`; on failure the temp file is removed. A reader sees
+ * the old file or the new one, never a half-written one.
+ */
+export function writeFileAtomicSync(
+  file: string,
+  data: string | Buffer,
+  mode = 0o644,
+  opts: AtomicWriteSyncOptions = {},
+): void {
+  const dir = dirname(file);
+  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  let tmp = '';
+  let fd: number | undefined;
+  for (let attempt = 0; fd === undefined; attempt++) {
+    tmp = join(dir, `.${basename(file)}.${randomBytes(8).toString('hex')}.tmp`);
+    try {
+      fd = openSync(tmp, flags, mode);
+    } catch (e) {
+      if (errnoCode(e) !== 'EEXIST' || attempt >= 9) throw e;
+    }
+  }
+  try {
+    try {
+      if (opts.exactMode === true) fchmodSync(fd, mode);
+      if (opts.owner !== undefined) fchownSync(fd, opts.owner.uid, opts.owner.gid);
+      for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off, bytes.length - off);
+      if (opts.durable !== false) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never created or already gone */
+    }
+    throw e;
+  }
+  if (opts.durable !== false) {
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  }
+}
+
 /** Flush a whole filesystem (syncfs) — one call instead of an fsync per file of a new tree. */
 export async function syncFilesystem(path: string): Promise<void> {
   const r = await runProcess(['sync', '-f', path], { timeoutMs: 10 * 60_000 });
@@ -127,10 +245,10 @@ export async function mkdirp(dir: string, mode = 0o755): Promise<void> {
 
 /**
  * Removes a generation-like directory so that a crash never leaves it half-deleted under its real
- * name: rename to `.<name>.deleting` first, then delete.
+ * name: rename to `doomedName` (a work name, `.<id>.deleting`) first, then delete.
  */
-export async function removeTreeSafely(parent: string, name: string): Promise<void> {
-  const doomed = join(parent, `.${name}.deleting`);
+export async function removeTreeSafely(parent: string, name: string, doomedName: string): Promise<void> {
+  const doomed = join(parent, doomedName);
   await rename(join(parent, name), doomed);
   await fsyncDir(parent);
   await rm(doomed, { recursive: true, force: true });

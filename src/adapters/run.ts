@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { recordChild } from './children.js';
+import { LineReader } from './line-reader.js';
 
 /** A command as the operator writes it: a shell string (run by /bin/sh -c) or an argv list. */
 export type Command = string | readonly string[];
@@ -197,6 +198,57 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
   });
 }
 
+export interface AttachedRunOptions {
+  env: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Open file descriptors the child gets as its fd 3, 4, … (set up before it changes to `cwd`). */
+  fds?: readonly number[];
+  /** Signals to this process that are passed on to the child while it runs. */
+  forwardSignals?: readonly NodeJS.Signals[];
+  /** Told the running child (to end it from elsewhere); the function it returns is called when it ended. */
+  onSpawn?: (child: { kill: (sig: NodeJS.Signals) => boolean }) => () => void;
+}
+
+export interface AttachedResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** set when it could not be started (then code and signal are null) */
+  error?: string;
+}
+
+/**
+ * Runs a process on this process's own stdin, stdout and stderr (nothing captured, same process group):
+ * for a server that talks to our caller directly, the gate's rsync on the ssh session. Always resolves.
+ * Not recorded in children.ts: it ends with this process (forwarded signals, `onSpawn`'s kill).
+ */
+export function runAttached(argv: readonly string[], opts: AttachedRunOptions): Promise<AttachedResult> {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error('runAttached: empty command');
+  return new Promise((resolve) => {
+    const child = spawn(file, args, {
+      stdio: ['inherit', 'inherit', 'inherit', ...(opts.fds ?? [])],
+      cwd: opts.cwd,
+      env: opts.env,
+    });
+    const forget = opts.onSpawn?.(child);
+    const forwarded = opts.forwardSignals ?? [];
+    const forward = (sig: NodeJS.Signals): void => {
+      child.kill(sig);
+    };
+    for (const sig of forwarded) process.on(sig, forward);
+    let settled = false;
+    const done = (r: AttachedResult): void => {
+      if (settled) return;
+      settled = true;
+      forget?.();
+      for (const sig of forwarded) process.off(sig, forward);
+      resolve(r);
+    };
+    child.on('error', (e) => done({ code: null, signal: null, error: e.message }));
+    child.on('exit', (code, signal) => done({ code, signal }));
+  });
+}
+
 /** A short description of how a process ended, for one-line errors. */
 export function describeExit(r: RunResult): string {
   if (r.exceeded) return `${describeExceeded(r.exceeded.limitBytes)} (process group killed)`;
@@ -215,4 +267,96 @@ export function describeExceeded(limitBytes: number): string {
         ? `${limitBytes / 1024} KiB`
         : `${limitBytes} bytes`;
   return `output larger than ${size}, stopped reading`;
+}
+
+export interface DialogueLimits {
+  /** Each wait (a line, the end) at most this long: the sink's configured `timeout`. */
+  timeoutMs: number;
+  /** The most lines read from the gate, and the longest one. */
+  maxLines: number;
+  maxLineBytes: number;
+}
+
+/** A process talking in lines (the gate's ack): hostile replies are bounded while read, every wait has a deadline. */
+export interface Dialogue {
+  /** The process's next stdout line; undefined once it ended. Throws when late, too long or too many. */
+  readLine(): Promise<string | undefined>;
+  write(text: string): void;
+  /** Closes our side, waits (at most the timeout) for the process to end; kills it when late. */
+  finish(): Promise<{ code: number | null; timedOut: boolean; stderr: string }>;
+  /** Ends it now (its process group), e.g. after a bad reply. */
+  kill(): void;
+}
+
+/** How much of the gate's stderr a dialogue keeps (its last lines say why it refused). */
+const DIALOGUE_STDERR_BYTES = 16 * 1024;
+
+/**
+ * Runs `argv` (ssh … command) as a dialogue: stdin a pipe we keep open until `finish`, stdout read as
+ * bounded lines, stderr's tail kept, the process group killed on timeout or `kill`.
+ */
+export function spawnDialogue(argv: readonly string[], limits: DialogueLimits): Dialogue {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error('spawnDialogue: empty command');
+  const child = spawn(file, args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  // recorded like every runProcess child: a later run ends an `ssh … ack` a killed run left behind
+  child.on('exit', recordChild(child.pid, argv));
+  let stderr = Buffer.alloc(0);
+  child.stderr.on('data', (b: Buffer) => {
+    stderr = Buffer.concat([stderr, b]);
+    if (stderr.length > DIALOGUE_STDERR_BYTES)
+      stderr = stderr.subarray(stderr.length - DIALOGUE_STDERR_BYTES);
+  });
+  child.stdin.on('error', () => undefined);
+  const reader = new LineReader(child.stdout, limits.maxLineBytes, limits.maxLines);
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => resolve(code));
+    child.on('error', () => resolve(127));
+  });
+  const killGroup = (): void => {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  };
+  return {
+    readLine: async () => {
+      try {
+        return await reader.next(limits.timeoutMs);
+      } catch (e) {
+        killGroup();
+        throw e;
+      }
+    },
+    write: (text) => {
+      child.stdin.write(text);
+    },
+    finish: async () => {
+      child.stdin.end();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), limits.timeoutMs);
+      });
+      const r = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      if (r === 'late') {
+        killGroup();
+        return { code: null, timedOut: true, stderr: stderr.toString('utf8') };
+      }
+      // let stderr drain (the gate's refusal line), but not for a grandchild that holds it open
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 500);
+        t.unref();
+        child.on('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        if (child.stderr.readableEnded) resolve();
+      });
+      return { code: r, timedOut: false, stderr: stderr.toString('utf8') };
+    },
+    kill: killGroup,
+  };
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { DURATION_PATTERN, parseDuration } from '../core/duration.js';
 
 /**
  * The one schema of both config files. Validation, the JSON Schema for editors
@@ -119,11 +119,33 @@ const streamBase = {
     'owns the handover and source store files; the sink logs in as this user through `baton gate`',
   ),
   collect: z
-    .enum(['rsync', 'reflink'])
+    .enum(['rsync', 'reflink', 'snapshot', 'command'])
     .default('rsync')
     .describe(
-      'how the paths are collected while the app is down: rsync refreshes a kept mirror (downtime grows with what changed); reflink clones them with cp --reflink=always into stateDir (downtime grows with the file count only; the paths and stateDir must be on one XFS/btrfs filesystem)',
+      "how the paths are collected while the app is down: rsync refreshes a kept mirror (downtime grows with what changed); reflink clones them with cp --reflink=always into stateDir (downtime grows with the file count only; the paths and stateDir must be on one XFS/btrfs filesystem); snapshot takes a read-only btrfs snapshot of each path's subvolume into stateDir (milliseconds; the paths and stateDir on one btrfs filesystem) and refreshes the mirror from it once the app runs again; command runs snapshot.create while the app is down (LVM thin, ZFS, ...) and reads snapshot.path once it runs again",
     ),
+  prepass: z
+    .boolean()
+    .default(true)
+    .describe(
+      'collect: rsync and reflink: refresh the mirror (or take the clone) while the app still runs, so the pass while it is down copies only what changed since; files changed within 2 s of the pre-pass start are copied again while it is down',
+    ),
+  snapshot: z
+    .strictObject({
+      create: command.describe(
+        'run while the app is down: makes a frozen view of the paths at snapshot.path (e.g. lvcreate -s + mount, zfs snapshot + mount)',
+      ),
+      path: absPath(
+        'where `create` shows the frozen view: each configured path P is read at <path>/<P> (mount the snapshot of /srv at <path>/srv)',
+      ),
+      remove: command.describe(
+        'run once the app is up again (and by `source recover` after a killed run): removes the view; must succeed when it is already gone',
+      ),
+      createTimeout: duration('how long create may take (the app is down meanwhile)').prefault('1m'),
+      removeTimeout: duration('how long remove may take').prefault('5m'),
+    })
+    .optional()
+    .describe('collect: command — the hooks that make and remove a snapshot'),
 };
 
 export const sourceSchema = z
@@ -166,6 +188,24 @@ export const sourceSchema = z
       })
       .superRefine((streams, ctx) => {
         for (const problem of overlappingDirs(streams)) ctx.addIssue({ code: 'custom', ...problem });
+        for (const [n, st] of [
+          ['data', streams.data],
+          ['logs', streams.logs],
+        ] as const) {
+          if (st === undefined) continue;
+          if (st.collect === 'command' && st.snapshot === undefined)
+            ctx.addIssue({
+              code: 'custom',
+              path: [n, 'snapshot'],
+              message: 'collect: command needs snapshot:',
+            });
+          if (st.collect !== 'command' && st.snapshot !== undefined)
+            ctx.addIssue({
+              code: 'custom',
+              path: [n, 'snapshot'],
+              message: 'only used with collect: command',
+            });
+        }
       })
       .describe('what is collected while the app is stopped'),
     limits: z
@@ -436,8 +476,7 @@ export type SourceConfig = z.output<typeof sourceSchema>;
 export type SinkConfig = z.output<typeof sinkSchema>;
 export type MailConfig = z.output<typeof mailSchema>;
 export type PingConfig = z.output<typeof pingSchema>;
-export type StreamName = 'data' | 'logs';
-export const STREAMS: readonly StreamName[] = ['data', 'logs'];
+export { STREAMS, type StreamName } from '../core/streams.js';
 export type SourceStreamConfig =
   SourceConfig['streams']['data'] | NonNullable<SourceConfig['streams']['logs']>;
 export type SinkSourceConfig = SinkConfig['sources'][number];

@@ -7,7 +7,7 @@ import { z } from 'zod';
  * writable by the stream user: its names and contents are parsed and bounded like any hostile input.
  */
 
-export const GATE_EVENTS_DIR = '.gate-events';
+export { GATE_EVENTS_DIR } from '../generation/names.js';
 /** The most event files the gate keeps (oldest dropped first) and a reader looks at. */
 export const MAX_GATE_EVENTS = 50;
 /** The largest event file a reader accepts. */

@@ -1,12 +1,12 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { runProcess } from '../adapters/run.js';
-import { proveChallenge, sampleChallenge } from '../adapters/ack-proof.js';
+import { runAttached, runProcess } from '../adapters/run.js';
+import { existsOrFail, fsyncDirOrFail, removeTreeOrFail, renameOrFail } from '../adapters/fsx.js';
+import { proveChallenge, sampleChallenge } from '../generation/ack-proof.js';
 import { recordGateEvent } from '../adapters/gate-events.js';
 import { LineReader } from '../adapters/line-reader.js';
 import { sendMail } from '../adapters/mail.js';
@@ -19,14 +19,23 @@ import {
 } from '../core/ack-challenge.js';
 import { describeGateEvent, eventText, type GateEvent } from '../core/gate-events.js';
 import type { SourceConfig, StreamName } from '../config/schema.js';
-import { isGenerationId, parseGenerationId } from '../core/generation-id.js';
+import {
+  deletingName,
+  GATE_EVENTS_DIR,
+  isGenerationId,
+  MANIFEST,
+  parseGenerationId,
+  parseWorkName,
+  REJECTED_DIR,
+} from '../generation/names.js';
 import { parseGateRequest, rsyncServerArgv, type RsyncPullRequest } from '../core/gate-rules.js';
+import type { GateAck, GateListing, GateReject, HandoverGeneration } from '../core/gate-replies.js';
 import { planRetention } from '../core/retention.js';
 import { BatonError, ConfigError, errnoCode, ExitCode, JobError, oneLine } from '../errors.js';
 
 /**
  * `baton gate data|logs`: the forced command of a stream user's ssh key, the only thing the sink may run
- * on the source (DESIGN.md §5). It runs as that stream user, never as root, and touches only the stream's
+ * on the source (docs/design.md §3). It runs as that stream user, never as root, and touches only the stream's
  * handover and (for data) the source store.
  */
 
@@ -55,33 +64,6 @@ export const ACK_ANSWER_TIMEOUT_MS = 5 * 60_000;
 export const MAX_REJECTED = 20;
 /** The gate mails an event itself at most this often (the next backup mails every event anyway). */
 const DIRECT_MAIL_INTERVAL_MS = 10 * 60_000;
-
-/** A complete generation: a directory named by a valid id (not a symlink) holding a regular `manifest`. */
-export interface HandoverGeneration {
-  id: string;
-  manifestSha256: string;
-  manifestBytes: number;
-}
-
-export interface GateListing {
-  source: string;
-  stream: StreamName;
-  /** Oldest first. */
-  generations: Array<HandoverGeneration & { ageSeconds: number }>;
-}
-
-export interface GateReject {
-  rejected: string;
-  /** Where it is kept on the source. */
-  keptIn: string;
-}
-
-export interface GateAck {
-  acked: string;
-  action: 'moved' | 'deleted';
-  /** Source store generations pruned by this ack (data only), newest first. */
-  pruned: string[];
-}
 
 /** Where rsync is looked for after PATH's absolute entries. */
 export const RSYNC_FALLBACKS = ['/usr/bin/rsync', '/bin/rsync'] as const;
@@ -233,32 +215,22 @@ async function serveRsync(
     ...(env.HOME === undefined ? {} : { HOME: env.HOME }),
   };
   try {
-    return await new Promise((resolve) => {
-      const child = spawn(rsync, argv, {
-        stdio: ['inherit', 'inherit', 'inherit', generation.fd],
-        cwd: '/proc/self/fd/3',
-        env: childEnv,
-      });
-      sessionChildren.add(child);
+    const r = await runAttached([rsync, ...argv], {
+      fds: [generation.fd],
+      cwd: '/proc/self/fd/3',
+      env: childEnv,
       // ssh hanging up or a kill of the gate must reach rsync too, not leave it orphaned.
-      const forwarded = ['SIGTERM', 'SIGHUP', 'SIGINT'] as const;
-      const forward = (sig: NodeJS.Signals): void => {
-        child.kill(sig);
-      };
-      for (const sig of forwarded) process.on(sig, forward);
-      const done = (code: number): void => {
-        sessionChildren.delete(child);
-        for (const sig of forwarded) process.off(sig, forward);
-        resolve(code);
-      };
-      child.on('error', (e) => {
-        stderr(`baton gate: cannot run ${rsync}: ${e.message}\n`);
-        done(ExitCode.failed);
-      });
-      child.on('exit', (code, signal) => {
-        done(code ?? 128 + (signal ? osConstants.signals[signal] : 0));
-      });
+      forwardSignals: ['SIGTERM', 'SIGHUP', 'SIGINT'],
+      onSpawn: (child) => {
+        sessionChildren.add(child);
+        return () => sessionChildren.delete(child);
+      },
     });
+    if (r.error !== undefined) {
+      stderr(`baton gate: cannot run ${rsync}: ${r.error}\n`);
+      return ExitCode.failed;
+    }
+    return r.code ?? 128 + (r.signal ? osConstants.signals[r.signal] : 0);
   } finally {
     await generation.close();
   }
@@ -303,7 +275,7 @@ export async function readCompleteGeneration(
       cause: err,
     });
   }
-  const hashed = await hashRegularFile(join(genDir, 'manifest'));
+  const hashed = await hashRegularFile(join(genDir, MANIFEST));
   return hashed === undefined
     ? undefined
     : { id, manifestSha256: hashed.sha256, manifestBytes: hashed.bytes };
@@ -385,7 +357,7 @@ async function ackData(
   await prove(join(data.handover, id), pending.manifestBytes);
 
   const target = join(data.store, id);
-  if (await exists(target)) {
+  if (await existsOrFail(target, 'ack')) {
     throw new JobError(`${target} exists already but ${id} is still in the handover; nothing moved`, {
       step: 'ack',
     });
@@ -407,8 +379,8 @@ async function ackData(
       { step: 'ack', cause: err },
     );
   }
-  await fsyncDir(data.store);
-  await fsyncDir(data.handover);
+  await fsyncDirOrFail(data.store, 'ack');
+  await fsyncDirOrFail(data.handover, 'ack');
   return { acked: id, action: 'moved', pruned: await pruneStore(data.store, data.generations, id) };
 }
 
@@ -422,8 +394,8 @@ async function ackLogs(
   const deleting = join(handover, deletingName(id));
   if (pending === undefined) {
     // An ack accepted before the crash that interrupted its delete: finish it.
-    if (await exists(deleting)) {
-      await removeTree(deleting);
+    if (await existsOrFail(deleting, 'ack')) {
+      await removeTreeOrFail(deleting, 'ack');
       return { acked: id, action: 'deleted', pruned: [] };
     }
     throw new GateRefusal(`generation ${id} is not pending in the logs handover (acked already?)`);
@@ -435,9 +407,9 @@ async function ackLogs(
     });
   }
   await prove(join(handover, id), pending.manifestBytes);
-  await renameOrFail(join(handover, id), deleting);
-  await fsyncDir(handover);
-  await removeTree(deleting);
+  await renameOrFail(join(handover, id), deleting, 'ack');
+  await fsyncDirOrFail(handover, 'ack');
+  await removeTreeOrFail(deleting, 'ack');
   return { acked: id, action: 'deleted', pruned: [] };
 }
 
@@ -454,8 +426,9 @@ async function pruneStore(store: string, keep: number, justAcked: string): Promi
     });
   });
   for (const name of names) {
-    const leftover = /^\.(.+)\.deleting$/.exec(name)?.[1];
-    if (leftover !== undefined && isGenerationId(leftover)) await removeTree(join(store, name));
+    const leftover = parseWorkName(name);
+    if (leftover?.kind === 'deleting' && isGenerationId(leftover.id))
+      await removeTreeOrFail(join(store, name), 'ack');
   }
   const generations = await listCompleteGenerations(store);
   const plan = planRetention(
@@ -463,14 +436,10 @@ async function pruneStore(store: string, keep: number, justAcked: string): Promi
     { keep, protect: [justAcked] },
   );
   if (plan.remove.length === 0) return [];
-  for (const { id } of plan.remove) await renameOrFail(join(store, id), join(store, deletingName(id)));
-  await fsyncDir(store);
-  for (const { id } of plan.remove) await removeTree(join(store, deletingName(id)));
+  for (const { id } of plan.remove) await renameOrFail(join(store, id), join(store, deletingName(id)), 'ack');
+  await fsyncDirOrFail(store, 'ack');
+  for (const { id } of plan.remove) await removeTreeOrFail(join(store, deletingName(id)), 'ack');
   return plan.remove.map((r) => r.id);
-}
-
-function deletingName(id: string): string {
-  return `.${id}.deleting`;
 }
 
 /**
@@ -567,17 +536,14 @@ async function rejectGeneration(handover: string, id: string, manifestSha256: st
       { kind: 'reject-refused', id },
     );
   }
-  if (await exists(keptIn)) {
+  if (await existsOrFail(keptIn, 'ack')) {
     throw new GateRefusal(`${keptIn} exists already; ${id} stays pending`, { kind: 'reject-refused', id });
   }
-  await renameOrFail(join(handover, id), keptIn);
-  await fsyncDir(rejectedDir);
-  await fsyncDir(handover);
+  await renameOrFail(join(handover, id), keptIn, 'ack');
+  await fsyncDirOrFail(rejectedDir, 'ack');
+  await fsyncDirOrFail(handover, 'ack');
   return { rejected: id, keptIn };
 }
-
-/** Where rejected generations are kept in a handover (a dot-name: never listed, never pulled). */
-export const REJECTED_DIR = '.rejected';
 
 async function lstatOrUndefined(path: string): Promise<Awaited<ReturnType<typeof lstat>> | undefined> {
   try {
@@ -629,7 +595,7 @@ async function recordEvent(
         subject: `[baton] ${opts.config.name}: gate ${e.kind} ${e.id} (${opts.stream})`,
         text:
           `The gate of ${opts.config.name} (${opts.stream}) recorded:\n\n${describeGateEvent(event)}\n\n` +
-          `Recorded in ${join(handover, '.gate-events')}; the next \`baton source backup\` reports it too.\n`,
+          `Recorded in ${join(handover, GATE_EVENTS_DIR)}; the next \`baton source backup\` reports it too.\n`,
       },
       opts.env,
       { timeoutMs: 15_000 },
@@ -685,59 +651,6 @@ function parentOf(pid: number): number | undefined {
 
 /** What the gate started (rrsync): killed when the session ends. */
 const sessionChildren = new Set<{ kill: (sig: NodeJS.Signals) => boolean }>();
-
-// ---------------------------------------------------------------------------------------------------------
-// fs helpers
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return false;
-    throw new JobError(`cannot inspect ${path}: ${errnoCode(err) ?? String(err)}`, {
-      step: 'ack',
-      cause: err,
-    });
-  }
-}
-
-async function renameOrFail(from: string, to: string): Promise<void> {
-  try {
-    await rename(from, to);
-  } catch (err) {
-    throw new JobError(`cannot rename ${from} to ${to}: ${errnoCode(err) ?? String(err)}`, {
-      step: 'ack',
-      cause: err,
-    });
-  }
-}
-
-async function removeTree(path: string): Promise<void> {
-  try {
-    // Like rm -rf: symlinks inside are removed, never followed.
-    await rm(path, { recursive: true, force: true });
-  } catch (err) {
-    throw new JobError(`cannot remove ${path}: ${errnoCode(err) ?? String(err)}`, {
-      step: 'ack',
-      cause: err,
-    });
-  }
-}
-
-/** Makes a rename in `dir` durable. */
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    throw new JobError(`cannot fsync ${dir}: ${errnoCode(err) ?? String(err)}`, { step: 'ack', cause: err });
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // refusal log

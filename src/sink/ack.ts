@@ -1,4 +1,4 @@
-import { gateAckSchema, gateRejectSchema } from '../core/listing.js';
+import { gateAckSchema, gateRejectSchema } from '../core/gate-replies.js';
 import {
   formatAnswer,
   MAX_ACK_LINE_BYTES,
@@ -7,10 +7,11 @@ import {
   parseRangeLine,
   type ChallengeRange,
 } from '../core/ack-challenge.js';
-import { proveChallenge } from '../adapters/ack-proof.js';
+import { proveChallenge } from '../generation/ack-proof.js';
 import { JobError, oneLine } from '../errors.js';
 import type { Logger } from '../adapters/log.js';
-import { describeSshFailure, type Transport } from './transport.js';
+import { describeSshFailure } from '../adapters/ssh.js';
+import type { Transport } from './transport.js';
 
 /** The longest line of the gate's final ack result (one JSON object). */
 const MAX_RESULT_LINE_BYTES = 64 * 1024;

@@ -3,10 +3,11 @@ import type { MailConfig, StreamName } from '../config/schema.js';
 import { judgeSizeAnomaly, type GenerationSize } from '../core/anomaly.js';
 import { generationMetaSchema } from '../core/meta.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
-import { listGenerations } from '../adapters/generations.js';
+import { listGenerations } from '../generation/list.js';
 import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
 import type { Logger } from '../adapters/log.js';
 import { listBadMarks } from './bad-marks.js';
+import { META_JSON } from '../generation/names.js';
 
 export interface AnomalyCheckInput {
   source: string;
@@ -34,7 +35,7 @@ export async function checkSizeAnomaly(input: AnomalyCheckInput): Promise<string
     .at(-1);
   if (!previous) return undefined;
   const meta = generationMetaSchema.safeParse(
-    await readJsonIfExists(join(previous.dir, 'meta.json')).catch(() => undefined),
+    await readJsonIfExists(join(previous.dir, META_JSON)).catch(() => undefined),
   );
   if (!meta.success) {
     input.log.warn({ step: 'anomaly' }, `no readable meta.json in ${previous.id}: size not compared`);

@@ -2,6 +2,7 @@ import { lstat } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { sha256File } from '../adapters/fsx.js';
+import { TREE } from '../generation/names.js';
 
 /**
  * Hashing that overlaps the tree transfer. rsync names each file once it is complete (renamed into
@@ -96,7 +97,7 @@ export class EarlyHashes {
 
   private async hashOne(rel: string): Promise<void> {
     const path = Buffer.concat([
-      Buffer.from(`${join(this.generationDir, 'tree')}/`),
+      Buffer.from(`${join(this.generationDir, TREE)}/`),
       Buffer.from(rel, 'latin1'),
     ]);
     try {

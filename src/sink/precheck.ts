@@ -1,7 +1,8 @@
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_MANIFEST_LIMITS } from '../core/manifest.js';
-import { ManifestCursor, readManifest } from '../adapters/manifest-file.js';
+import { ManifestCursor, readManifest } from '../generation/manifest-file.js';
+import { MANIFEST } from '../generation/names.js';
 
 export interface Precheck {
   entries: number;
@@ -46,7 +47,7 @@ export async function precheckManifest(
   const partial = partialTree === undefined ? undefined : Buffer.from(`${partialTree}/`);
   const base = linkBaseManifest === undefined ? undefined : ManifestCursor.open(linkBaseManifest);
   try {
-    for await (const e of readManifest(join(dir, 'manifest'), {
+    for await (const e of readManifest(join(dir, MANIFEST), {
       ...DEFAULT_MANIFEST_LIMITS,
       maxEntries: maxFiles,
     })) {

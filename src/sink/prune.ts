@@ -1,6 +1,6 @@
 import { planRetention, retentionReference, type RetentionPlan } from '../core/retention.js';
-import { parseGenerationId, sortNewestFirst } from '../core/generation-id.js';
-import { listGenerations } from '../adapters/generations.js';
+import { deletingName, parseGenerationId, sortNewestFirst } from '../generation/names.js';
+import { listGenerations } from '../generation/list.js';
 import { removeTreeSafely } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { clearBadMark, listBadMarks } from './bad-marks.js';
@@ -57,7 +57,7 @@ export async function pruneSinkStream(
     },
   );
   for (const r of plan.remove) {
-    await removeTreeSafely(streamDir, r.id);
+    await removeTreeSafely(streamDir, r.id, deletingName(r.id));
     if (bad.has(r.id)) await clearBadMark(streamDir, r.id);
     log.info({ step: 'prune', id: r.id, reason: r.reason }, `pruned ${r.id}`);
   }

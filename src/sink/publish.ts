@@ -3,6 +3,7 @@ import { chmod, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir, mkdirp, syncFilesystem } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
+import { TREE } from '../generation/names.js';
 
 /** Mode of a generation directory and its tree/ in the sink store (root's; others cannot enter). */
 export const GENERATION_DIR_MODE = 0o750;
@@ -21,7 +22,7 @@ export async function publishGeneration(
   const from = join(incoming, id);
   const to = join(streamDir, id);
   await chmod(from, GENERATION_DIR_MODE);
-  await chmod(join(from, 'tree'), GENERATION_DIR_MODE);
+  await chmod(join(from, TREE), GENERATION_DIR_MODE);
   await syncFilesystem(from);
   await rename(from, to);
   await fsyncDir(streamDir);

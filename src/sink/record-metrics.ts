@@ -1,13 +1,12 @@
-import { z } from 'zod';
 import type { SinkConfig, StreamName } from '../config/schema.js';
 import type { StreamRunFacts } from '../core/metrics.js';
+import { sinkRunRecordSchema } from '../core/run-record.js';
 import { oneLine } from '../errors.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
-import { describeStores, writeJobMetrics } from '../adapters/metrics.js';
+import { writeJobMetrics } from '../adapters/metrics.js';
+import { describeStores } from '../generation/list.js';
 import { sinkPaths } from './state.js';
-
-const runTimesSchema = z.object({ startedAt: z.iso.datetime(), finishedAt: z.iso.datetime() });
 
 /**
  * After `sink pull STREAM`: `<stateDir>/metrics/baton_sink_pull_<stream>.prom` (and a copy in
@@ -27,7 +26,9 @@ export async function recordPullMetrics(
       if (!src.streams[stream]) continue;
       const paths = sinkPaths(config, src.name, stream);
       const o = outcomes.find((x) => x.source === src.name);
-      const times = runTimesSchema.safeParse(await readJsonIfExists(paths.lastRun).catch(() => undefined));
+      const times = sinkRunRecordSchema.safeParse(
+        await readJsonIfExists(paths.lastRun).catch(() => undefined),
+      );
       const startedAt = times.success ? new Date(times.data.startedAt) : now;
       const finishedAt = times.success ? new Date(times.data.finishedAt) : now;
       streams.push({

@@ -5,6 +5,7 @@ import { JobError } from '../errors.js';
 import { exists, walkTree } from '../adapters/fsx.js';
 import { cloneInto, reflinkProblem } from '../adapters/reflink.js';
 import type { Logger } from '../adapters/log.js';
+import { TREE } from '../generation/names.js';
 
 /**
  * Whether new generations in `streamDir` are built as reflink clones of the previous one
@@ -54,7 +55,7 @@ async function hasSharedInodes(tree: string): Promise<boolean> {
  * hard-link pull's leftover: writing into it in place would change a published generation).
  */
 export async function prepareClonedTree(pulled: string, baseDir: string, log: Logger): Promise<void> {
-  const tree = join(pulled, 'tree');
+  const tree = join(pulled, TREE);
   const cloning = join(pulled, 'tree.cloning');
   await rm(cloning, { recursive: true, force: true });
   if (await exists(tree)) {
@@ -68,7 +69,7 @@ export async function prepareClonedTree(pulled: string, baseDir: string, log: Lo
   await mkdir(cloning, { recursive: true, mode: 0o700 });
   try {
     // `<tree>/.` copies its contents (path.join would drop the `.` and nest a second tree/)
-    const r = await cloneInto([`${join(baseDir, 'tree')}/.`], cloning);
+    const r = await cloneInto([`${join(baseDir, TREE)}/.`], cloning);
     if (r.problem)
       throw new JobError(`cloning the previous generation's tree: ${r.problem}`, { step: 'pull' });
     await rename(cloning, tree);

@@ -1,13 +1,14 @@
 import { join } from 'node:path';
 import type { SinkConfig, StreamName } from '../config/schema.js';
+import { INCOMING_DIR, QUARANTINE_DIR } from '../generation/names.js';
 
-/** The sink store layout (DESIGN.md §4) and the sink's own state. */
+/** The sink store layout (docs/design.md §4) and the sink's own state. */
 export function sinkPaths(config: SinkConfig, source: string, stream: StreamName) {
   const streamDir = join(config.store, source, stream);
   return {
     streamDir,
-    incoming: join(streamDir, '.incoming'),
-    quarantine: join(streamDir, '.quarantine'),
+    incoming: join(streamDir, INCOMING_DIR),
+    quarantine: join(streamDir, QUARANTINE_DIR),
     lock: join(config.stateDir, 'locks', `${source}-${stream}.lock`),
     lastRun: join(config.stateDir, 'runs', `${source}-${stream}.json`),
     /** the process groups a run started (children.ts): a later run ends them if it was killed */

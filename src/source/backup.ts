@@ -1,8 +1,9 @@
 import { chown, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../core/duration.js';
 import { BatonError, CombinedError, JobError, oneLine } from '../errors.js';
+import { formatRunRecord, type SourceRunRecord } from '../core/run-record.js';
 import { describeCommand } from '../adapters/run.js';
 import { loadNameMaps } from '../adapters/accounts.js';
 import { acquireLock } from '../adapters/lock.js';
@@ -14,7 +15,8 @@ import { planBackup, type BackupPlan } from './preflight.js';
 import { checkPreviousTransport } from './check-previous-transport.js';
 import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
 import { startApp } from './start-app.js';
-import { cloneStream, collectStream, finishClone } from './collect.js';
+import { streamCollector } from './collect.js';
+import { SnapshotLedger } from './snapshot.js';
 import { buildGeneration, type BuiltGeneration } from './build-generation.js';
 import { publishHandover } from './publish-handover.js';
 import { recoverSource } from './recover.js';
@@ -41,6 +43,20 @@ export interface BackupResult {
   transportFailed: boolean;
 }
 
+function describeCollect(s: BackupPlan['streams'][number]): string {
+  const pre = s.config.prepass ? 'after a pre-pass while the app runs, ' : '';
+  switch (s.config.collect) {
+    case 'reflink':
+      return `      ${pre}clone with cp --reflink=always into ${s.reflinkStage} while the app is down, then replace mirror ${s.mirror}`;
+    case 'snapshot':
+      return `      btrfs read-only snapshot of each path's subvolume while the app is down; refresh mirror ${s.mirror} from it once the app runs`;
+    case 'command':
+      return `      snapshot.create \`${s.config.snapshot ? describeCommand(s.config.snapshot.create) : ''}\` while the app is down; refresh mirror ${s.mirror} from ${s.config.snapshot?.path ?? ''} once the app runs, then snapshot.remove`;
+    default:
+      return `      ${pre}refresh mirror ${s.mirror} with rsync while the app is down`;
+  }
+}
+
 /** What a dry run prints: the plan, nothing changed. */
 export function describePlan(config: SourceConfig, plan: BackupPlan): string {
   const lines = [
@@ -52,11 +68,7 @@ export function describePlan(config: SourceConfig, plan: BackupPlan): string {
     lines.push(
       `  collect ${s.name}: ${s.config.paths.join(', ')}${s.config.exclude.length ? `  (exclude ${s.config.exclude.join(', ')})` : ''}`,
     );
-    lines.push(
-      s.config.collect === 'reflink'
-        ? `      clone with cp --reflink=always into ${s.reflinkStage} while the app is down, then replace mirror ${s.mirror}`
-        : `      refresh mirror ${s.mirror} with rsync while the app is down`,
-    );
+    lines.push(describeCollect(s));
   }
   lines.push(
     `  start app:   ${describeCommand(config.app.start)}${config.app.healthCheck ? `, then until healthy: ${describeCommand(config.app.healthCheck)}` : ''}  (timeout ${config.app.startTimeout / 1000}s)`,
@@ -74,10 +86,10 @@ export function describePlan(config: SourceConfig, plan: BackupPlan): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function recordLastRun(config: SourceConfig, rec: Record<string, unknown>): Promise<void> {
+async function recordLastRun(config: SourceConfig, rec: SourceRunRecord): Promise<void> {
   const state = sourceState(config);
   await mkdirp(state.root, 0o700);
-  await writeFileAtomic(state.lastRun, `${JSON.stringify(rec, null, 2)}\n`, 0o644);
+  await writeFileAtomic(state.lastRun, formatRunRecord(rec), 0o644);
 }
 
 /**
@@ -171,10 +183,18 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
       await chown(dir, s.owner.uid, s.owner.gid);
     }
   }
+  // collect.ts: per stream, a live pre-pass, what runs while the app is down, and what runs after
+  const ledger = new SnapshotLedger(state.snapshots, state.root);
+  const collectors = plan.streams.map((s) =>
+    streamCollector(s, { state, ledger, log, progress: opts.progress === true && s.name === 'data' }),
+  );
+  const prepassLimit = AbortSignal.timeout(config.app.maxDowntime);
+  for (const c of collectors)
+    await c.beforeStop(opts.signal ? AbortSignal.any([opts.signal, prepassLimit]) : prepassLimit);
   if (opts.signal?.aborted)
     throw new JobError('interrupted before the app was stopped', { step: 'stop-app' });
 
-  // 1.a – 1.d: the app is down only for the mirror refresh.
+  // 1.a – 1.d: the app is down only for the mirror refresh (or the snapshot).
   const appStoppedAt = opts.now();
   await recordAppStopping(state.root, state.appStopped, appStoppedAt);
   const failures: Error[] = [];
@@ -186,21 +206,8 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
   try {
     await stopApp(config.app, log);
     await crashPoint('app-stopped');
-    const collected = await Promise.allSettled(
-      plan.streams.map((s) =>
-        s.config.collect === 'reflink'
-          ? cloneStream(s.name, s.config, state.reflinkStage(s.name), log, collectSignal)
-          : collectStream(
-              s.name,
-              s.config,
-              s.mirror,
-              s.mirrorPathsFile,
-              log,
-              collectSignal,
-              opts.progress === true && s.name === 'data',
-            ),
-      ),
-    );
+    const collected = await Promise.allSettled(collectors.map((c) => c.whileDown(collectSignal)));
+    await crashPoint('snapshot-taken');
     if (downLimit.aborted && !opts.signal?.aborted)
       failures.push(
         new JobError(
@@ -222,33 +229,30 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
       failures.push(asError(e));
     }
   }
-  // no clone of a failed run is left behind (the next run clones afresh)
-  if (failures.length > 0)
+  // no clone or snapshot of a failed run is left behind (the next run clones afresh)
+  if (failures.length > 0) {
+    for (const c of await Promise.allSettled(collectors.map((x) => x.cleanup())))
+      if (c.status === 'rejected') failures.push(asError(c.reason));
     await rm(state.reflinkRoot, { recursive: true, force: true }).catch(() => undefined);
+  }
   if (failures.length === 1 && failures[0]) throw failures[0];
   if (failures.length > 1) throw new CombinedError(failures);
   const startedAt = appStartedAt ?? opts.now();
   const downtimeMs = startedAt.getTime() - appStoppedAt.getTime();
   log.info({ step: 'start-app', downtimeMs }, `app was down for ${(downtimeMs / 1000).toFixed(1)}s`);
 
-  // collect: reflink — the clones become what the build reads, now that the app runs again
-  if (plan.streams.some((s) => s.config.collect === 'reflink')) {
-    try {
-      for (const s of plan.streams) {
-        if (s.config.collect !== 'reflink') continue;
-        await finishClone(
-          s.name,
-          s.config,
-          state.reflinkStage(s.name),
-          s.mirror,
-          s.mirrorPathsFile,
-          log,
-          opts.signal,
-        );
-      }
-    } finally {
-      await rm(state.reflinkRoot, { recursive: true, force: true });
+  // collect: reflink / snapshot / command — the clone or the frozen view becomes what the build
+  // reads, now that the app runs again; then it is removed, whatever failed
+  try {
+    for (const c of collectors) {
+      await c.afterUp(opts.signal);
+      await c.cleanup();
     }
+  } catch (e) {
+    await Promise.allSettled(collectors.map((c) => c.cleanup()));
+    throw e;
+  } finally {
+    await rm(state.reflinkRoot, { recursive: true, force: true });
   }
 
   // After the app is back: build, hash and hand over each stream's generation.

@@ -23,11 +23,12 @@ import {
   writeFileSynced,
   type WalkDecision,
 } from '../adapters/fsx.js';
-import { ManifestCursor } from '../adapters/manifest-file.js';
+import { ManifestCursor } from '../generation/manifest-file.js';
 import type { Logger } from '../adapters/log.js';
 import { JobError } from '../errors.js';
 import { crashPoint } from '../adapters/crash-point.js';
 import { batonVersion } from '../version.js';
+import { MANIFEST, MANIFEST_PARTIAL, META_JSON, partialName, SHA256SUMS, TREE } from '../generation/names.js';
 
 export interface BuildInput {
   source: string;
@@ -128,18 +129,18 @@ export async function findLinkGroups(mirror: string, paths: readonly string[]): 
  */
 export async function buildGeneration(input: BuildInput): Promise<BuiltGeneration> {
   const { log, owner } = input;
-  const work = join(input.parent, `.${input.id}.partial`);
+  const work = join(input.parent, partialName(input.id));
   const final = join(input.parent, input.id);
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { mode: 0o700 });
   try {
-    const tree = join(work, 'tree');
+    const tree = join(work, TREE);
     await mkdir(tree, { mode: 0o700 });
     // The previous manifest is read alongside the walk (both in tree order): memory stays flat at
     // any file count, where a map of every previous entry grew by ~0.5 KiB per file.
-    const prevManifest = input.previous ? join(input.previous.dir, 'manifest') : undefined;
+    const prevManifest = input.previous ? join(input.previous.dir, MANIFEST) : undefined;
     const prevCursor = prevManifest ? ManifestCursor.open(prevManifest) : undefined;
-    const prevTree = input.previous ? Buffer.from(join(input.previous.dir, 'tree')) : undefined;
+    const prevTree = input.previous ? Buffer.from(join(input.previous.dir, TREE)) : undefined;
     // Hard-link groups of the data: the manifest is format 2 only when there is one (older readers
     // keep reading the generations without).
     const linkCounts = await findLinkGroups(input.mirror, input.paths);
@@ -149,9 +150,9 @@ export async function buildGeneration(input: BuildInput): Promise<BuiltGeneratio
       { rel: Buffer; dest: Buffer; placed: Promise<{ sha256: string; copied: boolean }>; left: number }
     >();
     let linkGroups = 0;
-    const manifest = await BufferedFileWriter.create(join(work, 'manifest.partial'), 0o640);
+    const manifest = await BufferedFileWriter.create(join(work, MANIFEST_PARTIAL), 0o640);
     await manifest.write(`${linkCounts.size > 0 ? MANIFEST_HEADER_2 : MANIFEST_HEADER}\n`);
-    const sums = await BufferedFileWriter.create(join(work, 'SHA256SUMS'), 0o640);
+    const sums = await BufferedFileWriter.create(join(work, SHA256SUMS), 0o640);
     // Kept until the end, so held as strings: a small Buffer is a slice of an 8 KiB pool slab and
     // keeps the whole slab alive (20,000 directories held 160 MiB that way).
     const dirs: Array<{ path: string; mode: number; mtimeNs: bigint }> = [];
@@ -350,12 +351,11 @@ export async function buildGeneration(input: BuildInput): Promise<BuiltGeneratio
       ...(input.previous ? { previous: input.previous.id } : {}),
       batonVersion,
     };
-    await writeFileSynced(join(work, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`, 0o640);
+    await writeFileSynced(join(work, META_JSON), `${JSON.stringify(meta, null, 2)}\n`, 0o640);
     // The manifest is the last file written (a reader treats a generation without one as partial).
     await manifest.close();
-    await rename(join(work, 'manifest.partial'), join(work, 'manifest'));
-    for (const f of ['manifest', 'SHA256SUMS', 'meta.json'])
-      await lchown(join(work, f), owner.uid, owner.gid);
+    await rename(join(work, MANIFEST_PARTIAL), join(work, MANIFEST));
+    for (const f of [MANIFEST, SHA256SUMS, META_JSON]) await lchown(join(work, f), owner.uid, owner.gid);
     await lchown(tree, owner.uid, owner.gid);
     await chmod(tree, 0o750);
     await lchown(work, owner.uid, owner.gid);

@@ -1,4 +1,4 @@
-import { rename, rm } from 'node:fs/promises';
+import { rename, rm, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SourceStreamConfig, StreamName } from '../config/schema.js';
 import { JobError } from '../errors.js';
@@ -8,6 +8,17 @@ import { mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { createProgress, rsyncProgressArgs } from '../adapters/progress.js';
 import { cloneInto } from '../adapters/reflink.js';
+import { TREE } from '../generation/names.js';
+import type { StreamPlan } from './preflight.js';
+import type { SourceState } from './state.js';
+import {
+  copyAncestorAttributes,
+  removeStreamSnapshots,
+  runSnapshotCreate,
+  takeBtrfsSnapshots,
+  type FrozenView,
+  type SnapshotLedger,
+} from './snapshot.js';
 
 export interface CollectResult {
   stream: StreamName;
@@ -51,6 +62,8 @@ export async function collectStream(
   log: Logger,
   signal?: AbortSignal,
   progress = false,
+  /** collect: snapshot / command — the frozen view's `<root>/./<path>` for each path, read instead of the live paths */
+  from?: readonly string[],
 ): Promise<CollectResult> {
   const want = JSON.stringify({ paths: stream.paths, exclude: stream.exclude });
   const had = await readJsonIfExists(pathsFile).catch(() => undefined);
@@ -58,8 +71,11 @@ export async function collectStream(
     await rm(mirror, { recursive: true, force: true });
   }
   await mkdirp(mirror, 0o700);
-  const argv = mirrorArgv(stream, mirror);
-  log.info({ step: 'collect', stream: name }, `refreshing the ${name} mirror`);
+  const argv = mirrorArgv(from ? { ...stream, paths: [...from] } : stream, mirror);
+  log.info(
+    { step: 'collect', stream: name },
+    `refreshing the ${name} mirror${from ? ' from the snapshot' : ''}`,
+  );
   const bar = createProgress(`collect ${name}`, progress);
   const shown = rsyncProgressArgs(progress ? bar : undefined);
   const [rsync, ...rest] = argv;
@@ -124,7 +140,7 @@ export async function finishClone(
   signal?: AbortSignal,
 ): Promise<void> {
   const clone = join(stage, 'clone');
-  const tree = join(stage, 'tree');
+  const tree = join(stage, TREE);
   try {
     if (stream.exclude.length === 0) {
       await rename(clone, tree);
@@ -147,4 +163,187 @@ export async function finishClone(
   } finally {
     await rm(stage, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/**
+ * The pre-pass's "racily clean" margin (git's rule): a file whose mtime is within this of the
+ * pre-pass's start, or later, may have been rewritten within the same timestamp tick after it was
+ * copied (same size, same mtime: rsync's quick check would skip it). Two seconds cover filesystems
+ * with whole-second (ext3, NFSv2) or two-second (FAT) timestamps and a coarse kernel clock.
+ */
+export const RACY_MARGIN_MS = 2000;
+
+/** The mtime (ms) from which a copy made by a pass that started at `startedMs` is racily clean. */
+export function racyCutoffMs(startedMs: number): number {
+  return Math.floor(startedMs / 1000) * 1000 - RACY_MARGIN_MS;
+}
+
+/**
+ * Removes from `dir` (a mirror or a clone) every regular file whose mtime is at or after
+ * `cutoffMs`, so the pass while the app is down copies it again whatever its size and mtime say.
+ */
+export async function dropRacyFiles(dir: string, cutoffMs: number, signal?: AbortSignal): Promise<number> {
+  const at = `@${(cutoffMs / 1000).toFixed(3)}`;
+  // -newermt is strictly newer: one millisecond earlier makes it "at or after"
+  const r = await runProcess(
+    ['find', dir, '-type', 'f', '-newermt', `@${((cutoffMs - 1) / 1000).toFixed(3)}`, '-print0'],
+    { captureStdout: true, maxStdoutBytes: 256 * 2 ** 20, signal, timeoutMs: 60 * 60_000 },
+  );
+  if (r.code !== 0 || r.exceeded)
+    throw new JobError(`finding files changed since ${at} in ${dir} failed: ${r.stderr.trim()}`, {
+      step: 'collect',
+    });
+  let n = 0;
+  for (const f of r.stdout.split('\0')) {
+    if (f === '') continue;
+    await unlink(f);
+    n++;
+  }
+  return n;
+}
+
+/**
+ * The live pre-pass (collect: rsync / reflink with `prepass: true`), run while the app still runs:
+ * refreshes the mirror (rsync) or takes the clone (reflink), then drops the racily clean copies.
+ * The pass while the app is down then copies only what changed since. Returns false (logged, not
+ * thrown) when it failed: the pass while the app is down then does all the work, as without it.
+ */
+export async function prepassStream(
+  name: StreamName,
+  stream: SourceStreamConfig,
+  target: { mirror: string; pathsFile: string } | { stage: string },
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const startedMs = Date.now();
+  try {
+    let dir: string;
+    if ('stage' in target) {
+      dir = (await cloneStream(name, stream, target.stage, log, signal)).mirror;
+    } else {
+      await collectStream(name, stream, target.mirror, target.pathsFile, log, signal);
+      dir = target.mirror;
+    }
+    const racy = await dropRacyFiles(dir, racyCutoffMs(startedMs), signal);
+    log.info(
+      { step: 'prepass', stream: name, ms: Date.now() - startedMs, racy },
+      `${name} pre-pass done while the app runs (${racy} recently changed file(s) will be copied again while it is down)`,
+    );
+    return true;
+  } catch (e) {
+    log.warn(
+      { step: 'prepass', stream: name },
+      `${name} pre-pass failed, the pass while the app is down copies everything: ${e instanceof Error ? e.message : String(e)}`,
+    );
+    if ('stage' in target) await rm(target.stage, { recursive: true, force: true }).catch(() => undefined);
+    return false;
+  }
+}
+
+/**
+ * collect: reflink after its pre-pass, while the app is down: brings the clone taken while the
+ * app ran up to date from the live paths with the mirror's rsync (only what changed is copied).
+ */
+export async function refreshClone(
+  name: StreamName,
+  stream: SourceStreamConfig,
+  stage: string,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<CollectResult> {
+  const clone = join(stage, 'clone');
+  log.info({ step: 'collect', stream: name }, `refreshing the ${name} clone`);
+  const r = await runProcess(mirrorArgv(stream, clone), { env: rsyncEnv(), signal, tailBytes: 16 * 1024 });
+  const problem = describeRsyncResult(r);
+  if (problem) {
+    await rm(stage, { recursive: true, force: true }).catch(() => undefined);
+    throw new JobError(`refreshing the clone of ${name}: ${problem}`, { step: 'collect' });
+  }
+  log.info({ step: 'collect', stream: name, ms: r.durationMs }, `${name} clone refreshed`);
+  return { stream: name, mirror: clone, ms: r.durationMs };
+}
+
+/** What one stream's collection does before the stop, while the app is down and once it is up again. */
+export interface StreamCollector {
+  /** while the app still runs: the live pre-pass (rsync / reflink with prepass on) */
+  beforeStop(signal?: AbortSignal): Promise<void>;
+  /** while the app is down, bounded by app.maxDowntime */
+  whileDown(signal: AbortSignal): Promise<void>;
+  /** once the app runs again and nothing failed: the tree to build from is put in the mirror's place */
+  afterUp(signal?: AbortSignal): Promise<void>;
+  /** once the app runs again, always (also after afterUp): removes this run's snapshot or clone */
+  cleanup(): Promise<void>;
+}
+
+export interface CollectorContext {
+  state: SourceState;
+  ledger: SnapshotLedger;
+  log: Logger;
+  progress: boolean;
+}
+
+/** The collection of one stream by its `collect:` mode (see the config reference). */
+export function streamCollector(s: StreamPlan, ctx: CollectorContext): StreamCollector {
+  const { state, ledger, log } = ctx;
+  const stage = state.reflinkStage(s.name);
+  const mode = s.config.collect;
+  if (mode === 'snapshot' || mode === 'command') {
+    let view: FrozenView | undefined;
+    const base = join(state.snapshotRoot, s.name);
+    return {
+      beforeStop: () => Promise.resolve(),
+      whileDown: async (signal) => {
+        view =
+          mode === 'snapshot'
+            ? await takeBtrfsSnapshots(s.name, s.config, base, ledger, log, signal)
+            : await runSnapshotCreate(s.name, s.config, ledger, log, signal);
+      },
+      afterUp: async (signal) => {
+        if (!view) throw new JobError(`${s.name}: no snapshot was taken`, { step: 'collect' });
+        if (mode === 'snapshot') await copyAncestorAttributes(view);
+        await collectStream(
+          s.name,
+          s.config,
+          s.mirror,
+          s.mirrorPathsFile,
+          log,
+          signal,
+          ctx.progress,
+          view.sources,
+        );
+      },
+      // also after a failed create: its remove runs; a recorded btrfs target never made is skipped
+      cleanup: () => removeStreamSnapshots(s.name, ledger, state.snapshotRoot, log),
+    };
+  }
+  let prepassed = false;
+  if (mode === 'reflink')
+    return {
+      beforeStop: async (signal) => {
+        prepassed = s.config.prepass && (await prepassStream(s.name, s.config, { stage }, log, signal));
+      },
+      whileDown: async (signal) => {
+        if (prepassed) await refreshClone(s.name, s.config, stage, log, signal);
+        else await cloneStream(s.name, s.config, stage, log, signal);
+      },
+      afterUp: (signal) => finishClone(s.name, s.config, stage, s.mirror, s.mirrorPathsFile, log, signal),
+      cleanup: () => rm(stage, { recursive: true, force: true }),
+    };
+  return {
+    beforeStop: async (signal) => {
+      if (s.config.prepass)
+        await prepassStream(
+          s.name,
+          s.config,
+          { mirror: s.mirror, pathsFile: s.mirrorPathsFile },
+          log,
+          signal,
+        );
+    },
+    whileDown: async (signal) => {
+      await collectStream(s.name, s.config, s.mirror, s.mirrorPathsFile, log, signal, ctx.progress);
+    },
+    afterUp: () => Promise.resolve(),
+    cleanup: () => Promise.resolve(),
+  };
 }

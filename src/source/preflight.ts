@@ -3,14 +3,16 @@ import { dirname, join } from 'node:path';
 import type { SourceConfig, SourceStreamConfig, StreamName } from '../config/schema.js';
 import { JobError, errnoCode } from '../errors.js';
 import { nextGenerationId } from '../core/next-generation-id.js';
-import { formatAge } from '../config/duration.js';
+import { formatAge } from '../core/duration.js';
 import { generationMetaSchema } from '../core/meta.js';
 import { requireUser, type Account } from '../adapters/accounts.js';
 import { exists, readJsonIfExists } from '../adapters/fsx.js';
-import { listGenerations, type StoredGeneration } from '../adapters/generations.js';
+import { listGenerations, type StoredGeneration } from '../generation/list.js';
 import { runProcess } from '../adapters/run.js';
 import { reflinkProblem } from '../adapters/reflink.js';
 import { sourceState } from './state.js';
+import { META_JSON } from '../generation/names.js';
+import { checkBtrfsSnapshot } from './snapshot.js';
 
 export interface StreamPlan {
   name: StreamName;
@@ -71,7 +73,7 @@ async function previousBytes(
 ): Promise<{ bytes: number; copied: number } | undefined> {
   if (!gen) return undefined;
   const parsed = generationMetaSchema.safeParse(
-    await readJsonIfExists(join(gen.dir, 'meta.json')).catch(() => undefined),
+    await readJsonIfExists(join(gen.dir, META_JSON)).catch(() => undefined),
   );
   return parsed.success ? { bytes: parsed.data.bytes, copied: parsed.data.bytesCopied } : undefined;
 }
@@ -164,6 +166,8 @@ export async function planBackup(config: SourceConfig, now: Date): Promise<Backu
       );
     }
     if (cfg.collect === 'reflink') await checkReflink(name, cfg.paths, state.root);
+    if (cfg.collect === 'snapshot')
+      await checkBtrfsSnapshot(name, cfg.paths, state.root, await nearestExisting(state.root));
     const pending = await listGenerations(cfg.handover);
     if (pending.length >= config.limits.maxPendingGenerations) {
       throw fail(

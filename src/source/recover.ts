@@ -1,12 +1,14 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
-import { listWorkDirs } from '../adapters/generations.js';
+import { listWorkDirs } from '../generation/list.js';
 import { exists } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { clearAppStoppedRecord, readAppStoppedRecord } from './stop-app.js';
 import { startApp } from './start-app.js';
 import { sourceState } from './state.js';
+import { parseWorkName } from '../generation/names.js';
+import { removeLeftoverSnapshots } from './snapshot.js';
 
 export interface RecoverResult {
   /** the app was found stopped by a killed run and started again */
@@ -38,7 +40,7 @@ export async function recoverSource(config: SourceConfig, log: Logger): Promise<
   if (config.streams.logs) dirs.push(config.streams.logs.handover);
   for (const d of dirs) {
     for (const name of await listWorkDirs(d)) {
-      if (!/^\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z\.(partial|deleting)$/.test(name)) continue;
+      if (parseWorkName(name) === undefined) continue;
       await rm(join(d, name), { recursive: true, force: true });
       removed.push(join(d, name));
     }
@@ -48,6 +50,8 @@ export async function recoverSource(config: SourceConfig, log: Logger): Promise<
     await rm(state.reflinkRoot, { recursive: true, force: true });
     removed.push(state.reflinkRoot);
   }
+  // collect: snapshot / command — a snapshot of a killed run (recorded before it was made)
+  removed.push(...(await removeLeftoverSnapshots(state.snapshots, state.root, state.snapshotRoot, log)));
   if (removed.length)
     log.warn({ step: 'recover', removed }, `removed ${removed.length} work dir(s) of an interrupted run`);
   return { restartedApp, stoppedSince: rec?.stoppedAt, removedWorkDirs: removed };

@@ -14,6 +14,10 @@ export function sourceState(config: SourceConfig) {
     /** collect: reflink — the clone taken while the app is down, then the tree that replaces the mirror */
     reflinkRoot: join(root, 'reflink'),
     reflinkStage: (stream: StreamName) => join(root, 'reflink', stream),
+    /** collect: snapshot — the read-only btrfs snapshots of a run, gone once the mirror is refreshed from them */
+    snapshotRoot: join(root, 'snapshot'),
+    /** collect: snapshot / command — written before a snapshot is made: what `source recover` removes */
+    snapshots: join(root, 'snapshots.json'),
     lastRun: join(root, 'last-run.json'),
     /** the process groups a run started (children.ts): a later run ends them if it was killed */
     children: join(root, 'children.json'),

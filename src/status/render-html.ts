@@ -1,5 +1,5 @@
-import { formatAge, formatDuration } from '../config/duration.js';
-import type { GenerationReport, StatusReport, StoreKind, StreamReport } from './status.js';
+import { formatAge, formatDuration } from '../core/duration.js';
+import type { GenerationReport, StatusReport, StoreKind, StreamReport } from './report.js';
 import { formatBytes, formatDowntime, formatInstant, formatRunDuration } from './format.js';
 
 /**

@@ -1,6 +1,6 @@
 import pc from 'picocolors';
-import { formatAge } from '../config/duration.js';
-import type { StatusReport, StreamReport } from './status.js';
+import { formatAge } from '../core/duration.js';
+import type { StatusReport, StreamReport } from './report.js';
 import { formatBytes, formatDowntime, formatInstant, formatRunDuration } from './format.js';
 
 type Paint = (s: string) => string;

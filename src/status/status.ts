@@ -1,11 +1,11 @@
 import { readdir } from 'node:fs/promises';
-import { z } from 'zod';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
-import { isGenerationId } from '../core/generation-id.js';
+import { formatDuration } from '../core/duration.js';
+import { isGenerationId } from '../generation/names.js';
+import { sinkRunRecordSchema, sourceRunRecordSchema } from '../core/run-record.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
-import { readStoreContents, type StoreGeneration } from '../adapters/store-contents.js';
+import { readStoreContents, type StoreGeneration } from '../generation/list.js';
 import { sourceState } from '../source/state.js';
 import { listBadMarks } from '../sink/bad-marks.js';
 import { checkStoreMarker } from '../sink/check-store.js';
@@ -14,130 +14,19 @@ import { streamFreshness } from '../sink/check-stale.js';
 import { errnoCode, JobError, oneLine } from '../errors.js';
 import { unmailedGateEvents } from '../source/report-gate-events.js';
 import { describeGateEvent } from '../core/gate-events.js';
-
-export { renderStatus } from './render-text.js';
-export { renderStatusHtml } from './render-html.js';
-
-/**
- * `baton status`: what each store holds, what waits, how the last runs went, what is stale, and how
- * far back a user can go. The JSON form of StatusReport is a documented interface: docs/status-json.md.
- * Change it only by adding fields; anything else needs a new `format`.
- */
-export const STATUS_FORMAT = 'baton-status/1';
-
-export type StoreKind = 'handover' | 'source store' | 'sink store';
-
-export interface GenerationReport {
-  id: string;
-  createdAt: string;
-  ageSeconds: number;
-  files: number | null;
-  bytes: number | null;
-  bytesNew: number | null;
-  downtimeMs: number | null;
-  /** checked against its manifest by the sink before it was published (sink store) or acked (source store) */
-  verified: boolean;
-  /** sink store: a later `baton verify` found it damaged (`.bad/<id>`); then `verified` is false. Absent otherwise. */
-  bad?: true;
-}
-
-export interface StoreReport {
-  kind: StoreKind;
-  dir: string;
-  /** oldest first */
-  generations: GenerationReport[];
-}
-
-export interface PendingReport {
-  id: string;
-  createdAt: string;
-  ageSeconds: number;
-  /** the transport should have taken it by now (alerts.transportOverdue, or left from an earlier run) */
-  overdue: boolean;
-}
-
-export interface QuarantineReport {
-  name: string;
-  id: string | null;
-  quarantinedAt: string | null;
-}
-
-export interface StaleReport {
-  reason: 'no-new-generation' | 'transport-overdue';
-  ageSeconds: number | null;
-  limitSeconds: number | null;
-  message: string;
-}
-
-export interface StreamReport {
-  source: string;
-  stream: StreamName;
-  stores: StoreReport[];
-  /** source host: the generations waiting in the handover, oldest first; always [] on a sink */
-  pending: PendingReport[];
-  /** sink host: generations that failed verification, in `.quarantine/`; always [] on a source */
-  quarantined: QuarantineReport[];
-  /** the newest generation in any of this host's stores */
-  newest: { id: string; ageSeconds: number } | null;
-  stale: StaleReport | null;
-}
-
-export interface RunReport {
-  job: string;
-  source: string;
-  /** null for the source backup (one run makes every stream's generation) */
-  stream: StreamName | null;
-  ok: boolean;
-  startedAt: string;
-  finishedAt: string;
-  durationSeconds: number;
-  error: string | null;
-  /** the generation a successful source backup made */
-  generation: string | null;
-}
-
-export interface RecoveryPoint {
-  kind: StoreKind | 'tier';
-  name: string;
-  source: string | null;
-  stream: StreamName | null;
-  scope: string;
-  count: number | null;
-  oldest: string | null;
-  newest: string | null;
-  keepDays: number | null;
-}
-
-export interface Problem {
-  kind:
-    | 'stale'
-    | 'transport-overdue'
-    | 'run-failed'
-    | 'run-record'
-    | 'damaged'
-    | 'store-unusable'
-    | 'future'
-    | 'gate-event';
-  /** null for a problem of the sink store as a whole */
-  source: string | null;
-  stream: StreamName | null;
-  message: string;
-}
-
-export interface StatusReport {
-  format: typeof STATUS_FORMAT;
-  host: 'source' | 'sink';
-  /** the source's name on a source host; null on a sink */
-  name: string | null;
-  now: string;
-  /** false when there is a problem: `baton status` then exits 1 */
-  ok: boolean;
-  checks: { staleAfterSeconds: number | null; transportOverdueSeconds: number | null };
-  problems: Problem[];
-  streams: StreamReport[];
-  lastRuns: RunReport[];
-  recoveryPoints: RecoveryPoint[];
-}
+import {
+  STATUS_FORMAT,
+  type GenerationReport,
+  type Problem,
+  type QuarantineReport,
+  type RecoveryPoint,
+  type RunReport,
+  type StaleReport,
+  type StatusReport,
+  type StoreKind,
+  type StoreReport,
+  type StreamReport,
+} from './report.js';
 
 const seconds = (ms: number) => Math.round(ms / 1000);
 
@@ -223,20 +112,12 @@ function storePoints(r: StreamReport, scope: string): RecoveryPoint[] {
     }));
 }
 
-const runRecordSchema = z.object({
-  job: z.string(),
-  source: z.string().optional(),
-  ok: z.boolean(),
-  startedAt: z.iso.datetime(),
-  finishedAt: z.iso.datetime(),
-  id: z.string().optional(),
-  error: z.string().optional(),
-});
-
 type RunRead = { run: RunReport } | { problem: Problem } | undefined;
 
+/** The run record `file` (parsed with the schema of its writer, src/core/run-record.ts) as a RunReport. */
 async function readRun(
   file: string,
+  schema: typeof sourceRunRecordSchema | typeof sinkRunRecordSchema,
   source: string,
   stream: StreamName | null,
   fallbackJob: string,
@@ -248,7 +129,7 @@ async function readRun(
     return { problem: { kind: 'run-record', source, stream, message: `cannot read ${file}: ${oneLine(e)}` } };
   }
   if (raw === undefined) return undefined;
-  const p = runRecordSchema.safeParse(raw);
+  const p = schema.safeParse(raw);
   if (!p.success) {
     return {
       problem: { kind: 'run-record', source, stream, message: `${file} is not a baton run record` },
@@ -265,7 +146,7 @@ async function readRun(
       finishedAt: r.finishedAt,
       durationSeconds: Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000,
       error: r.ok ? null : (r.error ?? 'failed'),
-      generation: r.ok ? (r.id ?? null) : null,
+      generation: r.ok && 'id' in r ? (r.id ?? null) : null,
     },
   };
 }
@@ -297,7 +178,7 @@ export async function sourceStatus(config: SourceConfig, now: Date): Promise<Sta
   const problems: Problem[] = [];
   const lastRuns: RunReport[] = [];
   const run = addRun(
-    await readRun(sourceState(config).lastRun, config.name, null, 'source backup'),
+    await readRun(sourceState(config).lastRun, sourceRunRecordSchema, config.name, null, 'source backup'),
     lastRuns,
     problems,
   );
@@ -429,7 +310,11 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
         .filter((n) => !n.startsWith('.'))
         .sort()
         .map(parseQuarantineName);
-      addRun(await readRun(p.lastRun, src.name, stream, `sink pull ${stream}`), lastRuns, problems);
+      addRun(
+        await readRun(p.lastRun, sinkRunRecordSchema, src.name, stream, `sink pull ${stream}`),
+        lastRuns,
+        problems,
+      );
       let stale: StaleReport | null = null;
       if (staleAfter !== undefined) {
         const [v] = judgeStale(

@@ -6,31 +6,32 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chmod, lchown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { z } from 'zod';
 import { runProcess } from '../../src/adapters/run.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
-import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
-import { writeGeneration, type GenerationOptions, type WrittenGeneration } from '../helpers/gate-fixtures.js';
-import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
-import { startSshd, sshClientArgs, type Sshd } from '../helpers/sshd.js';
+import { runBaton, show } from '../helpers/cli.js';
+import { type GenerationOptions, type WrittenGeneration } from '../helpers/gate-fixtures.js';
 import {
-  ensureUser,
-  makeKeyPair,
-  needsRootOrSkipFile,
-  writeAuthorizedKeys,
-  type KeyPair,
-  type TestUser,
-} from '../helpers/users.js';
-import { makeSinkStore } from '../helpers/sink-store.js';
+  gateLine as gateLineFor,
+  makeGateFixture,
+  pullJson,
+  startE2e,
+  writeSinkConfig as writeSinkYaml,
+  type E2e,
+  type GateFixture,
+} from '../helpers/e2e.js';
+import { generationIds as ids } from '../helpers/source-setup.js';
+import { type SmtpSink } from '../helpers/smtp.js';
+import { sshClientArgs, type Sshd } from '../helpers/sshd.js';
+import { needsRootOrSkipFile, writeAuthorizedKeys, type KeyPair, type TestUser } from '../helpers/users.js';
 
 const NEEDS_ROOT = needsRootOrSkipFile('ack-proof', 'creates users, runs sshd');
 const SOURCE = 'bzb-src';
 const USER = 'bzBData';
 
+let e: E2e;
+let fx: GateFixture;
 let root: string;
 let sshd: Sshd;
 let smtp: SmtpSink;
@@ -38,66 +39,24 @@ let user: TestUser;
 let key: KeyPair;
 let sourceConfig: string;
 let sinkConfig: string;
-const H = { data: '', store: '', sinkStore: '', sinkData: '' };
-let minute = 0;
+let H: GateFixture['H'];
 
-const gateLine = (config: string) =>
-  `restrict,command="${process.execPath} ${BATON_MAIN} gate data --config ${config}" ${key.publicKey}`;
+const gateLine = (config: string) => gateLineFor('data', config, key);
 
-function nextId(): string {
-  return formatGenerationId(new Date(Date.UTC(2026, 0, 2, 0, minute++, 0)));
-}
+const stage = (opts: GenerationOptions = {}): Promise<WrittenGeneration> => fx.stage(opts);
 
-async function chownTree(path: string): Promise<void> {
-  await lchown(path, user.uid, user.gid);
-  if ((await lstat(path)).isDirectory()) for (const n of await readdir(path)) await chownTree(join(path, n));
-}
-
-async function stage(opts: GenerationOptions = {}): Promise<WrittenGeneration> {
-  const g = await writeGeneration(H.data, nextId(), { source: SOURCE, stream: 'data', ...opts });
-  await chownTree(g.dir);
-  return g;
-}
-
-const ids = async (dir: string) =>
-  existsSync(dir) ? (await readdir(dir)).filter((n) => !n.startsWith('.')).sort() : [];
-
-const outcomeSchema = z.array(
-  z.object({
-    ok: z.boolean(),
-    pulled: z.array(z.string()),
-    acked: z.array(z.string()),
-    error: z.string().optional(),
-  }),
-);
-
-async function pull(config = sinkConfig) {
-  const r = await runBaton(['sink', 'pull', 'data', '--config', config, '--json'], { timeoutMs: 150_000 });
-  const parsed = outcomeSchema.safeParse(JSON.parse(r.stdout || 'null'));
-  assert.ok(parsed.success, `--json output: ${show(r)}`);
-  const [o] = parsed.data;
-  assert.ok(o);
-  return { r, o };
-}
+const pull = (config = sinkConfig) => pullJson(config, { timeoutMs: 150_000 });
 
 async function writeSinkConfig(file: string, timeout: string): Promise<void> {
-  await writeFile(
-    file,
-    `store: ${H.sinkStore}
-stateDir: ${join(root, 'sink-state')}
-verify: true
-timeout: ${timeout}
-sources:
-  - name: ${SOURCE}
-    host: 127.0.0.1
-    port: ${sshd.port}
-    knownHosts: ${sshd.knownHostsFile}
-    streams:
-      data: { user: ${USER}, identity: ${key.privateKey}, generations: 50 }
-alerts:
-  mail: { to: [ops@example.com], from: baton@sink, smtp: "${smtp.url}" }
-`,
-  );
+  await writeSinkYaml(file, {
+    store: H.sinkStore,
+    stateDir: H.sinkState,
+    sshd,
+    verify: true,
+    timeout,
+    sources: [{ name: SOURCE, streams: { data: { user: USER, identity: key.privateKey, generations: 50 } } }],
+    mailUrl: smtp.url,
+  });
 }
 
 /** Processes running as the stream user (the gate, sshd's session for it), by pid. */
@@ -119,46 +78,26 @@ async function userProcesses(): Promise<string[]> {
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  root = await mkdtemp(join(tmpdir(), 'baton-ack-proof-'));
-  await chmod(root, 0o755);
-  smtp = await startSmtp();
-  user = await ensureUser(USER);
-  key = await makeKeyPair(join(root, 'keys'), 'data');
-  sshd = await startSshd();
-  H.data = join(root, 'handover', 'data');
-  H.store = join(root, 'source-store');
-  H.sinkStore = await makeSinkStore(join(root, 'sink-store'));
-  H.sinkData = join(H.sinkStore, SOURCE, 'data');
-  await mkdir(join(root, 'handover'), { mode: 0o755 });
-  for (const d of [H.data, H.store]) {
-    await mkdir(d, { mode: 0o750 });
-    await lchown(d, user.uid, user.gid);
-  }
+  e = await startE2e({ prefix: 'baton-ack-proof-', users: { data: USER }, keys: ['data'], smtp: true });
+  ({ root, sshd, smtp } = e);
+  user = e.user('data');
+  key = e.key('data');
+  fx = await makeGateFixture(e, {
+    source: SOURCE,
+    baseDay: Date.UTC(2026, 0, 2),
+    dirMode: 0o750,
+    sourceMail: true,
+  });
+  ({ H, sourceConfig } = fx);
   await mkdir(join(root, 'app-data'));
   await writeFile(join(root, 'app-data', 'file.txt'), 'app data\n');
-  sourceConfig = join(root, 'source.yaml');
-  await writeFile(
-    sourceConfig,
-    `name: ${SOURCE}
-stateDir: ${join(root, 'source-state')}
-app: { stop: ["true"], start: ["true"] }
-streams:
-  data: { paths: [${join(root, 'app-data')}], handover: ${H.data}, user: ${USER}, store: ${H.store}, generations: 50 }
-alerts:
-  mail: { to: [ops@example.com], from: baton@source, smtp: "${smtp.url}" }
-`,
-  );
-  await chmod(sourceConfig, 0o644);
-  await writeAuthorizedKeys(user, [gateLine(sourceConfig)]);
   sinkConfig = join(root, 'sink.yaml');
   await writeSinkConfig(sinkConfig, '60s');
 });
 
 after(async () => {
   if (NEEDS_ROOT) return;
-  await sshd.stop();
-  await smtp.stop();
-  await rm(root, { recursive: true, force: true });
+  await e?.stop();
 });
 
 test(

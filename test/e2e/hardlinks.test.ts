@@ -1,32 +1,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  chmod,
-  chown,
-  link,
-  mkdir,
-  mkdtemp,
-  readFile,
-  rm,
-  stat,
-  symlink,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+import { chmod, chown, link, mkdir, readFile, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runProcess } from '../../src/adapters/run.js';
-import { startSshd, type Sshd } from '../helpers/sshd.js';
-import {
-  ensureUser,
-  makeKeyPair,
-  needsRootOrSkipFile,
-  writeAuthorizedKeys,
-  type KeyPair,
-} from '../helpers/users.js';
-import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import { gateLine as gateLineFor, startE2e, writeSinkConfig, type E2e } from '../helpers/e2e.js';
+import { type Sshd } from '../helpers/sshd.js';
+import { needsRootOrSkipFile, writeAuthorizedKeys, type KeyPair } from '../helpers/users.js';
+import { runBaton, show } from '../helpers/cli.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
 import { makeSinkStore } from '../helpers/sink-store.js';
 import { diffListings, treeListing } from '../helpers/listing.js';
@@ -38,6 +20,7 @@ const NEEDS_ROOT = needsRootOrSkipFile('hardlinks', 'users, sshd, tmpfs and loop
 
 const USERS = { data: 'bzFData', logs: 'bzFLogs' };
 const MIB = 1024 * 1024;
+let e: E2e | undefined;
 let root: string;
 let sshd: Sshd;
 let src: SourceSetup;
@@ -75,23 +58,26 @@ async function mountXfs(name: string, sizeMiB: number): Promise<string | undefin
   return mnt;
 }
 
-const gateLine = (s: SourceSetup, stream: string, key: KeyPair) =>
-  `restrict,command="${process.execPath} ${BATON_MAIN} gate ${stream} --config ${s.config}" ${key.publicKey}`;
+const gateLine = (s: SourceSetup, stream: 'data' | 'logs', key: KeyPair) =>
+  gateLineFor(stream, s.config, key);
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  root = await mkdtemp(join(tmpdir(), 'baton-hardlinks-'));
-  await chmod(root, 0o755);
-  const dataUser = await ensureUser(USERS.data);
-  const logUser = await ensureUser(USERS.logs);
-  const k = join(root, 'keys');
-  keys = {
-    data: await makeKeyPair(k, 'data'),
-    logs: await makeKeyPair(k, 'logs'),
-    xdata: await makeKeyPair(k, 'xdata'),
-    xlogs: await makeKeyPair(k, 'xlogs'),
-  };
-  sshd = await startSshd();
+  const h = await startE2e({
+    prefix: 'baton-hardlinks-',
+    users: USERS,
+    keys: ['data', 'logs', 'xdata', 'xlogs'],
+  });
+  e = h;
+  ({ root, sshd } = h);
+  const dataUser = h.user('data');
+  const logUser = h.user('logs');
+  keys = { data: h.key('data'), logs: h.key('logs'), xdata: h.key('xdata'), xlogs: h.key('xlogs') };
+  h.onStop(unmountAll);
+  h.onStop(() => {
+    src?.app.kill();
+    xsrc?.app.kill();
+  });
   src = await makeSourceSetup(root, { name: 'shop', dataUser: USERS.data, logsUser: USERS.logs });
   const sf = await mountXfs('srcfs', 320);
   const kf = sf ? await mountXfs('sinkfs', 320) : undefined;
@@ -114,11 +100,8 @@ before(async () => {
   ]);
 });
 
-after(async () => {
-  if (NEEDS_ROOT || !root) return;
-  src?.app.kill();
-  xsrc?.app.kill();
-  await sshd?.stop();
+/** Unmounts the XFS images and detaches their loop devices. */
+async function unmountAll(): Promise<void> {
   for (const m of mounts.reverse()) {
     const r = await sh(`umount ${m}`);
     if (r.code !== 0) await sh(`umount -l ${m}`);
@@ -132,7 +115,11 @@ after(async () => {
       .filter(Boolean))
       await sh(`losetup -d ${dev}`);
   }
-  await rm(root, { recursive: true, force: true });
+}
+
+after(async () => {
+  if (NEEDS_ROOT) return;
+  await e?.stop();
 });
 
 async function sinkConfig(
@@ -144,23 +131,21 @@ async function sinkConfig(
   storeMode = 'hardlink',
 ): Promise<string> {
   await makeSinkStore(store);
-  const file = join(root, `sink-${name}.yaml`);
-  await writeFile(
-    file,
-    `store: ${store}
-stateDir: ${join(root, `sink-state-${name}`)}
-storeMode: ${storeMode}
-sources:
-  - name: ${s === src ? 'shop' : 'shopx'}
-    host: 127.0.0.1
-    port: ${sshd.port}
-    knownHosts: ${sshd.knownHostsFile}
-    streams:
-      data: { user: ${USERS.data}, identity: ${dataKey.privateKey}, generations: 3 }
-      logs: { user: ${USERS.logs}, identity: ${logKey.privateKey}, generations: 3 }
-`,
-  );
-  return file;
+  return writeSinkConfig(join(root, `sink-${name}.yaml`), {
+    store,
+    stateDir: join(root, `sink-state-${name}`),
+    sshd,
+    storeMode,
+    sources: [
+      {
+        name: s === src ? 'shop' : 'shopx',
+        streams: {
+          data: { user: USERS.data, identity: dataKey.privateKey, generations: 3 },
+          logs: { user: USERS.logs, identity: logKey.privateKey, generations: 3 },
+        },
+      },
+    ],
+  });
 }
 
 const backup = async (s: SourceSetup) => {

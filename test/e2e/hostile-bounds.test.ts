@@ -7,31 +7,35 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chmod, lchown, lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { chmod, lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { z } from 'zod';
-import { formatGenerationId } from '../../src/core/generation-id.js';
-import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import { runBaton, show } from '../helpers/cli.js';
 import { writeGeneration, type GenerationOptions, type WrittenGeneration } from '../helpers/gate-fixtures.js';
-import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
-import { startSshd, type Sshd } from '../helpers/sshd.js';
 import {
-  ensureUser,
-  makeKeyPair,
-  writeAuthorizedKeys,
-  needsRootOrSkipFile,
-  type KeyPair,
-  type TestUser,
-} from '../helpers/users.js';
-import { makeSinkStore } from '../helpers/sink-store.js';
+  chownTree as chownTreeTo,
+  gateCommand,
+  makeGateFixture,
+  pullJson,
+  startE2e,
+  writeSinkConfig,
+  type E2e,
+  type GateFixture,
+} from '../helpers/e2e.js';
+import { generationIds as ids } from '../helpers/source-setup.js';
+import { type SmtpSink } from '../helpers/smtp.js';
+import { type Sshd } from '../helpers/sshd.js';
+import { writeAuthorizedKeys, needsRootOrSkipFile, type KeyPair, type TestUser } from '../helpers/users.js';
 import type { RunResult } from '../../src/adapters/run.js';
 
 const NEEDS_ROOT = needsRootOrSkipFile('hostile-bounds', 'creates users, runs sshd');
 
 const SOURCE = 'bounded';
 const USER = 'bzDData';
+let e: E2e;
+let fx: GateFixture;
 let root: string;
 let sshd: Sshd;
 let smtp: SmtpSink;
@@ -39,77 +43,36 @@ let user: TestUser;
 let key: KeyPair;
 let sourceConfig: string;
 let markers: string;
-const H = { data: '', store: '', sinkStore: '', sinkData: '', sinkState: '' };
-let nextMinute = 0;
+let H: GateFixture['H'];
 
-const gate = () => `'${process.execPath}' '${BATON_MAIN}' gate data --config '${sourceConfig}'`;
-const gateLine = () => `restrict,command="${gate()}" ${key.publicKey}`;
-
-/** A new generation id, later than every one before (the sink pulls oldest first). */
-function nextId(): string {
-  return formatGenerationId(new Date(Date.UTC(2026, 0, 1, 0, nextMinute++, 0)));
-}
-
-async function chownTree(path: string): Promise<void> {
-  await lchown(path, user.uid, user.gid);
-  if ((await lstat(path)).isDirectory()) for (const n of await readdir(path)) await chownTree(join(path, n));
-}
-
-async function stage(opts: GenerationOptions = {}, id = nextId()): Promise<WrittenGeneration> {
-  const g = await writeGeneration(H.data, id, { source: SOURCE, stream: 'data', ...opts });
-  await chownTree(g.dir);
-  return g;
-}
-
-const ids = async (dir: string) =>
-  existsSync(dir) ? (await readdir(dir)).filter((n) => !n.startsWith('.')).sort() : [];
+const gate = () => gateCommand('data', sourceConfig);
+const gateLine = () => fx.gateLine();
+const nextId = () => fx.nextId();
+const chownTree = (path: string) => chownTreeTo(path, user);
+const stage = (opts: GenerationOptions = {}, id = nextId()): Promise<WrittenGeneration> => fx.stage(opts, id);
 
 /** Writes the sink config with these extra `limits:` and `alerts:` keys; returns its path. */
-async function sinkConfig(limits = '', alerts = ''): Promise<string> {
-  const file = join(root, `sink-${randomName()}.yaml`);
-  await writeFile(
-    file,
-    `store: ${H.sinkStore}
-stateDir: ${H.sinkState}
-timeout: 10m
-limits: { maxFiles: 100${limits ? `, ${limits}` : ''} }
-sources:
-  - name: ${SOURCE}
-    host: 127.0.0.1
-    port: ${sshd.port}
-    knownHosts: ${sshd.knownHostsFile}
-    streams:
-      data: { user: ${USER}, identity: ${key.privateKey}, generations: 3 }
-alerts:
-  ${alerts ? `${alerts}\n  ` : ''}mail: { to: [ops@example.com], from: baton@sink, smtp: "${smtp.url}" }
-`,
-  );
-  return file;
+function sinkConfig(limits = '', alerts = ''): Promise<string> {
+  return writeSinkConfig(join(root, `sink-${randomName()}.yaml`), {
+    store: H.sinkStore,
+    stateDir: H.sinkState,
+    sshd,
+    timeout: '10m',
+    limits: `maxFiles: 100${limits ? `, ${limits}` : ''}`,
+    sources: [{ name: SOURCE, streams: { data: { user: USER, identity: key.privateKey, generations: 3 } } }],
+    ...(alerts ? { alerts } : {}),
+    mailUrl: smtp.url,
+  });
 }
 
 let counter = 0;
 const randomName = () => `${process.pid}-${counter++}`;
 
-const outcomeSchema = z.array(
-  z.object({
-    ok: z.boolean(),
-    locked: z.boolean(),
-    pulled: z.array(z.string()),
-    quarantined: z.array(z.string()),
-    error: z.string().optional(),
-  }),
-);
-
 async function pull(
   config: string,
   timeoutMs = 90_000,
 ): Promise<{ r: RunResult; error: string; pulled: string[] }> {
-  const r = await runBaton(['sink', 'pull', 'data', '--config', config, '--json'], { timeoutMs });
-  assert.equal(r.timedOut, false, `sink pull hung: ${show(r)}`);
-  const parsed = outcomeSchema.safeParse(JSON.parse(r.stdout || 'null'));
-  assert.ok(parsed.success, `--json output: ${show(r)}`);
-  const [o] = parsed.data;
-  assert.ok(o);
+  const { r, o } = await pullJson(config, { timeoutMs });
   return { r, error: o.error ?? '', pulled: o.pulled };
 }
 
@@ -157,40 +120,15 @@ async function clearHandover(): Promise<void> {
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  root = await mkdtemp(join(tmpdir(), 'baton-bounds-'));
-  await chmod(root, 0o755);
-  smtp = await startSmtp();
-  user = await ensureUser(USER);
-  const keys = join(root, 'keys');
-  await mkdir(keys, { mode: 0o700 });
-  key = await makeKeyPair(keys, 'data');
-  sshd = await startSshd();
-  H.data = join(root, 'handover', 'data');
-  H.store = join(root, 'source-store');
-  H.sinkStore = await makeSinkStore(join(root, 'sink-store'));
-  H.sinkData = join(H.sinkStore, SOURCE, 'data');
-  H.sinkState = join(root, 'sink-state');
+  e = await startE2e({ prefix: 'baton-bounds-', users: { data: USER }, keys: ['data'], smtp: true });
+  ({ root, sshd, smtp } = e);
+  user = e.user('data');
+  key = e.key('data');
+  fx = await makeGateFixture(e, { source: SOURCE, baseDay: Date.UTC(2026, 0, 1) });
+  ({ H, sourceConfig } = fx);
   markers = join(root, 'markers');
   await mkdir(markers, { mode: 0o777 });
   await chmod(markers, 0o777);
-  await mkdir(join(root, 'handover'), { mode: 0o755 });
-  for (const dir of [H.data, H.store]) {
-    await mkdir(dir, { mode: 0o755 });
-    await chmod(dir, 0o755);
-    await lchown(dir, user.uid, user.gid);
-  }
-  sourceConfig = join(root, 'source.yaml');
-  await writeFile(
-    sourceConfig,
-    `name: ${SOURCE}
-stateDir: ${join(root, 'source-state')}
-app: { stop: ["true"], start: ["true"] }
-streams:
-  data: { paths: [${join(root, 'app-data')}], handover: ${H.data}, user: ${USER}, store: ${H.store}, generations: 50 }
-`,
-  );
-  await chmod(sourceConfig, 0o644);
-  await writeAuthorizedKeys(user, [gateLine()]);
   // a verified generation already in the sink store
   await stage();
   const { r } = await pull(await sinkConfig());
@@ -199,9 +137,7 @@ streams:
 
 after(async () => {
   if (NEEDS_ROOT) return;
-  await sshd.stop();
-  await smtp.stop();
-  await rm(root, { recursive: true, force: true });
+  await e?.stop();
 });
 
 // ---------------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import {
   lchown,
   lstat,
   mkdir,
-  mkdtemp,
   readdir,
   readFile,
   rename,
@@ -24,74 +23,41 @@ import {
   truncate,
   writeFile,
 } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { z } from 'zod';
 import type { RunResult } from '../../src/adapters/run.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
-import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import { runBaton, show } from '../helpers/cli.js';
 import {
-  sha256,
-  writeGeneration,
-  type GenerationOptions,
-  type WrittenGeneration,
-} from '../helpers/gate-fixtures.js';
-import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
-import { startSshd, type Sshd } from '../helpers/sshd.js';
-import {
-  ensureUser,
-  makeKeyPair,
-  needsRootOrSkipFile,
-  writeAuthorizedKeys,
-  type KeyPair,
-  type TestUser,
-} from '../helpers/users.js';
-import { makeSinkStore } from '../helpers/sink-store.js';
+  makeGateFixture,
+  pullJson,
+  startE2e,
+  writeSinkConfig,
+  type E2e,
+  type GateFixture,
+} from '../helpers/e2e.js';
+import { sha256, type GenerationOptions, type WrittenGeneration } from '../helpers/gate-fixtures.js';
+import { generationIds as names } from '../helpers/source-setup.js';
+import { type SmtpSink } from '../helpers/smtp.js';
+import { needsRootOrSkipFile } from '../helpers/users.js';
 
 const NEEDS_ROOT = needsRootOrSkipFile('hostile-store', 'creates users, runs sshd');
 
 const SOURCE = 'bzcevil';
+let e: E2e;
+let fx: GateFixture;
 let root: string;
-let sshd: Sshd;
 let smtp: SmtpSink;
-let dataUser: TestUser;
-let dataKey: KeyPair;
-let sourceConfig: string;
 let sinkConfig: string;
-const H = { data: '', store: '', sinkStore: '', sinkData: '' };
-let nextMinute = 0;
-
-const nextId = () => formatGenerationId(new Date(Date.UTC(2026, 0, 2, 0, nextMinute++, 0)));
-
-async function chownTree(path: string, user: TestUser): Promise<void> {
-  await lchown(path, user.uid, user.gid);
-  if ((await lstat(path)).isDirectory()) {
-    for (const name of await readdir(path)) await chownTree(join(path, name), user);
-  }
-}
+let H: GateFixture['H'];
 
 async function stage(opts: GenerationOptions = {}, after?: (dir: string) => Promise<void>) {
-  const g = await writeGeneration(H.data, nextId(), { source: SOURCE, stream: 'data', ...opts });
-  await chownTree(g.dir, dataUser);
+  const g = await fx.stage(opts);
   await after?.(g.dir);
   return g;
 }
 
-const names = async (dir: string) =>
-  existsSync(dir) ? (await readdir(dir)).filter((n) => !n.startsWith('.')).sort() : [];
-
-const outcomeSchema = z.array(
-  z.object({ ok: z.boolean(), pulled: z.array(z.string()), error: z.string().optional() }),
-);
-
 async function pull(): Promise<{ r: RunResult; error: string; pulled: string[] }> {
-  const r = await runBaton(['sink', 'pull', 'data', '--config', sinkConfig, '--json'], { timeoutMs: 90_000 });
-  assert.equal(r.timedOut, false, `sink pull hung: ${show(r)}`);
-  const parsed = outcomeSchema.safeParse(JSON.parse(r.stdout || 'null'));
-  assert.ok(parsed.success, `--json output: ${show(r)}`);
-  const [o] = parsed.data;
-  assert.ok(o);
+  const { r, o } = await pullJson(sinkConfig, { timeoutMs: 90_000 });
   return { r, error: o.error ?? '', pulled: o.pulled };
 }
 
@@ -137,63 +103,29 @@ const modeOf = async (p: string) => (await lstat(p)).mode & 0o7777;
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  root = await mkdtemp(join(tmpdir(), 'baton-bzc-store-'));
-  await chmod(root, 0o755);
-  smtp = await startSmtp();
-  dataUser = await ensureUser('bzCData');
-  const keys = join(root, 'keys');
-  await mkdir(keys, { mode: 0o700 });
-  dataKey = await makeKeyPair(keys, 'data');
-  sshd = await startSshd();
-  H.data = join(root, 'handover', 'data');
-  H.store = join(root, 'source-store');
-  H.sinkStore = await makeSinkStore(join(root, 'sink-store'));
-  H.sinkData = join(H.sinkStore, SOURCE, 'data');
-  await mkdir(join(root, 'handover'), { mode: 0o755 });
-  for (const dir of [H.data, H.store]) {
-    await mkdir(dir, { mode: 0o755 });
-    await chmod(dir, 0o755);
-    await lchown(dir, dataUser.uid, dataUser.gid);
-  }
-  sourceConfig = join(root, 'source.yaml');
-  await writeFile(
-    sourceConfig,
-    `name: ${SOURCE}
-stateDir: ${join(root, 'source-state')}
-app: { stop: ["true"], start: ["true"] }
-streams:
-  data: { paths: [${join(root, 'app-data')}], handover: ${H.data}, user: bzCData, store: ${H.store}, generations: 50 }
-`,
-  );
-  await chmod(sourceConfig, 0o644);
-  await writeAuthorizedKeys(dataUser, [
-    `restrict,command="${process.execPath} ${BATON_MAIN} gate data --config ${sourceConfig}" ${dataKey.publicKey}`,
-  ]);
-  sinkConfig = join(root, 'sink.yaml');
-  await writeFile(
-    sinkConfig,
-    `store: ${H.sinkStore}
-stateDir: ${join(root, 'sink-state')}
-verify: true
-limits: { maxBytes: 100000000 }
-sources:
-  - name: ${SOURCE}
-    host: 127.0.0.1
-    port: ${sshd.port}
-    knownHosts: ${sshd.knownHostsFile}
-    streams:
-      data: { user: bzCData, identity: ${dataKey.privateKey}, generations: 50 }
-alerts:
-  mail: { to: [ops@example.com], from: baton@sink, smtp: "${smtp.url}" }
-`,
-  );
+  e = await startE2e({ prefix: 'baton-bzc-store-', users: { data: 'bzCData' }, keys: ['data'], smtp: true });
+  ({ root, smtp } = e);
+  fx = await makeGateFixture(e, { source: SOURCE, baseDay: Date.UTC(2026, 0, 2) });
+  H = fx.H;
+  sinkConfig = await writeSinkConfig(join(root, 'sink.yaml'), {
+    store: H.sinkStore,
+    stateDir: H.sinkState,
+    sshd: e.sshd,
+    verify: true,
+    limits: 'maxBytes: 100000000',
+    sources: [
+      {
+        name: SOURCE,
+        streams: { data: { user: 'bzCData', identity: e.key('data').privateKey, generations: 50 } },
+      },
+    ],
+    mailUrl: smtp.url,
+  });
 });
 
 after(async () => {
   if (NEEDS_ROOT) return;
-  await sshd.stop();
-  await smtp.stop();
-  await rm(root, { recursive: true, force: true });
+  await e?.stop();
 });
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,20 +1,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { runProcess, type RunResult } from '../../src/adapters/run.js';
 import { createFakeApp, type FakeApp } from '../helpers/fake-app.js';
-import { startSshd, type Sshd } from '../helpers/sshd.js';
-import {
-  ensureUser,
-  makeKeyPair,
-  writeAuthorizedKeys,
-  type KeyPair,
-  needsRootOrSkipFile,
-} from '../helpers/users.js';
+import { gateLine, startE2e, writeSinkConfig, type E2e } from '../helpers/e2e.js';
+import { type Sshd } from '../helpers/sshd.js';
+import { writeAuthorizedKeys, type KeyPair, needsRootOrSkipFile } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import { alive, pgrpOf } from '../helpers/procs.js';
 import { makeSinkStore } from '../helpers/sink-store.js';
 
 // Issue 10 hole 13 (sink side): a sink pull's rsync and its `ssh … ack` run in process groups of
@@ -24,6 +19,7 @@ import { makeSinkStore } from '../helpers/sink-store.js';
 const NEEDS_ROOT = needsRootOrSkipFile('killed-run-sink', 'creates users, runs sshd');
 
 const USER = 'bzEKrkData';
+let e: E2e;
 let root: string;
 let sshd: Sshd;
 let app: FakeApp;
@@ -46,14 +42,12 @@ const F = {
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  root = await mkdtemp(join(tmpdir(), 'baton-killed-sink-'));
-  await chmod(root, 0o755);
-  const user = await ensureUser(USER);
-  const keys = join(root, 'keys');
-  await mkdir(keys, { mode: 0o700 });
-  key = await makeKeyPair(keys, 'data');
-  sshd = await startSshd({});
+  e = await startE2e({ prefix: 'baton-killed-sink-', users: { data: USER }, keys: ['data'] });
+  ({ root, sshd } = e);
+  const user = e.user('data');
+  key = e.key('data');
   app = createFakeApp(join(root, 'app'));
+  e.onStop(() => app.kill());
   await runProcess(['/bin/sh', '-c', app.startCmd], { timeoutMs: 20_000 });
   H.data = join(root, 'handover', 'data');
   H.store = join(root, 'source-store');
@@ -69,33 +63,21 @@ streams:
 `,
   );
   await chmod(sourceConfig, 0o644);
-  await writeAuthorizedKeys(user, [
-    `restrict,command="${process.execPath} ${BATON_MAIN} gate data --config ${sourceConfig}" ${key.publicKey}`,
-  ]);
+  await writeAuthorizedKeys(user, [gateLine('data', sourceConfig, key)]);
   sinkState = join(root, 'sink-state');
-  sinkConfig = join(root, 'sink.yaml');
-  await writeFile(
-    sinkConfig,
-    `store: ${H.sinkStore}
-stateDir: ${sinkState}
-verify: true
-sources:
-  - name: shop
-    host: 127.0.0.1
-    port: ${sshd.port}
-    knownHosts: ${sshd.knownHostsFile}
-    streams:
-      data: { user: ${USER}, identity: ${key.privateKey}, generations: 3 }
-`,
-  );
+  sinkConfig = await writeSinkConfig(join(root, 'sink.yaml'), {
+    store: H.sinkStore,
+    stateDir: sinkState,
+    sshd,
+    verify: true,
+    sources: [{ name: 'shop', streams: { data: { user: USER, identity: key.privateKey, generations: 3 } } }],
+  });
   bin = await wrappers();
 });
 
 after(async () => {
   if (NEEDS_ROOT) return;
-  app.kill();
-  await sshd.stop();
-  await rm(root, { recursive: true, force: true });
+  await e?.stop();
 });
 
 /** Shell test: is the pid in file $1 alive (not a zombie)? Appends alive|gone to file $2. */
@@ -156,20 +138,6 @@ const ids = async (dir: string) =>
   existsSync(dir) ? (await readdir(dir)).filter((n) => !n.startsWith('.')).sort() : [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const childrenFile = () => join(sinkState, 'runs', 'shop-data.children.json');
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return false;
-  }
-}
-
-function pgrpOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-}
 
 async function backup(): Promise<string> {
   const r = await runBaton(['source', 'backup', '--config', sourceConfig]);

@@ -1,11 +1,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { runProcess, type RunResult } from '../../src/adapters/run.js';
-import { ensureUser, needsRootOrSkipFile } from '../helpers/users.js';
+import { startE2e, type E2e } from '../helpers/e2e.js';
+import { alive, pgrpOf } from '../helpers/procs.js';
+import { needsRootOrSkipFile } from '../helpers/users.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
 
@@ -15,37 +16,21 @@ import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../help
 const NEEDS_ROOT = needsRootOrSkipFile('killed-run-source', 'creates users');
 
 const USERS = { data: 'bzEKrsData', logs: 'bzEKrsLogs' };
+let e: E2e;
 let root: string;
 const setups: SourceSetup[] = [];
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  root = await mkdtemp(join(tmpdir(), 'baton-killed-src-'));
-  await chmod(root, 0o755);
-  await ensureUser(USERS.data);
-  await ensureUser(USERS.logs);
+  e = await startE2e({ prefix: 'baton-killed-src-', users: USERS });
+  root = e.root;
 });
 
 after(async () => {
   if (NEEDS_ROOT) return;
   for (const s of setups) s.app.kill();
-  await rm(root, { recursive: true, force: true });
+  await e?.stop();
 });
-
-/** Alive and not a zombie (a killed orphan may linger as one until init reaps it). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return false;
-  }
-}
-
-function pgrpOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-}
 
 /**
  * An `rsync` first on PATH. The first data mirror refresh becomes a writer that never ends (it

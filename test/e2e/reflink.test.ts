@@ -1,25 +1,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  chmod,
-  mkdir,
-  mkdtemp,
-  open,
-  readFile,
-  readdir,
-  rm,
-  stat,
-  statfs,
-  writeFile,
-} from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, readdir, stat, statfs, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess } from '../../src/adapters/run.js';
-import { startSshd, type Sshd } from '../helpers/sshd.js';
-import { ensureUser, isRoot, makeKeyPair, writeAuthorizedKeys, type KeyPair } from '../helpers/users.js';
-import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
+import { gateLine, startE2e, writeSinkConfig, type E2e } from '../helpers/e2e.js';
+import { type Sshd } from '../helpers/sshd.js';
+import { isRoot, writeAuthorizedKeys, type KeyPair } from '../helpers/users.js';
+import { runBaton, show } from '../helpers/cli.js';
 import { makeSinkStore } from '../helpers/sink-store.js';
 import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
 
@@ -33,6 +22,7 @@ const DB_BYTES = 64 * MIB;
 const PAGE = 4096;
 
 let skipReason: string | undefined = isRoot() ? undefined : 'needs root (users, sshd, loop mounts)';
+let e: E2e | undefined;
 let root: string;
 const mounts: string[] = [];
 let srcFs: string;
@@ -70,8 +60,11 @@ class SkipError extends Error {}
 
 before(async () => {
   if (skipReason) return;
-  root = await mkdtemp(join(tmpdir(), 'baton-reflink-'));
-  await chmod(root, 0o755);
+  const h = await startE2e({ prefix: 'baton-reflink-' });
+  e = h;
+  root = h.root;
+  h.onStop(unmountAll);
+  h.onStop(() => src?.app.kill());
   if ((await sh('command -v mkfs.xfs')).code !== 0) {
     const apt = await sh('apt-get install -y xfsprogs');
     if (apt.code !== 0) {
@@ -87,19 +80,16 @@ before(async () => {
     skipReason = `no XFS loop mount here (${e.message})`;
     return;
   }
-  const dataUser = await ensureUser(USERS.data);
-  const logUser = await ensureUser(USERS.logs);
-  const keys = join(root, 'keys');
-  dataKey = await makeKeyPair(keys, 'data');
-  logKey = await makeKeyPair(keys, 'logs');
-  sshd = await startSshd();
+  const dataUser = await h.addUser(USERS.data, 'data');
+  const logUser = await h.addUser(USERS.logs, 'logs');
+  dataKey = await h.addKey('data');
+  logKey = await h.addKey('logs');
+  sshd = await h.startSshd();
   // the app, its data, the handovers, the source store and the stateDir: all on the source XFS
   src = await makeSourceSetup(srcFs, { name: 'shop', dataUser: USERS.data, logsUser: USERS.logs });
   await useCollect(src, 'reflink', '*.tmp');
-  const gate = (stream: string) =>
-    `restrict,command="${process.execPath} ${BATON_MAIN} gate ${stream} --config ${src.config}"`;
-  await writeAuthorizedKeys(dataUser, [`${gate('data')} ${dataKey.publicKey}`]);
-  await writeAuthorizedKeys(logUser, [`${gate('logs')} ${logKey.publicKey}`]);
+  await writeAuthorizedKeys(dataUser, [gateLine('data', src.config, dataKey)]);
+  await writeAuthorizedKeys(logUser, [gateLine('logs', src.config, logKey)]);
   // a "database": one large file whose pages are rewritten in place between backups
   await writeFile(join(src.app.dataDir, 'db.bin'), randomBytes(DB_BYTES));
   await writeFile(join(src.app.dataDir, 'scratch.tmp'), 'excluded\n');
@@ -107,10 +97,8 @@ before(async () => {
 
 if (!isRoot()) process.stderr.write(`SKIP reflink e2e: ${skipReason ?? ''}\n`);
 
-after(async () => {
-  if (!root) return;
-  src?.app.kill();
-  await sshd?.stop();
+/** Unmounts every image (their loop devices are detached with them). */
+async function unmountAll(): Promise<void> {
   // always: unmount every image (their loop devices are detached with them), then the temp dir
   for (const m of mounts.reverse()) {
     let r = await sh(`umount ${m}`);
@@ -123,7 +111,10 @@ after(async () => {
     .map((l) => l.split(':')[0])
     .filter(Boolean))
     await sh(`losetup -d ${dev}`);
-  await rm(root, { recursive: true, force: true });
+}
+
+after(async () => {
+  await e?.stop();
 });
 
 /** Sets `collect:` (and the excludes) of the data stream in a source.yaml written by makeSourceSetup. */
@@ -147,23 +138,21 @@ function skipped(t: { skip: (m: string) => void; name: string }): boolean {
 async function sinkConfig(name: string, store: string, storeMode: string): Promise<string> {
   // a sink store is made once, marker included, as `baton install sink` makes it
   await makeSinkStore(store);
-  const file = join(root, `sink-${name}.yaml`);
-  await writeFile(
-    file,
-    `store: ${store}
-stateDir: ${join(root, `sink-state-${name}`)}
-storeMode: ${storeMode}
-sources:
-  - name: shop
-    host: 127.0.0.1
-    port: ${sshd.port}
-    knownHosts: ${sshd.knownHostsFile}
-    streams:
-      data: { user: ${USERS.data}, identity: ${dataKey.privateKey}, generations: 3 }
-      logs: { user: ${USERS.logs}, identity: ${logKey.privateKey}, generations: 3 }
-`,
-  );
-  return file;
+  return writeSinkConfig(join(root, `sink-${name}.yaml`), {
+    store,
+    stateDir: join(root, `sink-state-${name}`),
+    sshd,
+    storeMode,
+    sources: [
+      {
+        name: 'shop',
+        streams: {
+          data: { user: USERS.data, identity: dataKey.privateKey, generations: 3 },
+          logs: { user: USERS.logs, identity: logKey.privateKey, generations: 3 },
+        },
+      },
+    ],
+  });
 }
 
 const backup = async (s: SourceSetup, env: NodeJS.ProcessEnv = {}) => {

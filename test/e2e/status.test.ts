@@ -5,9 +5,9 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess } from '../../src/adapters/run.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId } from '../../src/generation/names.js';
 import { parseMetrics, type Sample } from '../../src/core/metrics.js';
-import type { StatusReport } from '../../src/status/status.js';
+import type { StatusReport } from '../../src/status/report.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import {

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  ChildRecords,
   endLeftoverChildren,
   groupMembers,
   parseProcStat,
@@ -225,4 +226,65 @@ test('no file, or an unreadable one: nothing to end', async () => {
   assert.deepEqual(await endLeftoverChildren(f, log), []);
   await writeFile(f, 'not json');
   assert.deepEqual(await endLeftoverChildren(f, log), []);
+});
+
+test('a symlink planted at the old temp name (<file>.tmp-<pid>) is not followed: its target stays', async () => {
+  const f = file();
+  const victim = join(dir, `victim-${n++}`);
+  await writeFile(victim, 'ROOT ONLY\n', { mode: 0o600 });
+  await symlink(victim, `${f}.tmp-${process.pid}`);
+  await withChildRecords(f, log, async () => {
+    const r = await runProcess(['/bin/sh', '-c', `sleep 0.3; cat '${f}'`], {
+      timeoutMs: 10_000,
+      captureStdout: true,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /"children":\[\{"pgid":/);
+  });
+  assert.equal(await readFile(victim, 'utf8'), 'ROOT ONLY\n');
+  assert.equal(existsSync(f), false);
+});
+
+test('a record that cannot be written -> the error is thrown and no temp file is left', async () => {
+  const sub = join(dir, `cannot-${n++}`);
+  await mkdir(sub);
+  const f = join(sub, 'children.json');
+  await mkdir(f); // a directory where the record goes: the rename fails
+  const records = new ChildRecords(f);
+  assert.throws(() => records.add(process.pid, ['/bin/true']));
+  assert.deepEqual(readdirSync(sub), ['children.json']);
+});
+
+test('a reader polling the record file never sees a half-written record', async () => {
+  const f = file();
+  const records = new ChildRecords(f);
+  // a long command makes each record large, so a torn write would show
+  const argv = ['/bin/sh', '-c', 'x'.repeat(390)];
+  const reader = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const fs = require('node:fs'); let bad = 0, seen = 0; const until = Date.now() + 1500;
+       while (Date.now() < until) { let t; try { t = fs.readFileSync(process.argv[1], 'utf8'); } catch { continue; }
+         seen++; try { JSON.parse(t); } catch { bad++; } }
+       process.stdout.write(JSON.stringify({ bad, seen }));`,
+      f,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  reader.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise((res) => reader.on('exit', res));
+  const until = Date.now() + 1500;
+  let pid = 100_000;
+  while (Date.now() < until) {
+    for (let i = 0; i < 50; i++) records.add(pid + i, argv);
+    for (let i = 0; i < 49; i++) records.remove(pid + i);
+    pid += 50;
+    await new Promise((r) => setImmediate(r));
+  }
+  await exited;
+  const { bad, seen } = JSON.parse(out) as { bad: number; seen: number };
+  assert.ok(seen > 0, 'the reader saw the file');
+  assert.equal(bad, 0, `${bad} of ${seen} reads were not a whole record`);
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { runProcess } from '../../src/adapters/run.js';
 import { watchForStall } from '../../src/adapters/stall-watch.js';
 import { stallAfterMs } from '../../src/sink/pull.js';
-import { sshArgv } from '../../src/sink/transport.js';
+import { sshArgv } from '../../src/adapters/ssh.js';
 import type { SinkSourceConfig, SinkStreamConfig } from '../../src/config/schema.js';
 
 // Issue "Faults", case 12 (stalled connection): every process of a pull is bounded, even when the

@@ -4,16 +4,11 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sinkSchema, sourceSchema, type SinkConfig, type SourceConfig } from '../../src/config/schema.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
-import {
-  parseQuarantineName,
-  renderStatus,
-  renderStatusHtml,
-  sinkStatus,
-  sourceStatus,
-  STATUS_FORMAT,
-  type StatusReport,
-} from '../../src/status/status.js';
+import { formatGenerationId } from '../../src/generation/names.js';
+import { parseQuarantineName, sinkStatus, sourceStatus } from '../../src/status/status.js';
+import { STATUS_FORMAT, type StatusReport } from '../../src/status/report.js';
+import { renderStatus } from '../../src/status/render-text.js';
+import { renderStatusHtml } from '../../src/status/render-html.js';
 import { writeGeneration } from '../helpers/gate-fixtures.js';
 import { makeSinkStore } from '../helpers/sink-store.js';
 

@@ -1,83 +1,33 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { appendFile, chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import {
-  formatManifestLine,
-  formatSha256SumsLine,
-  MANIFEST_HEADER,
-  type ManifestEntry,
-} from '../../src/core/manifest.js';
-import { readGenerationMeta, verifyGeneration } from '../../src/sink/verify.js';
+import type { ManifestEntry } from '../../src/core/manifest.js';
+import { readGenerationMeta, verifyGeneration } from '../../src/generation/verify.js';
 import { runProcess } from '../../src/adapters/run.js';
+import { dirEntry, fileEntry, sha, sumsOf, writeGenerationDir } from '../helpers/generation-builder.js';
 
 // Issue 10, hole 3: a generation is exactly tree/, manifest, meta.json and a SHA256SUMS that matches
 // the manifest line by line; a symlink or FIFO from the source is never opened. Hole 8: no setuid,
 // setgid or group/other-writable entry in a store's tree.
 
-const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
-
 const CONTENTS: Record<string, string> = { 'd/a': 'alpha\n', 'd/b b': 'beta\n', e: 'eps\n', 'x\\y': 'bs\n' };
 
 function entries(): ManifestEntry[] {
-  const base = {
-    uid: 0,
-    gid: 0,
-    user: 'root',
-    group: 'root',
-    mtimeNs: 1_700_000_000_000_000_000n,
-    target: undefined,
-  };
-  const file = (p: string): ManifestEntry => ({
-    ...base,
-    type: 'f',
-    mode: 0o4755,
-    size: Buffer.byteLength(CONTENTS[p] ?? ''),
-    sha256: sha(CONTENTS[p] ?? ''),
-    path: Buffer.from(p),
-  });
-  return [
-    { ...base, type: 'd', mode: 0o2775, size: 4096, sha256: undefined, path: Buffer.from('d') },
-    file('d/a'),
-    file('d/b b'),
-    file('e'),
-    file('x\\y'),
-  ];
+  const file = (p: string) => fileEntry(p, CONTENTS[p] ?? '', { mode: 0o4755 });
+  return [dirEntry('d', { mode: 0o2775 }), file('d/a'), file('d/b b'), file('e'), file('x\\y')];
 }
 
 /** A good generation as the sink keeps it: tree modes without setuid/setgid or write bits. */
 async function makeGeneration(dir: string): Promise<ManifestEntry[]> {
   const es = entries();
-  await mkdir(join(dir, 'tree', 'd'), { recursive: true });
-  for (const [p, c] of Object.entries(CONTENTS)) {
-    await writeFile(join(dir, 'tree', p), c);
-    await chmod(join(dir, 'tree', p), 0o555);
-  }
+  await writeGenerationDir(dir, { entries: es, tree: CONTENTS });
+  for (const p of Object.keys(CONTENTS)) await chmod(join(dir, 'tree', p), 0o555);
   await chmod(join(dir, 'tree', 'd'), 0o755);
-  await writeFile(
-    join(dir, 'meta.json'),
-    JSON.stringify({
-      id: '2026-01-01T000000Z',
-      source: 's',
-      stream: 'data',
-      created: '2026-01-01T00:00:00.000Z',
-      files: 4,
-      entries: es.length,
-      bytes: 0,
-      bytesCopied: 0,
-      batonVersion: 'test',
-    }),
-  );
-  await writeFile(join(dir, 'manifest'), `${[MANIFEST_HEADER, ...es.map(formatManifestLine)].join('\n')}\n`);
-  await writeFile(join(dir, 'SHA256SUMS'), sumsOf(es));
   return es;
 }
-
-const sumsOf = (es: readonly ManifestEntry[]) =>
-  Buffer.concat(es.flatMap((e) => (e.sha256 ? [formatSha256SumsLine(e.sha256, e.path)] : [])));
 
 async function withGeneration(fn: (dir: string) => Promise<void>): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'baton-verify-gen-'));

@@ -1,73 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  formatManifestLine,
-  formatSha256SumsLine,
-  MANIFEST_HEADER,
-  type ManifestEntry,
-} from '../../src/core/manifest.js';
-import { verifyGeneration } from '../../src/sink/verify.js';
+import type { ManifestEntry } from '../../src/core/manifest.js';
+import { verifyGeneration } from '../../src/generation/verify.js';
+import { dirEntry, fileEntry, sha, writeGenerationDir } from '../helpers/generation-builder.js';
 
 // Two real generations on disk: `new` hard-links its unchanged files to `base`. Verification with
 // the link base given as a map or as a manifest read alongside the walk must agree: linked files
 // with the same hash are not re-read, everything else is hashed, a bad file is still caught.
 
-const sha = (s: string) => createHash('sha256').update(s).digest('hex');
-
-function fileEntry(path: string, content: string): ManifestEntry {
-  return {
-    type: 'f',
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    user: 'root',
-    group: 'root',
-    mtimeNs: 1_700_000_000_000_000_000n,
-    size: Buffer.byteLength(content),
-    sha256: sha(content),
-    path: Buffer.from(path),
-    target: undefined,
-  };
-}
-
-const dirEntry = (path: string): ManifestEntry => ({
-  ...fileEntry(path, ''),
-  type: 'd',
-  mode: 0o755,
-  size: 4096,
-  sha256: undefined,
-});
-
-async function writeGeneration(dir: string, id: string, entries: ManifestEntry[]): Promise<void> {
-  await mkdir(join(dir, 'tree'), { recursive: true });
-  const files = entries.filter((e) => e.type === 'f').length;
-  await writeFile(
-    join(dir, 'meta.json'),
-    JSON.stringify({
-      id,
-      source: 's',
-      stream: 'data',
-      created: '2026-01-01T00:00:00.000Z',
-      files,
-      entries: entries.length,
-      bytes: 0,
-      bytesCopied: 0,
-      batonVersion: 'test',
-    }),
-  );
-  await writeFile(
-    join(dir, 'manifest'),
-    `${[MANIFEST_HEADER, ...entries.map(formatManifestLine)].join('\n')}\n`,
-  );
-  await writeFile(
-    join(dir, 'SHA256SUMS'),
-    Buffer.concat(entries.flatMap((e) => (e.sha256 ? [formatSha256SumsLine(e.sha256, e.path)] : []))),
-  );
-}
+const writeGeneration = (dir: string, id: string, entries: ManifestEntry[]) =>
+  writeGenerationDir(dir, { id, entries });
 
 test('a link base given as a manifest file is streamed and gives the same result as the map', async () => {
   const root = await mkdtemp(join(tmpdir(), 'baton-verify-base-'));

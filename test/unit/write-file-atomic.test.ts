@@ -7,7 +7,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { writeFileAtomic } from '../../src/adapters/fsx.js';
+import { writeFileAtomic, writeFileAtomicSync } from '../../src/adapters/fsx.js';
 
 let root: string;
 before(async () => {
@@ -83,5 +83,26 @@ test('a directory at the target -> fails, the temp file is removed, the director
   await mkdir(file);
   await assert.rejects(writeFileAtomic(file, 'x'));
   assert.deepEqual(await readdir(dir), ['status.html']);
+  assert.ok((await lstat(file)).isDirectory());
+});
+
+test('writeFileAtomicSync: a symlink planted at the target or an old temp name -> not followed', async () => {
+  const { dir, victim } = await fresh();
+  const file = join(dir, 'children.json');
+  await symlink(victim, file);
+  await symlink(victim, `${file}.tmp-${process.pid}`);
+  writeFileAtomicSync(file, '{"children":[]}\n', 0o600, { durable: false });
+  assert.ok((await lstat(file)).isFile());
+  assert.equal(await readFile(file, 'utf8'), '{"children":[]}\n');
+  assert.equal(await readFile(victim, 'utf8'), 'ROOT ONLY\n');
+  assert.deepEqual((await readdir(dir)).sort(), ['children.json', `children.json.tmp-${process.pid}`]);
+});
+
+test('writeFileAtomicSync: a directory at the target -> throws, the temp file is removed', async () => {
+  const { dir } = await fresh();
+  const file = join(dir, 'children.json');
+  await mkdir(file);
+  assert.throws(() => writeFileAtomicSync(file, 'x'));
+  assert.deepEqual(await readdir(dir), ['children.json']);
   assert.ok((await lstat(file)).isDirectory());
 });

@@ -4,7 +4,9 @@ import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 import { loadConfig } from '../../config/load.js';
 import { ConfigError, ExitCode, JobError, oneLine } from '../../errors.js';
 import { isDirectory, writeFileAtomic } from '../../adapters/fsx.js';
-import { renderStatus, renderStatusHtml, sinkStatus, sourceStatus } from '../../status/status.js';
+import { sinkStatus, sourceStatus } from '../../status/status.js';
+import { renderStatus } from '../../status/render-text.js';
+import { renderStatusHtml } from '../../status/render-html.js';
 
 export function registerStatusCommand(root: Root): void {
   root

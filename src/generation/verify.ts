@@ -11,7 +11,8 @@ import {
 import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
 import { SET_ID_BITS } from '../core/tree-mode.js';
 import { sha256File, walkTree, type WalkEntry } from '../adapters/fsx.js';
-import { readManifest, ManifestCursor, ManifestError } from '../adapters/manifest-file.js';
+import { readManifest, ManifestCursor, ManifestError } from './manifest-file.js';
+import { GENERATION_NAMES, MANIFEST, META_JSON, SHA256SUMS, TREE } from './names.js';
 import { errnoCode } from '../errors.js';
 
 export type ProblemKind =
@@ -100,20 +101,20 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     }
   }
 
-  const tree = join(opts.dir, 'tree');
+  const tree = join(opts.dir, TREE);
   const treeSt = await lstat(tree).catch(() => undefined);
   if (!treeSt?.isDirectory()) {
     add('missing', 'tree', 'tree/ is not a directory');
     return res;
   }
-  const manifestProblem = await checkSourceFile(join(opts.dir, 'manifest'));
+  const manifestProblem = await checkSourceFile(join(opts.dir, MANIFEST));
   if (manifestProblem) {
     add('manifest', 'manifest', manifestProblem);
     return res;
   }
-  const sums = await Sha256SumsCheck.open(join(opts.dir, 'SHA256SUMS'));
+  const sums = await Sha256SumsCheck.open(join(opts.dir, SHA256SUMS));
   if (typeof sums === 'string') add('sums', 'SHA256SUMS', sums);
-  const manifest = readManifest(join(opts.dir, 'manifest'), {
+  const manifest = readManifest(join(opts.dir, MANIFEST), {
     ...DEFAULT_MANIFEST_LIMITS,
     maxEntries: opts.maxFiles ?? Number.MAX_SAFE_INTEGER,
   });
@@ -289,7 +290,7 @@ async function checkSourceFile(
  * hash compared with the listed one, computed without ever following a symlink from the source.
  */
 export async function pulledManifestSha256(dir: string): Promise<string> {
-  const path = join(dir, 'manifest');
+  const path = join(dir, MANIFEST);
   const problem = await checkSourceFile(path);
   if (problem) return problem;
   return sha256File(path).catch((e: unknown) => `unreadable: ${errnoCode(e) ?? String(e)}`);
@@ -312,8 +313,6 @@ async function nextInTree(
 /** Mode bits no entry of a store's tree may have (see src/core/tree-mode.ts): setuid, setgid, go+w. */
 const STORE_FORBIDDEN_BITS = BigInt(SET_ID_BITS | 0o022);
 
-/** The names a generation directory holds, exactly. */
-export const GENERATION_NAMES: ReadonlySet<string> = new Set(['tree', 'manifest', 'meta.json', 'SHA256SUMS']);
 /** Unexpected top-level names reported at most (a directory of a million planted names is not listed). */
 const MAX_TOP_LEVEL_EXTRAS = 20;
 
@@ -382,7 +381,7 @@ async function openSourceFile(
  * follows a symlink nor blocks on a FIFO: safe on a generation nobody checked yet.
  */
 export async function readGenerationMeta(dir: string): Promise<GenerationMeta | string> {
-  const fh = await openSourceFile(join(dir, 'meta.json'), MAX_META_BYTES);
+  const fh = await openSourceFile(join(dir, META_JSON), MAX_META_BYTES);
   if (typeof fh === 'string') return fh;
   let text: string;
   try {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ChallengeSampler, type AckChallenge, type RandomInt } from '../core/ack-challenge.js';
 import type { ManifestEntry } from '../core/manifest.js';
 import { readManifest } from './manifest-file.js';
+import { MANIFEST, TREE } from './names.js';
 
 /**
  * The I/O half of the ack challenge (src/core/ack-challenge.ts), the same on both ends: the gate samples
@@ -28,7 +29,7 @@ export async function sampleChallenge(
   let sampler = new ChallengeSampler(random);
   try {
     let i = 0;
-    for await (const e of readManifest(join(genDir, 'manifest'))) sampler.offer(i++, e.type, e.size);
+    for await (const e of readManifest(join(genDir, MANIFEST))) sampler.offer(i++, e.type, e.size);
   } catch {
     // A manifest the gate cannot read as one: challenge its bytes (the sink will not ack such a one).
     sampler = new ChallengeSampler(random);
@@ -48,7 +49,7 @@ export async function proveChallenge(genDir: string, challenge: AckChallenge): P
   if (wanted.size > 0) {
     const last = Math.max(...wanted);
     let i = 0;
-    for await (const e of readManifest(join(genDir, 'manifest'))) {
+    for await (const e of readManifest(join(genDir, MANIFEST))) {
       if (wanted.has(i)) entries.set(i, e);
       if (i++ >= last) break;
     }
@@ -57,13 +58,13 @@ export async function proveChallenge(genDir: string, challenge: AckChallenge): P
   for (const r of challenge.ranges) {
     let file: string | Buffer;
     if (r.target.kind === 'manifest') {
-      file = join(genDir, 'manifest');
+      file = join(genDir, MANIFEST);
     } else {
       const e = entries.get(r.target.entry);
       if (e === undefined || e.type !== 'f') throw new Error(`entry ${r.target.entry} is no regular file`);
       if (r.offset + r.length > e.size) throw new Error(`range past the end of entry ${r.target.entry}`);
       // a manifest path is raw bytes: the file name is built byte for byte, not through a string
-      file = Buffer.concat([Buffer.from(`${join(genDir, 'tree')}/`), e.path]);
+      file = Buffer.concat([Buffer.from(`${join(genDir, TREE)}/`), e.path]);
     }
     out.push(answerRange(challenge.nonce, await readRange(file, r.offset, r.length)));
   }

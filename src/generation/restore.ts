@@ -30,12 +30,13 @@ import {
   type OwnerIds,
 } from '../core/restore-plan.js';
 import { ConfigError, JobError, BatonError, errnoCode } from '../errors.js';
-import { readManifest, ManifestError } from '../adapters/manifest-file.js';
+import { readManifest, ManifestError } from './manifest-file.js';
 import { loadNameMaps } from '../adapters/accounts.js';
 import { createTimeSetter, type TimeSetter } from '../adapters/set-times.js';
 import { describeExit, runProcess } from '../adapters/run.js';
 import { syncFilesystem } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
+import { MANIFEST, TREE } from './names.js';
 
 export interface RestoreOptions {
   /** a generation directory (tree/, manifest) */
@@ -144,8 +145,8 @@ const SLASH = Buffer.from('/');
 export async function openGeneration(dir: string): Promise<GenerationFiles> {
   const st = await stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) throw new ConfigError(`${dir} is not a directory`, { step: STEP });
-  const manifest = join(dir, 'manifest');
-  const tree = join(dir, 'tree');
+  const manifest = join(dir, MANIFEST);
+  const tree = join(dir, TREE);
   const m = await lstat(manifest).catch(() => undefined);
   const t = await lstat(tree).catch(() => undefined);
   if (!m?.isFile() || !t?.isDirectory()) {
