@@ -6,8 +6,8 @@ import type { OffsiteConfig, SinkConfig, StreamName } from '../config/schema.js'
 import { STREAMS } from '../config/schema.js';
 import { ConfigError, JobError } from '../errors.js';
 import { acquireLock } from '../adapters/lock.js';
-import { listGenerations } from '../adapters/generations.js';
-import { readManifest } from '../adapters/manifest-file.js';
+import { listGenerations } from '../generation/list.js';
+import { readManifest } from '../generation/manifest-file.js';
 import { crashPoint } from '../adapters/crash-point.js';
 import { mkdirp, writeFileAtomic } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';

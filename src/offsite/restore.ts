@@ -16,15 +16,15 @@ import {
 import { basename, dirname, join } from 'node:path';
 import type { StreamName } from '../config/schema.js';
 import { ConfigError, JobError, errnoCode } from '../errors.js';
-import { readManifest, ManifestError } from '../adapters/manifest-file.js';
+import { readManifest, ManifestError } from '../generation/manifest-file.js';
 import { createTimeSetter } from '../adapters/set-times.js';
 import { fsyncDir, syncFilesystem } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { pathKey, type ManifestEntry } from '../core/manifest.js';
 import { classifyEntry, parseTreePath, showPath } from '../core/restore-plan.js';
 import { storedDirMode, storedFileMode } from '../core/tree-mode.js';
-import { isGenerationId } from '../core/generation-id.js';
-import { restoreGeneration, type RestoreResult } from '../operate/restore.js';
+import { isGenerationId } from '../generation/names.js';
+import { restoreGeneration, type RestoreResult } from '../generation/restore.js';
 import { packKey } from './layout.js';
 import { OffsiteError, type ObjectStore } from './object-store.js';
 import { sha256Hex } from './crypto.js';

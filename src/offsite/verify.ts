@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StreamName } from '../config/schema.js';
 import { oneLine } from '../errors.js';
-import { readManifest } from '../adapters/manifest-file.js';
+import { readManifest } from '../generation/manifest-file.js';
 import { showPath } from '../core/restore-plan.js';
 import { genKey, GEN_OBJECTS, INDEX_PREFIX, indexKey, PACK_PREFIX, packIdOfKey, packKey } from './layout.js';
 import type { ObjectStore } from './object-store.js';
