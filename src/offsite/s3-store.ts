@@ -248,8 +248,8 @@ const CREDENTIAL_CODES = new Set([
 
 /** A body shorter than its Content-Length: retried like a reset. */
 class TruncatedBody extends Error {
-  constructor(got: number, want: number) {
-    super(`response body cut short: ${got} of ${want} bytes`);
+  constructor(got: number, want: number | undefined, why?: string) {
+    super(`response body cut short: ${got} of ${want ?? '?'} bytes${why === undefined ? '' : ` (${why})`}`);
   }
 }
 
@@ -320,11 +320,15 @@ export class S3Store implements ObjectStore {
       forcePathStyle: options.forcePathStyle ?? !profile.virtualHost,
       ...(credentials !== undefined ? { credentials } : {}),
       requestChecksumCalculation: profile.checksum,
-      responseChecksumValidation: profile.checksum,
+      // Reads are checked by our own length check here and by the callers' sha256 / age MACs; a
+      // whole-object checksum cannot validate a ranged read (moto even sends one for it).
+      responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 1,
       requestHandler: {
         connectionTimeout: options.timeouts?.connectMs ?? DEFAULTS.connectMs,
-        requestTimeout: options.timeouts?.idleMs ?? DEFAULTS.idleMs,
+        // An idle socket (no byte either way, also mid-body) is a TimeoutError, retried; a long
+        // transfer that keeps moving is not cut.
+        socketTimeout: options.timeouts?.idleMs ?? DEFAULTS.idleMs,
       },
       logger: undefined,
     });
@@ -676,7 +680,7 @@ export class S3Store implements ObjectStore {
           }
         } catch (err) {
           if (err instanceof OffsiteError) throw err;
-          throw this.reason(err).retry || length === undefined ? err : new TruncatedBody(got, length);
+          throw new TruncatedBody(got, length, this.reason(err).text);
         }
         if (length !== undefined && got !== length) throw new TruncatedBody(got, length);
         const out = Buffer.concat(chunks, got);
