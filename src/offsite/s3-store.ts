@@ -314,6 +314,9 @@ export class S3Store implements ObjectStore {
           (s) => s.length >= 4,
         )
       : [];
+    // The SDK warns (several lines on stderr, once per process) that its releases after January 2027
+    // need Node 22; baton pins the SDK and supports Node 20, so that is noise in a one-line CLI.
+    process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
     this.client = new S3Client({
       region: options.region ?? 'us-east-1',
       ...(options.endpoint !== undefined ? { endpoint: options.endpoint } : {}),

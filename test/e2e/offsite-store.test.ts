@@ -10,32 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
-import {
-  ObjectExistsError,
-  ObjectMissingError,
-  OffsiteError,
-  type ObjectStore,
-} from '../../src/offsite/object-store.js';
+import { ObjectExistsError, ObjectMissingError } from '../../src/offsite/object-store.js';
 import { resolveOffsiteStore, type OffsiteStoreOptions, type S3Store } from '../../src/offsite/s3-store.js';
+import { assertOneLine, collect, conformance } from '../helpers/object-store-suite.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/s3-fault-proxy.js';
 import { startMoto, freePort, type MotoServer } from '../helpers/moto.js';
 import { startS3rver, type S3rverServer } from '../helpers/s3rver.js';
 
 const FAST_RETRY = { attempts: 4, baseDelayMs: 5, maxDelayMs: 20 };
-
-async function collect(it: AsyncIterable<{ key: string; size: number }>): Promise<Array<[string, number]>> {
-  const out: Array<[string, number]> = [];
-  for await (const o of it) out.push([o.key, o.size]);
-  return out;
-}
-
-function assertOneLine(err: unknown, pattern: RegExp, secrets: string[]): true {
-  assert.ok(err instanceof OffsiteError || (err instanceof Error && err.name === 'ConfigError'), String(err));
-  assert.doesNotMatch(err.message, /\n/);
-  assert.match(err.message, pattern);
-  for (const s of secrets) assert.ok(!err.message.includes(s), `message leaks a credential: ${err.message}`);
-  return true;
-}
 
 let tmp = '';
 before(async () => {
@@ -44,65 +26,6 @@ before(async () => {
 after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
-
-/** What every implementation must do (restic's backend test suite idea). */
-function conformance(name: string, open: (prefix: string) => Promise<ObjectStore>, locked = false): void {
-  test(`${name}: put/get byte-exact, ranged and bounded reads, head, list, delete`, async () => {
-    const s = await open(`conf-${randomBytes(4).toString('hex')}`);
-    const big = randomBytes(200_000);
-    await s.put('packs/ab/one', big);
-    await s.put('packs/cd/two', new Uint8Array([1, 2, 3]));
-    await s.put('index/one', new Uint8Array(0));
-    assert.ok(Buffer.from(await s.get('packs/ab/one', { maxBytes: big.length })).equals(big));
-    assert.equal((await s.get('index/one', { maxBytes: 10 })).byteLength, 0);
-    const part = await s.get('packs/ab/one', { range: { start: 1000, end: 1999 }, maxBytes: 1000 });
-    assert.ok(Buffer.from(part).equals(big.subarray(1000, 2000)));
-    await assert.rejects(s.get('packs/ab/one', { maxBytes: 1000 }), (e) =>
-      assertOneLine(e, /exceed|more than/, []),
-    );
-    const h = await s.head('packs/ab/one');
-    assert.equal(h?.size, big.length);
-    assert.ok(h && h.lastModified.getTime() > Date.now() - 600_000);
-    assert.equal(await s.head('packs/ab/none'), undefined);
-    assert.deepEqual(await collect(s.list('packs/')), [
-      ['packs/ab/one', big.length],
-      ['packs/cd/two', 3],
-    ]);
-    assert.deepEqual(await collect(s.list('')), [
-      ['index/one', 0],
-      ['packs/ab/one', big.length],
-      ['packs/cd/two', 3],
-    ]);
-    await assert.rejects(s.get('packs/ab/none', { maxBytes: 10 }), ObjectMissingError);
-    assert.equal(await s.delete('packs/cd/never'), 'deleted');
-    if (locked) {
-      assert.equal(await s.delete('packs/cd/two'), 'retained');
-      assert.equal((await s.head('packs/cd/two'))?.size, 3);
-      return;
-    }
-    assert.equal(await s.delete('packs/cd/two'), 'deleted');
-    assert.equal(await s.head('packs/cd/two'), undefined);
-    assert.deepEqual(await collect(s.list('packs/')), [['packs/ab/one', big.length]]);
-  });
-
-  test(`${name}: putFile, small and multipart`, async () => {
-    const s = await open(`file-${randomBytes(4).toString('hex')}`);
-    const small = join(tmp, `${name}-small`);
-    const large = join(tmp, `${name}-large`);
-    const smallData = randomBytes(10_000);
-    const largeData = randomBytes(300_000 + 17);
-    await writeFile(small, smallData);
-    await writeFile(large, largeData);
-    await s.putFile('small', small, smallData.length);
-    await s.putFile('large', large, largeData.length);
-    assert.ok(Buffer.from(await s.get('small', { maxBytes: 1e6 })).equals(smallData));
-    assert.ok(Buffer.from(await s.get('large', { maxBytes: 1e6 })).equals(largeData));
-    await assert.rejects(s.putFile('wrong', large, largeData.length + 1), (e) =>
-      assertOneLine(e, /has 300017 bytes, expected 300018/, []),
-    );
-    assert.equal(await s.head('wrong'), undefined);
-  });
-}
 
 describe('offsite store on moto', () => {
   let moto: MotoServer;
@@ -122,7 +45,7 @@ describe('offsite store on moto', () => {
     return s;
   };
   before(async () => {
-    moto = await startMoto({ partMinSize: 1024 });
+    moto = await startMoto({ partMinSize: 1024, listPageSize: 2 }); // listings span pages
     proxy = await startFaultProxy(moto.endpoint);
   });
   after(async () => {
@@ -252,6 +175,20 @@ describe('offsite store on moto', () => {
     await s.putFile('mp', f, big.length);
     assert.equal(proxy.pending(), 0);
     assert.ok(Buffer.from(await s.get('mp', { maxBytes: big.length })).equals(big));
+  });
+
+  test('list follows continuation tokens across pages (moto pages of 2 here)', async () => {
+    const s = await open({ endpoint: proxy.endpoint, prefix: 'pages' });
+    const keys = ['a/1', 'a/2', 'a/3', 'a/4', 'a/5', 'b/1'];
+    for (const k of keys) await s.put(k, Buffer.from(k));
+    const first = proxy.seen.length;
+    assert.deepEqual(
+      (await collect(s.list('a/'))).map(([k]) => k),
+      keys.slice(0, 5),
+    );
+    const lists = proxy.seen.slice(first).filter((r) => r.url.includes('list-type=2'));
+    assert.equal(lists.length, 3);
+    assert.ok(lists.slice(1).every((r) => r.url.includes('continuation-token=')));
   });
 
   test('faults: a conditional PUT whose reply was lost is recognised as our own write', async () => {
