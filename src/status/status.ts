@@ -1,11 +1,11 @@
 import { readdir } from 'node:fs/promises';
 import { z } from 'zod';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
-import { isGenerationId } from '../core/generation-id.js';
+import { formatDuration } from '../core/duration.js';
+import { isGenerationId } from '../generation/names.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
-import { readStoreContents, type StoreGeneration } from '../adapters/store-contents.js';
+import { readStoreContents, type StoreGeneration } from '../generation/list.js';
 import { sourceState } from '../source/state.js';
 import { listBadMarks } from '../sink/bad-marks.js';
 import { checkStoreMarker } from '../sink/check-store.js';

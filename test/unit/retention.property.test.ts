@@ -1,11 +1,11 @@
 /**
  * Property-based tests of the retention planner: for any set of generations (verified or not) and any
- * keep ≥ 1, the plan never drops the safety nets of DESIGN.md §1 and STYLE.md.
+ * keep ≥ 1, the plan never drops the safety nets of docs/design.md §2.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { formatGenerationId, parseGenerationId, sortNewestFirst } from '../../src/core/generation-id.js';
+import { formatGenerationId, parseGenerationId, sortNewestFirst } from '../../src/generation/names.js';
 import { planRetention, type RetentionCandidate } from '../../src/core/retention.js';
 
 const id = fc
