@@ -6,6 +6,11 @@
  * from the file at its offset, so memory stays at `concurrency × partSize`), with Content-MD5 per
  * part where the provider wants it. Credentials never reach a message: the describe string carries
  * bucket, prefix and endpoint only, and SDK messages are scrubbed of the key pair.
+ *
+ * S3 actions used (a least-privilege policy on the bucket / `prefix/*`): s3:ListBucket,
+ * s3:ListBucketVersions, s3:GetObject (GET and HEAD; HEAD also reads the lock headers, which needs
+ * s3:GetObjectRetention), s3:PutObject, s3:PutObjectRetention, s3:DeleteObject,
+ * s3:DeleteObjectVersion, s3:AbortMultipartUpload. Never s3:BypassGovernanceRetention.
  */
 import { createHash } from 'node:crypto';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
