@@ -185,13 +185,8 @@ export const repoConfigSchema = z
     version: z.literal(1),
     /** Random, 32 hex digits or more; names the repository in logs and the local index. */
     id: z.string().regex(/^[0-9a-f]{32,64}$/, { error: 'expected 32 to 64 lowercase hex digits' }),
-    created: z.iso.datetime(),
+    created: z.iso.datetime().optional(),
     chunker: chunkerSchema,
-    /** Target pack size in bytes (a pack is flushed once it reaches it). */
-    packSize: z
-      .int()
-      .min(64 * KiB)
-      .max(1024 * MiB),
     encrypted: z.boolean(),
     /** Encrypted repositories: the 32-byte master key as an age file (to the recipients), base64. */
     keys: z

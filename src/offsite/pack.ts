@@ -40,6 +40,11 @@ export interface PackWriterOptions {
   readonly targetSize: number;
   /** Age recipients; undefined for a plain repository. */
   readonly recipients: Recipients | undefined;
+  /**
+   * Who can open the index objects (encrypted repositories); default: `recipients`. The engine adds a
+   * recipient derived from the master key so that the sink can rebuild its blob index without an identity.
+   */
+  readonly indexRecipients?: Recipients;
   readonly onFlush: PackFlush;
   /** At most this many blobs a pack (default and ceiling: the readers' MAX_PACK_BLOBS). */
   readonly maxBlobs?: number;
@@ -145,7 +150,12 @@ export class PackWriter {
       blobs: this.entries,
     };
     const indexPlain = Buffer.from(formatPackIndex(index));
-    const indexBytes = this.sealer === undefined ? indexPlain : this.sealer.seal(indexPlain);
+    let indexBytes: Uint8Array = indexPlain;
+    if (this.sealer !== undefined) {
+      const ixRecipients = this.opts.indexRecipients;
+      const ixSealer = ixRecipients === undefined ? this.sealer : await BlobSealer.create(ixRecipients);
+      indexBytes = ixSealer.seal(indexPlain);
+    }
     this.buf = undefined;
     this.used = 0;
     this.entries = [];

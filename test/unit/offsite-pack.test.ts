@@ -243,3 +243,29 @@ test('plain: an empty blob then one larger than the target go into two packs (an
     [0, 1020],
   );
 });
+
+test('indexRecipients: the index opens with the index identity, the blobs do not', async () => {
+  const ixIdentity = await generateX25519Identity();
+  const packs: Flushed[] = [];
+  const writer = new PackWriter({
+    targetSize: 1 << 20,
+    recipients: [recipient],
+    indexRecipients: [recipient, await identityToRecipient(ixIdentity)],
+    onFlush: (packId, pack, indexBytes) => {
+      packs.push({ packId, pack, indexBytes });
+      return Promise.resolve();
+    },
+  });
+  const idKey = deriveIdKey(createMasterKey());
+  const plain = randomBytes(300);
+  await writer.add(blobId(idKey, plain), plain);
+  await writer.flush();
+  const { packId, pack, indexBytes } = packs[0]!;
+  const ixOpener = new BlobOpener([ixIdentity]);
+  const ix = await readPackIndex(indexBytes, { packId, packSize: pack.length }, ixOpener);
+  await readPackIndex(indexBytes, { packId, packSize: pack.length }, new BlobOpener([identity]));
+  await assert.rejects(
+    openPackedBlob(slicePack(pack, ix.blobs[0]!, 'b'), ix.blobs[0]!, { opener: ixOpener, idKey }, 'b'),
+    /b: the identity is not one of the recipients/,
+  );
+});

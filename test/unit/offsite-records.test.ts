@@ -62,7 +62,6 @@ const config: RepoConfig = {
   id: 'a'.repeat(32),
   created: '2026-12-07T15:00:00.000Z',
   chunker: { minSize: 256 * 1024, avgSize: 1024 * 1024, maxSize: 4 * 1024 * 1024 },
-  packSize: 32 * 1024 * 1024,
   encrypted: true,
   keys: Buffer.from('age-encryption.org/v1 …').toString('base64'),
 };
