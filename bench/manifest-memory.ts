@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { once } from 'node:events';
 import { runProcess } from '../src/adapters/run.js';
 import { readLines } from '../src/adapters/fsx.js';
-import { readManifest } from '../src/adapters/manifest-file.js';
+import { readManifest } from '../src/generation/manifest-file.js';
 import {
   compareTreeOrder,
   DEFAULT_MANIFEST_LIMITS,

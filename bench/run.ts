@@ -668,7 +668,7 @@ async function runMain(env: BenchEnv, spec: DatasetSpec, runs: number, c: Collec
           say(`baton verify --deep exited ${String(m.code)}; timing verifyGeneration directly`);
         }
         verifyHow =
-          '`baton verify` does not exist yet: `verifyGeneration({ hashes: true })` of src/sink/verify.ts timed directly by bench/verify-deep.ts (without its start-up)';
+          '`baton verify` does not exist yet: `verifyGeneration({ hashes: true })` of src/generation/verify.ts timed directly by bench/verify-deep.ts (without its start-up)';
         return verifyDirect(genDir);
       },
       async () => {

@@ -5,7 +5,7 @@
  *
  *   node --import tsx bench/verify-deep.ts GENERATION_DIR
  */
-import { verifyGeneration } from '../src/sink/verify.js';
+import { verifyGeneration } from '../src/generation/verify.js';
 
 const dir = process.argv[2];
 if (!dir) {

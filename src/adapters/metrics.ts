@@ -11,7 +11,7 @@ import {
 } from '../core/metrics.js';
 import { mkdirp, writeFileAtomic } from './fsx.js';
 import type { Logger } from './log.js';
-import { readStoreContents } from './store-contents.js';
+import { readStoreContents } from '../generation/list.js';
 
 /** `<stateDir>/metrics/baton_<job>.prom`: always written; the previous run's values are read back from it. */
 export function metricsFile(stateDir: string, job: MetricsJob): string {

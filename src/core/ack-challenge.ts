@@ -14,7 +14,7 @@
  * no path travels and the sink reads only files its own verified manifest names. Lines are `\n`-ended
  * ASCII, at most {@link MAX_ACK_LINE_BYTES}; every field is parsed, nothing is cast.
  * Pure: no I/O here; randomness comes in as a function; the proof of a range (sha256 of the nonce's 32
- * bytes then the range's bytes) is computed in src/adapters/ack-proof.ts (`answerRange`).
+ * bytes then the range's bytes) is computed in src/generation/ack-proof.ts (`answerRange`).
  */
 
 export const ACK_CHALLENGE_VERSION = 'baton-ack-challenge 1';

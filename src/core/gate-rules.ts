@@ -1,4 +1,4 @@
-import { isGenerationId } from './generation-id.js';
+import { isGenerationId } from '../generation/names.js';
 
 /** What a remote caller asked the gate for, after the allow-list. */
 export type GateRequest =

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isGenerationId } from './generation-id.js';
+import { isGenerationId } from '../generation/names.js';
 
 /** What `baton gate … list` prints. Parsed on the sink as hostile input. */
 export const gateListingSchema = z.object({

@@ -1,4 +1,4 @@
-import { formatGenerationId, isGenerationId, parseGenerationId } from './generation-id.js';
+import { formatGenerationId, isGenerationId, parseGenerationId } from '../generation/names.js';
 
 /** How far a stored id may lie ahead of the clock before the run refuses (a clock problem). */
 export const MAX_ID_SKEW_MS = 10 * 60_000;

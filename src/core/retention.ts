@@ -1,4 +1,4 @@
-import { isGenerationId, parseGenerationId, sortNewestFirst } from './generation-id.js';
+import { isGenerationId, parseGenerationId, sortNewestFirst } from '../generation/names.js';
 
 /** A generation as retention sees it: its id (ids sort by time) and whether it was verified. */
 export interface RetentionCandidate {

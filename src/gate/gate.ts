@@ -6,7 +6,7 @@ import { constants as osConstants } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { runProcess } from '../adapters/run.js';
-import { proveChallenge, sampleChallenge } from '../adapters/ack-proof.js';
+import { proveChallenge, sampleChallenge } from '../generation/ack-proof.js';
 import { recordGateEvent } from '../adapters/gate-events.js';
 import { LineReader } from '../adapters/line-reader.js';
 import { sendMail } from '../adapters/mail.js';
@@ -19,7 +19,7 @@ import {
 } from '../core/ack-challenge.js';
 import { describeGateEvent, eventText, type GateEvent } from '../core/gate-events.js';
 import type { SourceConfig, StreamName } from '../config/schema.js';
-import { isGenerationId, parseGenerationId } from '../core/generation-id.js';
+import { isGenerationId, parseGenerationId } from '../generation/names.js';
 import { parseGateRequest, rsyncServerArgv, type RsyncPullRequest } from '../core/gate-rules.js';
 import { planRetention } from '../core/retention.js';
 import { BatonError, ConfigError, errnoCode, ExitCode, JobError, oneLine } from '../errors.js';

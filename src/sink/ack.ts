@@ -7,7 +7,7 @@ import {
   parseRangeLine,
   type ChallengeRange,
 } from '../core/ack-challenge.js';
-import { proveChallenge } from '../adapters/ack-proof.js';
+import { proveChallenge } from '../generation/ack-proof.js';
 import { JobError, oneLine } from '../errors.js';
 import type { Logger } from '../adapters/log.js';
 import { describeSshFailure, type Transport } from './transport.js';

@@ -1,7 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { isGenerationId } from '../core/generation-id.js';
+import { isGenerationId } from '../generation/names.js';
 import { errnoCode } from '../errors.js';
 import { fsyncDir, mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 

@@ -3,7 +3,7 @@ import type { MailConfig, StreamName } from '../config/schema.js';
 import { judgeSizeAnomaly, type GenerationSize } from '../core/anomaly.js';
 import { generationMetaSchema } from '../core/meta.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
-import { listGenerations } from '../adapters/generations.js';
+import { listGenerations } from '../generation/list.js';
 import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
 import type { Logger } from '../adapters/log.js';
 import { listBadMarks } from './bad-marks.js';

@@ -4,7 +4,7 @@ import type { SinkConfig, StreamName } from '../config/schema.js';
 import { formatAge } from '../config/duration.js';
 import { judgeStale, newestNotAhead, type StaleVerdict } from '../core/stale.js';
 import { mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
-import { listGenerations } from '../adapters/generations.js';
+import { listGenerations } from '../generation/list.js';
 import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
 import { ping } from '../adapters/ping.js';
 import type { Logger } from '../adapters/log.js';

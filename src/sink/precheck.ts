@@ -1,7 +1,7 @@
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_MANIFEST_LIMITS } from '../core/manifest.js';
-import { ManifestCursor, readManifest } from '../adapters/manifest-file.js';
+import { ManifestCursor, readManifest } from '../generation/manifest-file.js';
 
 export interface Precheck {
   entries: number;

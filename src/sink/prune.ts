@@ -1,6 +1,6 @@
 import { planRetention, retentionReference, type RetentionPlan } from '../core/retention.js';
-import { parseGenerationId, sortNewestFirst } from '../core/generation-id.js';
-import { listGenerations } from '../adapters/generations.js';
+import { parseGenerationId, sortNewestFirst } from '../generation/names.js';
+import { listGenerations } from '../generation/list.js';
 import { removeTreeSafely } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { clearBadMark, listBadMarks } from './bad-marks.js';

@@ -23,7 +23,7 @@ import {
   writeFileSynced,
   type WalkDecision,
 } from '../adapters/fsx.js';
-import { ManifestCursor } from '../adapters/manifest-file.js';
+import { ManifestCursor } from '../generation/manifest-file.js';
 import type { Logger } from '../adapters/log.js';
 import { JobError } from '../errors.js';
 import { crashPoint } from '../adapters/crash-point.js';

@@ -7,7 +7,7 @@ import { formatAge } from '../config/duration.js';
 import { generationMetaSchema } from '../core/meta.js';
 import { requireUser, type Account } from '../adapters/accounts.js';
 import { exists, readJsonIfExists } from '../adapters/fsx.js';
-import { listGenerations, type StoredGeneration } from '../adapters/generations.js';
+import { listGenerations, type StoredGeneration } from '../generation/list.js';
 import { runProcess } from '../adapters/run.js';
 import { reflinkProblem } from '../adapters/reflink.js';
 import { sourceState } from './state.js';

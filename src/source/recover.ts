@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
-import { listWorkDirs } from '../adapters/generations.js';
+import { listWorkDirs } from '../generation/list.js';
 import { exists } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { clearAppStoppedRecord, readAppStoppedRecord } from './stop-app.js';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { z } from 'zod';
 import { runProcess } from '../../src/adapters/run.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId } from '../../src/generation/names.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import { writeGeneration, type GenerationOptions, type WrittenGeneration } from '../helpers/gate-fixtures.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';

@@ -5,7 +5,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile }
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess } from '../../src/adapters/run.js';
-import { parseGenerationId } from '../../src/core/generation-id.js';
+import { parseGenerationId } from '../../src/generation/names.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import {

@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { z } from 'zod';
 import { runProcess, type RunResult } from '../../src/adapters/run.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId } from '../../src/generation/names.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import {
   ackDialogue,

@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { z } from 'zod';
 import type { RunResult } from '../../src/adapters/run.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId } from '../../src/generation/names.js';
 import { BATON_MAIN, runBaton, show } from '../helpers/cli.js';
 import {
   sha256,

@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess } from '../../src/adapters/run.js';
-import { readManifest } from '../../src/adapters/manifest-file.js';
+import { readManifest } from '../../src/generation/manifest-file.js';
 import { createFakeApp, type FakeApp } from '../helpers/fake-app.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { ensureUser, type TestUser, needsRootOrSkipFile } from '../helpers/users.js';

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProcess } from '../../src/adapters/run.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId } from '../../src/generation/names.js';
 import { parseMetrics, type Sample } from '../../src/core/metrics.js';
 import type { StatusReport } from '../../src/status/status.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { runProcess, type RunResult } from '../../src/adapters/run.js';
 import { sourceSchema, type SourceConfig, type StreamName } from '../../src/config/schema.js';
-import { proveChallenge } from '../../src/adapters/ack-proof.js';
+import { proveChallenge } from '../../src/generation/ack-proof.js';
 import { formatAnswer, parseChallengeHeader, parseRangeLine } from '../../src/core/ack-challenge.js';
 import { spawnDialogue } from '../../src/sink/transport.js';
 import {

@@ -22,7 +22,7 @@ import {
   parseRangeLine,
   type RandomInt,
 } from '../../src/core/ack-challenge.js';
-import { answerRange } from '../../src/adapters/ack-proof.js';
+import { answerRange } from '../../src/generation/ack-proof.js';
 
 const NONCE = 'ab'.repeat(32);
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { planRetention, retentionReference } from '../../src/core/retention.js';
 import { newestNotAhead } from '../../src/core/stale.js';
-import { formatGenerationId, parseGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId, parseGenerationId } from '../../src/generation/names.js';
 
 // Issue 10, hole 7: a generation id from the future (`9999-12-31T235959Z`, a source clock far ahead)
 // never anchors retention or staleness.

@@ -14,7 +14,7 @@ import {
   RSYNC_SENDER_PREFIX,
   rsyncServerArgv,
 } from '../../src/core/gate-rules.js';
-import { formatGenerationId, isGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId, isGenerationId } from '../../src/generation/names.js';
 
 // C0, DEL, C1: what a second command or a terminal escape would need.
 // eslint-disable-next-line no-control-regex

@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatManifestLine, MANIFEST_HEADER, type ManifestEntry } from '../../src/core/manifest.js';
-import { ManifestCursor } from '../../src/adapters/manifest-file.js';
+import { ManifestCursor } from '../../src/generation/manifest-file.js';
 
 const SHA = 'a'.repeat(64);
 

@@ -17,7 +17,7 @@ import {
   parseManifestLine,
   type ManifestEntry,
 } from '../../src/core/manifest.js';
-import { readManifest, ManifestError } from '../../src/adapters/manifest-file.js';
+import { readManifest, ManifestError } from '../../src/generation/manifest-file.js';
 
 const SHA = 'a'.repeat(64);
 const OTHER_SHA = 'b'.repeat(64);

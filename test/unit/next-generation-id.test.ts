@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { formatGenerationId, isGenerationId, parseGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId, isGenerationId, parseGenerationId } from '../../src/generation/names.js';
 import { MAX_ID_SKEW_MS, nextGenerationId } from '../../src/core/next-generation-id.js';
 
 const now = new Date('2026-12-07T12:00:00.750Z');

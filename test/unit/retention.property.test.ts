@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { formatGenerationId, parseGenerationId, sortNewestFirst } from '../../src/core/generation-id.js';
+import { formatGenerationId, parseGenerationId, sortNewestFirst } from '../../src/generation/names.js';
 import { planRetention, type RetentionCandidate } from '../../src/core/retention.js';
 
 const id = fc

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sinkSchema, sourceSchema, type SinkConfig, type SourceConfig } from '../../src/config/schema.js';
-import { formatGenerationId } from '../../src/core/generation-id.js';
+import { formatGenerationId } from '../../src/generation/names.js';
 import {
   parseQuarantineName,
   renderStatus,

@@ -11,7 +11,7 @@ import {
   MANIFEST_HEADER,
   type ManifestEntry,
 } from '../../src/core/manifest.js';
-import { readGenerationMeta, verifyGeneration } from '../../src/sink/verify.js';
+import { readGenerationMeta, verifyGeneration } from '../../src/generation/verify.js';
 import { runProcess } from '../../src/adapters/run.js';
 
 // Issue 10, hole 3: a generation is exactly tree/, manifest, meta.json and a SHA256SUMS that matches

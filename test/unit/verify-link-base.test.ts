@@ -10,7 +10,7 @@ import {
   MANIFEST_HEADER,
   type ManifestEntry,
 } from '../../src/core/manifest.js';
-import { verifyGeneration } from '../../src/sink/verify.js';
+import { verifyGeneration } from '../../src/generation/verify.js';
 
 // Two real generations on disk: `new` hard-links its unchanged files to `base`. Verification with
 // the link base given as a map or as a manifest read alongside the walk must agree: linked files

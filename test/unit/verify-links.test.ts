@@ -10,7 +10,7 @@ import {
   MANIFEST_HEADER_2,
   type ManifestEntry,
 } from '../../src/core/manifest.js';
-import { verifyGeneration } from '../../src/sink/verify.js';
+import { verifyGeneration } from '../../src/generation/verify.js';
 
 // The data's hard-link groups in a generation on disk: every later name of a group must be the
 // first name's inode. A tree where a group arrived as separate files (a pull without -H, a hostile

@@ -1,5 +1,5 @@
 import { runAction, type Root } from '../app.js';
-import { restoreGeneration } from '../../operate/restore.js';
+import { restoreGeneration } from '../../generation/restore.js';
 
 export function registerRestoreCommand(root: Root): void {
   root

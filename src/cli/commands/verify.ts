@@ -3,13 +3,13 @@ import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 import { loadConfig } from '../../config/load.js';
 import { ConfigError, JobError } from '../../errors.js';
 import {
-  listConfiguredGenerations,
-  recordSinkVerdicts,
+  listSourceTargets,
   renderCheck,
   summarizeFailures,
   verifyGenerations,
   type VerifyTarget,
-} from '../../operate/verify-command.js';
+} from '../../generation/verify-command.js';
+import { listSinkStoreTargets, recordSinkVerdicts } from '../../sink/verify-verdicts.js';
 
 function defaultConfigFile(): string {
   if (existsSync(DEFAULT_CONFIG.source)) return DEFAULT_CONFIG.source;
@@ -51,7 +51,9 @@ Exit codes: 0 all generations ok, 1 a mismatch was found, 2 usage or config erro
           throw new ConfigError('name generation directories or pass --all', { step: 'verify' });
         const targets: VerifyTarget[] = dirs.map((dir) => ({ dir }));
         const loaded = opts.all ? await loadConfig(opts.config ?? defaultConfigFile()) : undefined;
-        if (loaded) targets.push(...(await listConfiguredGenerations(loaded)));
+        // on a source: the handovers and the source store; on a sink: every directory of the sink store
+        if (loaded?.kind === 'source') targets.push(...(await listSourceTargets(loaded.config)));
+        if (loaded?.kind === 'sink') targets.push(...(await listSinkStoreTargets(loaded.config)));
         const checks = await verifyGenerations(targets, {
           deep: opts.deep,
           progress: ctx.interactive,

@@ -10,7 +10,7 @@ import {
   type ManifestLimits,
   DEFAULT_MANIFEST_LIMITS,
 } from '../core/manifest.js';
-import { readLines } from './fsx.js';
+import { readLines } from '../adapters/fsx.js';
 
 export class ManifestError extends Error {}
 

@@ -11,7 +11,8 @@ import {
 import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
 import { SET_ID_BITS } from '../core/tree-mode.js';
 import { sha256File, walkTree, type WalkEntry } from '../adapters/fsx.js';
-import { readManifest, ManifestCursor, ManifestError } from '../adapters/manifest-file.js';
+import { readManifest, ManifestCursor, ManifestError } from './manifest-file.js';
+import { GENERATION_NAMES } from './names.js';
 import { errnoCode } from '../errors.js';
 
 export type ProblemKind =
@@ -312,8 +313,6 @@ async function nextInTree(
 /** Mode bits no entry of a store's tree may have (see src/core/tree-mode.ts): setuid, setgid, go+w. */
 const STORE_FORBIDDEN_BITS = BigInt(SET_ID_BITS | 0o022);
 
-/** The names a generation directory holds, exactly. */
-export const GENERATION_NAMES: ReadonlySet<string> = new Set(['tree', 'manifest', 'meta.json', 'SHA256SUMS']);
 /** Unexpected top-level names reported at most (a directory of a million planted names is not listed). */
 const MAX_TOP_LEVEL_EXTRAS = 20;
 

@@ -1,6 +1,8 @@
 import { readdir, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isGenerationId, parseGenerationId } from '../core/generation-id.js';
+import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
+import { readJsonIfExists } from '../adapters/fsx.js';
+import { isGenerationId, parseGenerationId } from './names.js';
 import { errnoCode } from '../errors.js';
 
 export interface StoredGeneration {
@@ -43,4 +45,20 @@ export async function listWorkDirs(parent: string): Promise<string[]> {
     if (errnoCode(e) === 'ENOENT') return [];
     throw e;
   }
+}
+
+export interface StoreGeneration extends StoredGeneration {
+  /** its meta.json, parsed; undefined when missing or not valid */
+  meta: GenerationMeta | undefined;
+}
+
+/** The complete generations of a handover or store, oldest first, each with its meta.json. */
+export async function readStoreContents(dir: string): Promise<StoreGeneration[]> {
+  const out: StoreGeneration[] = [];
+  for (const g of await listGenerations(dir)) {
+    const raw = await readJsonIfExists(join(g.dir, 'meta.json')).catch(() => undefined);
+    const meta = generationMetaSchema.safeParse(raw);
+    out.push({ ...g, meta: meta.success ? meta.data : undefined });
+  }
+  return out;
 }

@@ -30,7 +30,7 @@ import {
   type OwnerIds,
 } from '../core/restore-plan.js';
 import { ConfigError, JobError, BatonError, errnoCode } from '../errors.js';
-import { readManifest, ManifestError } from '../adapters/manifest-file.js';
+import { readManifest, ManifestError } from './manifest-file.js';
 import { loadNameMaps } from '../adapters/accounts.js';
 import { createTimeSetter, type TimeSetter } from '../adapters/set-times.js';
 import { describeExit, runProcess } from '../adapters/run.js';
