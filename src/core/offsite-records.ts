@@ -7,7 +7,7 @@
  * Pure: no node:*, zod only.
  */
 import { z } from 'zod';
-import { isGenerationId } from './generation-id.js';
+import { isGenerationId } from '../generation/names.js';
 
 /** A record from the bucket was refused. One line; the offsite code wraps it into a JobError. */
 export class RecordError extends Error {
