@@ -55,7 +55,7 @@ function parseSmtpUrl(url: string): SmtpTarget {
     throw new JobError(`smtp URL must start with smtp:// or smtps://, got ${u.protocol}//`, { step: 'mail' });
   }
   if (u.password !== '') {
-    // DESIGN §5: secrets come from files or the environment, never from the config itself.
+    // docs/design.md §3: secrets come from files or the environment, never from the config itself.
     throw new JobError(
       'the smtp URL holds a password: put it in passwordFile or BATON_SMTP_PASSWORD instead',
       {

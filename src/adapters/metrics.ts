@@ -6,43 +6,14 @@ import {
   parseMetrics,
   planJobMetrics,
   type MetricsJob,
-  type MetricsStore,
   type StreamRunFacts,
 } from '../core/metrics.js';
 import { mkdirp, writeFileAtomic } from './fsx.js';
 import type { Logger } from './log.js';
-import { readStoreContents } from '../generation/list.js';
 
 /** `<stateDir>/metrics/baton_<job>.prom`: always written; the previous run's values are read back from it. */
 export function metricsFile(stateDir: string, job: MetricsJob): string {
   return join(stateDir, 'metrics', `baton_${job}.prom`);
-}
-
-/**
- * Generation counts per store and the newest generation (by id, over all the given stores) with its
- * meta.json: the store part of a stream's metrics.
- */
-export async function describeStores(
-  stores: ReadonlyArray<{ store: MetricsStore; dir: string }>,
-): Promise<Pick<StreamRunFacts, 'stores' | 'newest'>> {
-  const counted: Array<{ store: MetricsStore; generations: number }> = [];
-  let newest: { id: string; meta: StreamRunFacts['newest'] } | undefined;
-  for (const s of stores) {
-    const gens = await readStoreContents(s.dir);
-    counted.push({ store: s.store, generations: gens.length });
-    const last = gens.at(-1);
-    if (last && (newest === undefined || last.id > newest.id)) {
-      newest = {
-        id: last.id,
-        meta: last.meta && {
-          bytes: last.meta.bytes,
-          bytesNew: last.meta.bytesCopied,
-          downtimeMs: last.meta.downtimeMs,
-        },
-      };
-    }
-  }
-  return { stores: counted, newest: newest?.meta };
 }
 
 /**

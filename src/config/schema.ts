@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { DURATION_PATTERN, parseDuration } from '../core/duration.js';
 
 /**
  * The one schema of both config files. Validation, the JSON Schema for editors
@@ -335,8 +335,7 @@ export type SourceConfig = z.output<typeof sourceSchema>;
 export type SinkConfig = z.output<typeof sinkSchema>;
 export type MailConfig = z.output<typeof mailSchema>;
 export type PingConfig = z.output<typeof pingSchema>;
-export type StreamName = 'data' | 'logs';
-export const STREAMS: readonly StreamName[] = ['data', 'logs'];
+export { STREAMS, type StreamName } from '../core/streams.js';
 export type SourceStreamConfig =
   SourceConfig['streams']['data'] | NonNullable<SourceConfig['streams']['logs']>;
 export type SinkSourceConfig = SinkConfig['sources'][number];

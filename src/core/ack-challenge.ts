@@ -1,5 +1,5 @@
 /**
- * The ack challenge (DESIGN.md §5): an `ack` proves that the sink holds the generation's bytes, not
+ * The ack challenge (docs/design.md §3): an `ack` proves that the sink holds the generation's bytes, not
  * only that it read `list`. Over the one ssh session of `ack ID SHA256`:
  *
  *   gate → sink   baton-ack-challenge 1 <nonce: 64 hex> <n>

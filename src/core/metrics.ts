@@ -1,4 +1,4 @@
-import type { StreamName } from '../config/schema.js';
+import type { StreamName } from './streams.js';
 
 /**
  * Prometheus text exposition for node-exporter's textfile collector: what baton writes after every

@@ -1,5 +1,5 @@
-import type { StreamName } from '../config/schema.js';
-import { formatAge, formatDuration } from '../config/duration.js';
+import type { StreamName } from './streams.js';
+import { formatAge, formatDuration } from './duration.js';
 
 /** How far a generation id may be ahead of this host's clock before it counts as "from the future". */
 export const DEFAULT_FUTURE_SKEW_MS = 10 * 60_000;

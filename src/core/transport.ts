@@ -1,5 +1,5 @@
-import type { StreamName } from '../config/schema.js';
-import { formatAge } from '../config/duration.js';
+import type { StreamName } from './streams.js';
+import { formatAge } from './duration.js';
 
 export interface PendingGeneration {
   stream: StreamName;

@@ -26,7 +26,7 @@ import { BatonError, ConfigError, errnoCode, ExitCode, JobError, oneLine } from 
 
 /**
  * `baton gate data|logs`: the forced command of a stream user's ssh key, the only thing the sink may run
- * on the source (DESIGN.md §5). It runs as that stream user, never as root, and touches only the stream's
+ * on the source (docs/design.md §3). It runs as that stream user, never as root, and touches only the stream's
  * handover and (for data) the source store.
  */
 

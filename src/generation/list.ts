@@ -1,6 +1,7 @@
 import { readdir, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
+import type { MetricsStore, StreamRunFacts } from '../core/metrics.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import { isGenerationId, parseGenerationId } from './names.js';
 import { errnoCode } from '../errors.js';
@@ -61,4 +62,31 @@ export async function readStoreContents(dir: string): Promise<StoreGeneration[]>
     out.push({ ...g, meta: meta.success ? meta.data : undefined });
   }
   return out;
+}
+
+/**
+ * Generation counts per store and the newest generation (by id, over all the given stores) with its
+ * meta.json: the store part of a stream's metrics.
+ */
+export async function describeStores(
+  stores: ReadonlyArray<{ store: MetricsStore; dir: string }>,
+): Promise<Pick<StreamRunFacts, 'stores' | 'newest'>> {
+  const counted: Array<{ store: MetricsStore; generations: number }> = [];
+  let newest: { id: string; meta: StreamRunFacts['newest'] } | undefined;
+  for (const s of stores) {
+    const gens = await readStoreContents(s.dir);
+    counted.push({ store: s.store, generations: gens.length });
+    const last = gens.at(-1);
+    if (last && (newest === undefined || last.id > newest.id)) {
+      newest = {
+        id: last.id,
+        meta: last.meta && {
+          bytes: last.meta.bytes,
+          bytesNew: last.meta.bytesCopied,
+          downtimeMs: last.meta.downtimeMs,
+        },
+      };
+    }
+  }
+  return { stores: counted, newest: newest?.meta };
 }

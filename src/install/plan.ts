@@ -241,7 +241,7 @@ export function gateCommand(baton: readonly string[], stream: StreamName, config
 
 /**
  * A stream user's one authorized_keys line: `restrict,[from=…,]command="<baton> gate STREAM --config F" KEY`,
- * or with a user CA `cert-authority,principals="USER",restrict,…  CA-KEY` (DESIGN.md §5).
+ * or with a user CA `cert-authority,principals="USER",restrict,…  CA-KEY` (docs/design.md §3).
  */
 export function authorizedKeyLine(o: {
   baton: readonly string[];

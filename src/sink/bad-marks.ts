@@ -7,7 +7,7 @@ import { fsyncDir, mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters
 
 /**
  * Bad marks: a sink store generation that failed a later `baton verify` (bit rot) is marked in
- * `<stream dir>/.bad/<id>`, outside the generation itself (its layout stays as DESIGN.md §4 says).
+ * `<stream dir>/.bad/<id>`, outside the generation itself (its layout stays as docs/design.md §4 says).
  * A marked generation no longer counts as verified for retention; a later passing deep verify
  * removes the mark.
  */

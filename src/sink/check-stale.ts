@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { SinkConfig, StreamName } from '../config/schema.js';
-import { formatAge } from '../config/duration.js';
+import { formatAge } from '../core/duration.js';
 import { judgeStale, newestNotAhead, type StaleVerdict } from '../core/stale.js';
 import { mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 import { listGenerations } from '../generation/list.js';

@@ -4,7 +4,8 @@ import type { StreamRunFacts } from '../core/metrics.js';
 import { oneLine } from '../errors.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
-import { describeStores, writeJobMetrics } from '../adapters/metrics.js';
+import { writeJobMetrics } from '../adapters/metrics.js';
+import { describeStores } from '../generation/list.js';
 import { sinkPaths } from './state.js';
 
 const runTimesSchema = z.object({ startedAt: z.iso.datetime(), finishedAt: z.iso.datetime() });

@@ -5,7 +5,7 @@ import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from 
 import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
 import { MAX_LISTING_BYTES, parseGateListing } from '../core/listing.js';
 import { parseGenerationId } from '../generation/names.js';
-import { formatAge, formatDuration } from '../config/duration.js';
+import { formatAge, formatDuration } from '../core/duration.js';
 import { acquireLock, HeldLockError, releaseHeldLocksSync } from '../adapters/lock.js';
 import { describeExceeded } from '../adapters/run.js';
 import { boundQuarantine } from './quarantine-bound.js';

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { SinkConfig, StreamName } from '../config/schema.js';
 
-/** The sink store layout (DESIGN.md §4) and the sink's own state. */
+/** The sink store layout (docs/design.md §4) and the sink's own state. */
 export function sinkPaths(config: SinkConfig, source: string, stream: StreamName) {
   const streamDir = join(config.store, source, stream);
   return {

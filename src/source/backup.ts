@@ -1,7 +1,7 @@
 import { chown, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../core/duration.js';
 import { BatonError, CombinedError, JobError, oneLine } from '../errors.js';
 import { describeCommand } from '../adapters/run.js';
 import { loadNameMaps } from '../adapters/accounts.js';

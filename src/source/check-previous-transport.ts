@@ -1,5 +1,5 @@
 import type { SourceConfig } from '../config/schema.js';
-import { formatAge } from '../config/duration.js';
+import { formatAge } from '../core/duration.js';
 import { judgePreviousTransport, type TransportJudgement } from '../core/transport.js';
 import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
 import type { Logger } from '../adapters/log.js';

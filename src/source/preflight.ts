@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import type { SourceConfig, SourceStreamConfig, StreamName } from '../config/schema.js';
 import { JobError, errnoCode } from '../errors.js';
 import { nextGenerationId } from '../core/next-generation-id.js';
-import { formatAge } from '../config/duration.js';
+import { formatAge } from '../core/duration.js';
 import { generationMetaSchema } from '../core/meta.js';
 import { requireUser, type Account } from '../adapters/accounts.js';
 import { exists, readJsonIfExists } from '../adapters/fsx.js';

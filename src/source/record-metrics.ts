@@ -2,7 +2,8 @@ import type { SourceConfig, StreamName } from '../config/schema.js';
 import type { StreamRunFacts } from '../core/metrics.js';
 import { oneLine } from '../errors.js';
 import type { Logger } from '../adapters/log.js';
-import { describeStores, writeJobMetrics } from '../adapters/metrics.js';
+import { writeJobMetrics } from '../adapters/metrics.js';
+import { describeStores } from '../generation/list.js';
 
 /**
  * After a `source backup` run (ok or not): `<stateDir>/metrics/baton_source_backup.prom` (and a copy

@@ -1,4 +1,4 @@
-import { formatAge, formatDuration } from '../config/duration.js';
+import { formatAge, formatDuration } from '../core/duration.js';
 import type { GenerationReport, StatusReport, StoreKind, StreamReport } from './status.js';
 import { formatBytes, formatDowntime, formatInstant, formatRunDuration } from './format.js';
 

@@ -1,5 +1,5 @@
 import pc from 'picocolors';
-import { formatAge } from '../config/duration.js';
+import { formatAge } from '../core/duration.js';
 import type { StatusReport, StreamReport } from './status.js';
 import { formatBytes, formatDowntime, formatInstant, formatRunDuration } from './format.js';
 

@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { z } from 'zod';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../core/duration.js';
 import { isGenerationId } from '../generation/names.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';

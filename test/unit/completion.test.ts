@@ -3,8 +3,8 @@ import { describe, test } from 'node:test';
 import { Argument, Command, Option, type CommandUnknownOpts } from '@commander-js/extra-typings';
 import { createRoot } from '../../src/cli/app.js';
 import { registerCommands } from '../../src/cli/commands/index.js';
-import { bashCompletion, zshCompletion } from '../../src/completion/scripts.js';
-import { completionTree, type CompletionCommand } from '../../src/completion/spec.js';
+import { bashCompletion, zshCompletion } from '../../src/cli/completion/scripts.js';
+import { completionTree, type CompletionCommand } from '../../src/cli/completion/spec.js';
 
 function smallTree(): Command {
   const root = new Command('baton').option('--log-format <format>', 'x').version('1.0.0', '-V, --version');

@@ -3,11 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { closestName, formatKeyPath, type ConfigProblem } from '../../src/config/explain.js';
 import {
   checkConfigFile,
   checkConfigText,
-  closestName,
-  formatKeyPath,
   InvalidConfigError,
   inferConfigKind,
   loadConfig,
@@ -15,7 +14,6 @@ import {
   loadSourceConfig,
   parseAnyConfigText,
   parseConfigText,
-  type ConfigProblem,
 } from '../../src/config/load.js';
 import { ConfigError, ExitCode } from '../../src/errors.js';
 

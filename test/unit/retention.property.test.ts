@@ -1,6 +1,6 @@
 /**
  * Property-based tests of the retention planner: for any set of generations (verified or not) and any
- * keep ≥ 1, the plan never drops the safety nets of DESIGN.md §1 and STYLE.md.
+ * keep ≥ 1, the plan never drops the safety nets of docs/design.md §2.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

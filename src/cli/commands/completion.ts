@@ -1,6 +1,6 @@
 import { Argument } from '@commander-js/extra-typings';
-import { bashCompletion, zshCompletion } from '../../completion/scripts.js';
-import { completionTree } from '../../completion/spec.js';
+import { bashCompletion, zshCompletion } from '../completion/scripts.js';
+import { completionTree } from '../completion/spec.js';
 import { ExitCode } from '../../errors.js';
 import { runAction, type Root } from '../app.js';
 

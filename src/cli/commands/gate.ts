@@ -45,7 +45,9 @@ function writeFd(fd: number): (text: string) => void {
 export function registerGateCommand(root: Root): void {
   root
     .command('gate')
-    .description('serve the sink over ssh: read-only rsync of a handover, list, ack (ssh forced command)')
+    .description(
+      'serve the sink over ssh: read-only rsync of a handover, list, ack, reject (ssh forced command)',
+    )
     .addArgument(new Argument('<stream>', 'the stream this key may reach').choices(['data', 'logs'] as const))
     .option('--config <file>', 'source config file', DEFAULT_CONFIG.source)
     .addHelpText('after', HELP_AFTER)

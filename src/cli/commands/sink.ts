@@ -24,9 +24,12 @@ Examples:
     );
   sink
     .command('pull')
+    .summary('pull, check and publish new generations of a stream, then tell the source')
     .description(
-      'pull every pending generation of a stream from each configured source over ssh + rsync,\n' +
-        'verify it, publish it into the sink store, prune, then ack it to the source (steps 2 and 3)',
+      'pull every new generation of a stream from each configured source over ssh + rsync, check ' +
+        'every file against its manifest, publish it into the sink store, remove generations the ' +
+        'retention settings no longer keep, then tell the source the generation is safe (data: it ' +
+        'moves into the source store; logs: it is deleted there)',
     )
     .addArgument(new Argument('<stream>', 'which stream').choices(['data', 'logs'] as const))
     .addOption(new Option('--config <file>', 'sink config file').default(DEFAULT_CONFIG.sink))

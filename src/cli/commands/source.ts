@@ -47,9 +47,11 @@ Examples:
 
   source
     .command('backup')
+    .summary('stop the app, copy what changed, start it, hand the new generations over')
     .description(
-      'stop the app, collect data and logs, start the app again, hand the new generation over\n' +
-        '(steps 1.a–1.d); mail an alert when the previous transport failed',
+      'stop the app, copy what changed in its data and logs, start the app again, then build the new ' +
+        'generations and leave them in the handover for the sink to pull; send an alert when an ' +
+        'earlier generation is still waiting there (the sink has not taken it)',
     )
     .addOption(configOption())
     .option('--dry-run', 'print what would be stopped, collected and written; change nothing', false)
