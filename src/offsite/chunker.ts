@@ -13,15 +13,9 @@
  * distribution around `avgSize`.
  */
 import { open } from 'node:fs/promises';
+import { chunkerParamsProblem, type ChunkerParams } from '../core/offsite-records.js';
 
-export interface ChunkerParams {
-  /** No cut before this many bytes (a file of at most this size is one chunk). */
-  readonly minSize: number;
-  /** Target mean; a power of two. */
-  readonly avgSize: number;
-  /** A chunk is cut here at the latest. */
-  readonly maxSize: number;
-}
+export { CHUNKER_LIMITS, chunkerParamsProblem, type ChunkerParams } from '../core/offsite-records.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -32,9 +26,6 @@ export const DEFAULT_CHUNKER_PARAMS: ChunkerParams = Object.freeze({
   avgSize: 1 * MiB,
   maxSize: 4 * MiB,
 });
-
-/** Bounds on the parameters a repository config may carry (a hostile config must not make us allocate 4 GiB). */
-export const CHUNKER_LIMITS = Object.freeze({ minSize: 64, maxSize: 64 * MiB });
 
 /**
  * The gear table: 256 fixed 32-bit values (the first 4 bytes of sha256("baton fastcdc gear <i>")).
@@ -71,23 +62,6 @@ const GEAR = new Int32Array([
   0x20e47c2c, 0x4a201337, 0xb665e6a7, 0x0bee2830, 0xe7592c9a, 0xae4296e9, 0xb1cc5e26, 0x3aad3a27, 0xbf63a527,
   0x2331c5ec, 0x1928c1e7, 0x6fdf1ca3, 0xb86f6b1e,
 ]);
-
-/** Returns why `p` is not a usable parameter set, or undefined when it is. Pure. */
-export function chunkerParamsProblem(p: ChunkerParams): string | undefined {
-  const { minSize, avgSize, maxSize } = p;
-  for (const [k, v] of Object.entries(p)) {
-    if (!Number.isSafeInteger(v)) return `chunker ${k} ${String(v)} is not an integer`;
-  }
-  if (minSize < CHUNKER_LIMITS.minSize)
-    return `chunker minSize ${minSize} is below ${CHUNKER_LIMITS.minSize}`;
-  if (maxSize > CHUNKER_LIMITS.maxSize)
-    return `chunker maxSize ${maxSize} is above ${CHUNKER_LIMITS.maxSize}`;
-  if (!(minSize < avgSize && avgSize < maxSize)) {
-    return `chunker sizes must satisfy minSize < avgSize < maxSize (got ${minSize} / ${avgSize} / ${maxSize})`;
-  }
-  if ((avgSize & (avgSize - 1)) !== 0) return `chunker avgSize ${avgSize} is not a power of two`;
-  return undefined;
-}
 
 /** Throws a one-line Error when the parameters are unusable; returns them otherwise. */
 export function checkChunkerParams(p: ChunkerParams): ChunkerParams {

@@ -297,6 +297,36 @@ export class BlobSealer {
     if (pos !== out.length) throw new Error('sealed size mismatch');
     return out;
   }
+
+  /**
+   * The same age file as `seal`, produced piece by piece from a stream of plaintext of any size (a large
+   * manifest or files map never sits in memory whole). Memory: one 64 KiB chunk.
+   */
+  async *sealStream(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
+    yield Buffer.from(this.header);
+    const nonce = randomBytes(NONCE);
+    yield nonce;
+    const key = payloadKey(this.fileKey, nonce);
+    let counter = 0;
+    const encryptChunk = (plain: Uint8Array, last: boolean): Buffer => {
+      const c = createCipheriv('chacha20-poly1305', key, streamNonce(counter++, last), {
+        authTagLength: TAG,
+      });
+      const body = c.update(plain);
+      c.final();
+      return Buffer.concat([body, c.getAuthTag()]);
+    };
+    let pending = Buffer.alloc(0);
+    for await (const piece of source) {
+      pending = pending.length === 0 ? Buffer.from(piece) : Buffer.concat([pending, piece]);
+      // A full chunk is the last one only if nothing follows it: keep it until more bytes arrive.
+      while (pending.length > CHUNK) {
+        yield encryptChunk(pending.subarray(0, CHUNK), false);
+        pending = pending.subarray(CHUNK);
+      }
+    }
+    yield encryptChunk(pending, true);
+  }
 }
 
 /** Length of the age header at the start of `file` (through the MAC line's newline), if there is one. */
@@ -359,6 +389,59 @@ export class BlobOpener {
       }
     }
     return out;
+  }
+
+  /**
+   * Opens an age file arriving piece by piece (e.g. a streamed GET of a large generation object); yields the
+   * plaintext chunk by chunk, each authenticated before it is yielded. A truncated stream throws at its end,
+   * so the caller must not treat what it wrote as complete before the generator finishes.
+   */
+  async *openStream(
+    source: AsyncIterable<Uint8Array>,
+    what: string,
+  ): AsyncGenerator<Uint8Array, void, undefined> {
+    let buf = Buffer.alloc(0);
+    let key: Buffer | undefined;
+    let counter = 0;
+    const decryptChunk = (sealed: Uint8Array, last: boolean): Buffer => {
+      const d = createDecipheriv('chacha20-poly1305', key as Buffer, streamNonce(counter++, last), {
+        authTagLength: TAG,
+      });
+      d.setAuthTag(sealed.subarray(sealed.length - TAG));
+      try {
+        const out = d.update(sealed.subarray(0, sealed.length - TAG));
+        d.final();
+        return out;
+      } catch {
+        throw new BlobOpenError(`${what}: decryption failed (tampered, truncated or reordered data)`, {
+          step: STEP,
+        });
+      }
+    };
+    for await (const piece of source) {
+      buf = buf.length === 0 ? Buffer.from(piece) : Buffer.concat([buf, piece]);
+      if (key === undefined) {
+        const headerLength = ageHeaderLength(buf);
+        if (headerLength === undefined) {
+          if (buf.length >= MAX_HEADER_BYTES)
+            throw new BlobOpenError(`${what}: not an age file (damaged?)`, { step: STEP });
+          continue;
+        }
+        if (buf.length < headerLength + NONCE) continue;
+        const fileKey = await this.fileKeyOf(buf.subarray(0, headerLength), what);
+        key = payloadKey(fileKey, buf.subarray(headerLength, headerLength + NONCE));
+        buf = buf.subarray(headerLength + NONCE);
+      }
+      while (buf.length > CHUNK + TAG) {
+        yield decryptChunk(buf.subarray(0, CHUNK + TAG), false);
+        buf = buf.subarray(CHUNK + TAG);
+      }
+    }
+    if (key === undefined) throw new BlobOpenError(`${what}: not an age file or truncated`, { step: STEP });
+    if (buf.length < TAG || (buf.length === TAG && counter > 0)) {
+      throw new BlobOpenError(`${what}: truncated or damaged`, { step: STEP });
+    }
+    yield decryptChunk(buf, true);
   }
 
   private async fileKeyOf(header: Uint8Array, what: string): Promise<Uint8Array> {

@@ -21,6 +21,8 @@ export interface MotoOptions {
   objectLock?: boolean;
   /** moto's minimum multipart part size (S3_UPLOAD_PART_MIN_SIZE; default 5 MiB as on AWS). */
   partMinSize?: number;
+  /** moto's page size for listings the client does not size (MOTO_S3_DEFAULT_MAX_KEYS; default 1000). */
+  listPageSize?: number;
   /** See the module comment. */
   rejectCredentials?: boolean;
 }
@@ -104,6 +106,7 @@ export async function startMoto(opts: MotoOptions = {}): Promise<MotoServer> {
       AWS_ACCESS_KEY_ID: credentials.accessKeyId,
       AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
       AWS_DEFAULT_REGION: region,
+      MOTO_S3_DEFAULT_MAX_KEYS: String(opts.listPageSize ?? 1000),
     };
     // One action: CreateBucket. Everything after it is authenticated against moto's (empty) IAM.
     if (opts.rejectCredentials === true) env['INITIAL_NO_AUTH_ACTION_COUNT'] = '1';

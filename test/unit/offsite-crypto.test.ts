@@ -222,3 +222,66 @@ test('tampered, truncated, foreign or wrongly keyed blobs are refused with one l
     /identity is not one of the recipients/,
   );
 });
+
+/** Splits `b` into pieces at the given fractions (any piece sizes, empty ones included). */
+function pieces(b: Uint8Array, cuts: number[]): Uint8Array[] {
+  const at = [...new Set(cuts.map((f) => Math.floor(f * b.length)))].sort((x, y) => x - y);
+  const out: Uint8Array[] = [];
+  let prev = 0;
+  for (const c of [...at, b.length]) {
+    out.push(b.subarray(prev, c));
+    prev = c;
+  }
+  return out;
+}
+
+async function* iter(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
+  for (const p of parts) {
+    await Promise.resolve();
+    yield p;
+  }
+}
+
+async function collect(g: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const p of g) parts.push(p);
+  return Buffer.concat(parts);
+}
+
+test('streamed sealing and opening agree with the whole-buffer forms, whatever the piece sizes', async () => {
+  const sealer = await BlobSealer.create([recipient]);
+  const opener = new BlobOpener([identity]);
+  const cuts = fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 8 });
+  await fc.assert(
+    fc.asyncProperty(sizes, cuts, cuts, async (n, inCuts, outCuts) => {
+      const plain = randomBytes(n);
+      const sealed = await collect(sealer.sealStream(iter(pieces(plain, inCuts))));
+      assert.equal(sealed.length, sealer.sealedSize(n));
+      assert.deepEqual(Buffer.from(await opener.open(sealed, 'b')), plain);
+      assert.deepEqual(await collect(opener.openStream(iter(pieces(sealed, outCuts)), 'b')), plain);
+      assert.deepEqual(
+        await collect(opener.openStream(iter(pieces(sealer.seal(plain), outCuts)), 'b')),
+        plain,
+      );
+    }),
+    { numRuns: 40 },
+  );
+});
+
+test("a streamed seal opens with Debian's age; a truncated or damaged stream throws at the end, one line", async () => {
+  const idPath = join(dir, 'stream-id.txt');
+  await writeFile(idPath, identity, { mode: 0o600 });
+  const sealer = await BlobSealer.create([recipient]);
+  const plain = randomBytes(3 * 65536);
+  const sealed = await collect(sealer.sealStream(iter(pieces(plain, [0.1, 0.5, 0.9]))));
+  const path = join(dir, 'streamed');
+  await writeFile(path, sealed);
+  assert.deepEqual(execFileSync('age', ['-d', '-i', idPath, path], { maxBuffer: 1 << 24 }), plain);
+  const opener = new BlobOpener([identity]);
+  for (const bad of [sealed.subarray(0, sealed.length - 65536 - 16), sealed.subarray(0, 100)]) {
+    await rejectsOneLine(collect(opener.openStream(iter([bad]), 'files map')), BlobOpenError, /^files map: /);
+  }
+  const flipped = Buffer.from(sealed);
+  flipped[flipped.length - 1]! ^= 1;
+  await rejectsOneLine(collect(opener.openStream(iter([flipped]), 'm')), BlobOpenError, /decryption failed/);
+});
