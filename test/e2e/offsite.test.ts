@@ -17,7 +17,7 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { runProcess } from '../../src/adapters/run.js';
 import { loadNameMaps } from '../../src/adapters/accounts.js';
 import { createLogger } from '../../src/adapters/log.js';
@@ -483,5 +483,80 @@ test(
     assert.equal(pushed.bytesNew, expected);
     assert.ok(pushed.bytesUploaded <= 1.1 * expected, `uploaded ${pushed.bytesUploaded} > 1.1 × ${expected}`);
     assert.ok(pushed.filesReused >= 5, `files not read again: ${pushed.filesReused}`);
+  },
+);
+
+test(
+  'a tampered pack object: offsite verify --deep and offsite restore name it and exit 1',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const s = await makeSetup();
+    const mirror = join(s.dir, 'mirror');
+    await writeMirror(mirror, randomBytes(512 * 1024));
+    await addGeneration(s, mirror);
+    const p = await push(s);
+    assert.equal(p.code, 0, show(p));
+
+    const ok = await runBaton(['offsite', 'verify', '--deep', '--identity', identity, '--config', s.config], {
+      env: s.env,
+    });
+    assert.equal(ok.code, 0, show(ok));
+
+    const packKey = (await bucketKeys(s.prefix)).find((k) => k.startsWith(`${s.prefix}/packs/`));
+    assert.ok(packKey);
+    const packId = packKey.split('/').pop() ?? '';
+    const bytes = await getRaw(packKey);
+    const mid = Math.floor(bytes.length / 2);
+    bytes.writeUInt8((bytes.readUInt8(mid) ^ 0xff) & 0xff, mid);
+    await moto.client().send(new PutObjectCommand({ Bucket: moto.bucket, Key: packKey, Body: bytes }));
+
+    const v = await runBaton(['offsite', 'verify', '--deep', '--identity', identity, '--config', s.config], {
+      env: s.env,
+    });
+    assert.equal(v.code, 1, show(v));
+    assert.ok(`${v.stdout}${v.stderr}`.includes(packId), show(v));
+
+    const out = join(s.dir, 'restored-tampered');
+    const r = await runBaton(
+      [
+        'offsite',
+        'restore',
+        'shop/data',
+        'latest',
+        '--to',
+        out,
+        '--identity',
+        identity,
+        '--config',
+        s.config,
+      ],
+      { env: s.env },
+    );
+    assert.equal(r.code, 1, show(r));
+    assert.ok(r.stderr.includes(packId), show(r));
+  },
+);
+
+test(
+  'wrong credentials: offsite list and push fail with one line, exit 1',
+  { skip: NEEDS_ROOT },
+  async () => {
+    // moto with IAM authentication on: the test keys are refused once the bucket exists
+    const refusing = await startMoto({ rejectCredentials: true });
+    try {
+      const s = await makeSetup({ endpoint: refusing.endpoint, bucket: refusing.bucket });
+      for (const args of [
+        ['offsite', 'list', '--config', s.config],
+        ['offsite', 'push', '--config', s.config],
+      ]) {
+        const r = await runBaton(args, { env: refusing.env });
+        assert.equal(r.code, 1, show(r));
+        const lines = r.stderr.split('\n').filter((l) => l.startsWith('baton:'));
+        assert.equal(lines.length, 1, show(r));
+        assert.ok(!r.stderr.includes(refusing.credentials.secretAccessKey), show(r));
+      }
+    } finally {
+      await refusing.stop();
+    }
   },
 );
