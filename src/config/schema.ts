@@ -254,6 +254,103 @@ const sinkStream = z.strictObject({
     ),
 });
 
+/** Byte rates and sizes: a number of bytes, or with a K, M or G suffix (powers of 1024). */
+const byteSize = (what: string) =>
+  z
+    .union([
+      z.int().min(1),
+      z
+        .string()
+        .regex(/^[0-9]{1,12}[KMG]?$/, { error: 'expected bytes like 1048576, 512K, 10M or 2G' })
+        .transform((s) => {
+          const unit = s.at(-1);
+          const mult = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
+          return Number(mult === 1 ? s : s.slice(0, -1)) * mult;
+        }),
+    ])
+    .describe(`${what} (bytes, or with K, M, G: 512K, 10M)`);
+
+/** An age X25519 recipient (public key). */
+export const AGE_RECIPIENT_PATTERN = /^age1[02-9ac-hj-np-z]{58}$/;
+
+export const offsiteSchema = z
+  .strictObject({
+    endpoint: z
+      .url()
+      .optional()
+      .describe(
+        'S3 endpoint URL, e.g. https://s3.eu-central-1.amazonaws.com or http://minio:9000 (unset: AWS)',
+      ),
+    region: z.string().min(1).default('us-east-1').describe('S3 region (any value for most S3-compatibles)'),
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: 'expected an S3 bucket name' })
+      .describe('the bucket (create it with Object Lock when objectLock is set)'),
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, {
+        error: 'expected a key prefix like baton or sinks/sink1',
+      })
+      .default('baton')
+      .describe('every key of this repository is under <prefix>/ (one push at a time per prefix)'),
+    provider: z
+      .enum(['aws', 'minio', 'ceph', 'b2', 'r2', 'generic'])
+      .default('aws')
+      .describe('provider profile: which checksum headers the store accepts'),
+    forcePathStyle: z
+      .boolean()
+      .optional()
+      .describe('path-style URLs (http://host/bucket/key); default: true for minio, ceph and generic'),
+    credentials: z
+      .strictObject({
+        file: absPath(
+          'an AWS shared-credentials file ([profile] aws_access_key_id = …, aws_secret_access_key = …)',
+        ).optional(),
+        profile: z.string().min(1).optional().describe('the profile in that file (default: default)'),
+      })
+      .optional()
+      .describe(
+        'where the access key comes from; unset: the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), then the AWS default chain. Never logged',
+      ),
+    encryption: z
+      .strictObject({
+        recipients: z
+          .array(z.string().regex(AGE_RECIPIENT_PATTERN, { error: 'expected an age public key age1…' }))
+          .optional()
+          .describe('age X25519 public keys (age1…); the identities stay offline until a restore'),
+        recipientsFile: absPath('a file of age public keys, one a line (# comments allowed)').optional(),
+      })
+      .refine((e) => (e.recipients?.length ?? 0) > 0 || e.recipientsFile !== undefined, {
+        error: 'set recipients or recipientsFile',
+      })
+      .optional()
+      .describe('age encryption of every object (unset: objects are plain, and config check warns)'),
+    objectLock: z
+      .strictObject({
+        mode: z.enum(['governance', 'compliance']).default('governance').describe('S3 Object Lock mode'),
+        retain: duration('every object is written with retain-until = now + this'),
+      })
+      .optional()
+      .describe('S3 Object Lock retention for every object (the bucket must have Object Lock enabled)'),
+    generations: z
+      .int()
+      .min(1)
+      .max(100000)
+      .optional()
+      .describe('committed generations kept offsite per source and stream (unset: all; prune removes none)'),
+    keepWithin: duration(
+      'offsite generations within this of the newest one are never pruned by count',
+    ).optional(),
+    parallel: z.int().min(1).max(64).default(4).describe('uploads at once'),
+    bwlimit: byteSize('upload bandwidth limit per second for the whole push').optional(),
+    packSize: byteSize('target size of a pack of small files and chunks').default(32 * 1024 * 1024),
+    afterPull: z
+      .boolean()
+      .default(false)
+      .describe('push at the end of every successful `sink pull` (a failed push is its own alert)'),
+  })
+  .describe('replicate verified sink generations to S3-compatible object storage (`baton offsite`)');
+
 export const sinkSchema = z
   .strictObject({
     store: absPath(
@@ -345,6 +442,9 @@ export const sinkSchema = z
     alerts: z
       .strictObject({
         staleAfter: duration('no new verified generation for this long → alert').optional(),
+        offsiteStaleAfter: duration(
+          'the newest offsite commit of a stream older than the newest sink generation by more than this → alert',
+        ).optional(),
         lockHeldAfter: duration(
           'a pull that finds its source and stream locked by the same live run for longer than this alerts instead of skipping quietly (unset: limits.maxPullDuration + 1h)',
         ).optional(),
@@ -354,6 +454,7 @@ export const sinkSchema = z
       .default({})
       .describe('how failures reach people'),
     metrics: metricsSchema,
+    offsite: offsiteSchema.optional(),
     recoveryTiers: z
       .array(
         z.strictObject({
@@ -380,3 +481,4 @@ export type SourceStreamConfig =
   SourceConfig['streams']['data'] | NonNullable<SourceConfig['streams']['logs']>;
 export type SinkSourceConfig = SinkConfig['sources'][number];
 export type SinkStreamConfig = z.output<typeof sinkStream>;
+export type OffsiteConfig = z.output<typeof offsiteSchema>;

@@ -28,9 +28,9 @@ export interface Sample {
 }
 
 /** `job` label value and file name part: `source_backup`, `sink_pull_data`, `sink_pull_logs`. */
-export type MetricsJob = 'source_backup' | 'sink_pull_data' | 'sink_pull_logs';
+export type MetricsJob = 'source_backup' | 'sink_pull_data' | 'sink_pull_logs' | 'offsite_push';
 
-export type MetricsStore = 'handover' | 'source_store' | 'sink_store';
+export type MetricsStore = 'handover' | 'source_store' | 'sink_store' | 'offsite';
 
 /** What one job run knows about one source/stream after it ran (or chose not to touch it). */
 export interface StreamRunFacts {

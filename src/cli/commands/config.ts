@@ -94,5 +94,9 @@ async function checkCommand(
   }
   const loaded = await loadConfig(file, kind);
   process.stdout.write(`ok: ${file} is a valid ${loaded.kind} config\n`);
+  if (loaded.kind === 'sink' && loaded.config.offsite && !loaded.config.offsite.encryption)
+    process.stderr.write(
+      `baton: warning: ${file}: offsite.encryption is not set: objects in the bucket are stored plain (readable by anyone who can read the bucket)\n`,
+    );
   return ExitCode.ok;
 }

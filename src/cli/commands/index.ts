@@ -9,6 +9,7 @@ import { registerInstallCommand } from './install.js';
 import { registerCompletionCommand } from './completion.js';
 import { registerVerifyCommand } from './verify.js';
 import { registerRestoreCommand } from './restore.js';
+import { registerOffsiteCommands } from './offsite.js';
 
 /** Every command file exports one register function; this is the whole command tree. */
 export function registerCommands(root: Root): void {
@@ -22,4 +23,5 @@ export function registerCommands(root: Root): void {
   registerCompletionCommand(root);
   registerVerifyCommand(root);
   registerRestoreCommand(root);
+  registerOffsiteCommands(root);
 }

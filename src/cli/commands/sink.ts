@@ -3,6 +3,7 @@ import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 import { loadSinkConfig } from '../../config/load.js';
 import { runSinkPull, type StreamOutcome } from '../../sink/run-pull.js';
 import { ExitCode } from '../../errors.js';
+import { pushAfterPull } from '../../offsite/after-pull.js';
 
 /** 0 when every source went well, 75 when the only problem was a held lock, else 1. */
 export function pullExitCode(outcomes: readonly StreamOutcome[]): number {
@@ -68,6 +69,13 @@ Exit codes: 0 all sources ok, 1 a source failed (alert sent; nothing acked or pr
             process.stdout.write(`${o.source}/${o.stream}: ${what}\n`);
           }
         }
+        // offsite.afterPull: after the acks; a failed push alerts on its own and never changes the exit code
+        const pushes = await pushAfterPull(config, outcomes, { now: ctx.now, log: ctx.log });
+        for (const p of pushes)
+          if (!p.outcome.ok)
+            process.stderr.write(
+              `baton: offsite push after pull ${p.source}/${p.stream}: ${p.outcome.locked ? 'skipped: another push holds the lock' : (p.outcome.error ?? 'failed')}\n`,
+            );
         const failed = outcomes.filter((o) => !o.ok);
         if (failed.length) {
           process.stderr.write(

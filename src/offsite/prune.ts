@@ -1,0 +1,140 @@
+import type { OffsiteConfig, StreamName } from '../config/schema.js';
+import type { Logger } from '../adapters/log.js';
+import { planRetention } from '../core/retention.js';
+import {
+  commitKey,
+  genKey,
+  GEN_OBJECTS,
+  INDEX_PREFIX,
+  indexKey,
+  PACK_PREFIX,
+  packIdOfKey,
+  packKey,
+} from './layout.js';
+import type { ObjectStore } from './object-store.js';
+import { listCommits, readCommit, type CommitRef } from './read.js';
+import type { Repo } from './repo.js';
+
+/** Packs no commit references are deleted only when older than this (a running or killed push's). */
+export const ORPHAN_GRACE_MS = 24 * 3600_000;
+
+export interface PrunePlanLine {
+  source: string;
+  stream: StreamName;
+  id: string;
+  reason: string;
+}
+
+export interface PruneResult {
+  keep: PrunePlanLine[];
+  remove: PrunePlanLine[];
+  /** generations whose commit was deleted */
+  removed: string[];
+  packsDeleted: number;
+  /** objects Object Lock still holds (deleted by a later prune) */
+  retained: string[];
+  dryRun: boolean;
+}
+
+/**
+ * `baton offsite prune`: per source and stream, the retention plan over the committed generations
+ * (`generations`, `keepWithin`; never the newest); the commits of the removed ones go first (then
+ * their objects), then every pack and index no remaining commit references. A delete that Object
+ * Lock refuses is "retained": logged once in the summary and tried again by the next prune.
+ */
+export async function runOffsitePrune(opts: {
+  store: ObjectStore;
+  repo: Repo;
+  cfg: OffsiteConfig;
+  streams: ReadonlyArray<{ source: string; stream: StreamName }>;
+  now: Date;
+  dryRun: boolean;
+  log: Logger;
+}): Promise<PruneResult> {
+  const { store, repo, cfg } = opts;
+  const res: PruneResult = {
+    keep: [],
+    remove: [],
+    removed: [],
+    packsDeleted: 0,
+    retained: [],
+    dryRun: opts.dryRun,
+  };
+  const all = await listCommits(store);
+  const removing: CommitRef[] = [];
+  for (const { source, stream } of opts.streams) {
+    const mine = all.filter((c) => c.source === source && c.stream === stream);
+    if (mine.length === 0) continue;
+    if (cfg.generations === undefined) {
+      for (const c of mine)
+        res.keep.push({ source, stream, id: c.id, reason: 'kept: offsite.generations is not set' });
+      continue;
+    }
+    const plan = planRetention(
+      mine.map((c) => ({ id: c.id, verified: true })),
+      {
+        keep: cfg.generations,
+        ...(cfg.keepWithin === undefined ? {} : { keepWithin: cfg.keepWithin, now: opts.now }),
+        protect: [mine.at(-1)?.id ?? ''].filter((x) => x !== ''),
+      },
+    );
+    for (const k of plan.keep) res.keep.push({ source, stream, id: k.id, reason: k.reason });
+    for (const r of plan.remove) {
+      res.remove.push({ source, stream, id: r.id, reason: r.reason });
+      const ref = mine.find((c) => c.id === r.id);
+      if (ref) removing.push(ref);
+    }
+  }
+  if (opts.dryRun) return res;
+
+  const removingKeys = new Set(removing.map((c) => c.key));
+  // Packs the removed generations held: candidates at once; other unreferenced packs only after the grace.
+  const freed = new Set<string>();
+  for (const ref of removing) {
+    const c = await readCommit(store, repo, ref);
+    for (const p of c.packs) freed.add(p);
+    const key = commitKey(ref.source, ref.stream, ref.id);
+    if ((await store.delete(key)) === 'retained') {
+      res.retained.push(key);
+      continue;
+    }
+    res.removed.push(`${ref.source}/${ref.stream}/${ref.id}`);
+    for (const name of GEN_OBJECTS) {
+      const k = genKey(ref.source, ref.stream, ref.id, name);
+      if ((await store.delete(k)) === 'retained') res.retained.push(k);
+    }
+  }
+  // What every remaining commit needs (the commits of this sink's other sources and streams too).
+  const referenced = new Set<string>();
+  for (const ref of all) {
+    if (removingKeys.has(ref.key) && !res.retained.includes(ref.key)) continue;
+    for (const p of (await readCommit(store, repo, ref)).packs) referenced.add(p);
+  }
+  const seen = new Map<string, Date>();
+  for await (const o of store.list(INDEX_PREFIX)) {
+    const p = packIdOfKey(o.key);
+    if (p) seen.set(p.id, o.lastModified);
+  }
+  for await (const o of store.list(PACK_PREFIX)) {
+    const p = packIdOfKey(o.key);
+    if (p && !seen.has(p.id)) seen.set(p.id, o.lastModified);
+  }
+  for (const [id, modified] of seen) {
+    if (referenced.has(id)) continue;
+    if (!freed.has(id) && opts.now.getTime() - modified.getTime() < ORPHAN_GRACE_MS) continue;
+    // the index first: a pack without its index is never reused by a push, an index without its pack would be
+    const ix = await store.delete(indexKey(id));
+    if (ix === 'retained') {
+      res.retained.push(indexKey(id));
+      continue;
+    }
+    if ((await store.delete(packKey(id))) === 'retained') res.retained.push(packKey(id));
+    else res.packsDeleted++;
+  }
+  if (res.retained.length)
+    opts.log.info(
+      { step: 'offsite prune', retained: res.retained.length },
+      `${res.retained.length} object(s) still under Object Lock retention were kept (first: ${res.retained[0] ?? ''}); a later prune deletes them`,
+    );
+  return res;
+}

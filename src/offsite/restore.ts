@@ -1,0 +1,321 @@
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import {
+  chmod,
+  link,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { StreamName } from '../config/schema.js';
+import { ConfigError, JobError, errnoCode } from '../errors.js';
+import { readManifest, ManifestError } from '../generation/manifest-file.js';
+import { createTimeSetter } from '../adapters/set-times.js';
+import { fsyncDir, syncFilesystem } from '../adapters/fsx.js';
+import type { Logger } from '../adapters/log.js';
+import { pathKey, type ManifestEntry } from '../core/manifest.js';
+import { classifyEntry, parseTreePath, showPath } from '../core/restore-plan.js';
+import { storedDirMode, storedFileMode } from '../core/tree-mode.js';
+import { isGenerationId } from '../generation/names.js';
+import { restoreGeneration, type RestoreResult } from '../generation/restore.js';
+import { packKey } from './layout.js';
+import { OffsiteError, type ObjectStore } from './object-store.js';
+import { sha256Hex } from './crypto.js';
+import {
+  listCommits,
+  readBlobLocations,
+  readCommit,
+  readFilesMap,
+  readGenObject,
+  type BlobLocation,
+} from './read.js';
+import type { Commit, FilesMap } from './records.js';
+import type { Repo } from './repo.js';
+
+const STEP = 'offsite restore';
+
+/** `SOURCE/STREAM` and `ID|latest` → the committed generation, or a one-line error. */
+export async function resolveCommit(
+  store: ObjectStore,
+  repo: Repo,
+  what: string,
+  id: string,
+): Promise<Commit> {
+  const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,62})\/(data|logs)$/.exec(what);
+  if (!m?.[1] || !m[2])
+    throw new ConfigError(`expected SOURCE/STREAM (e.g. shop-prod/data), got ${JSON.stringify(what)}`, {
+      step: STEP,
+    });
+  const source = m[1];
+  const stream = m[2] as StreamName;
+  if (id !== 'latest' && !isGenerationId(id))
+    throw new ConfigError(
+      `expected a generation id like 2026-11-28T061922Z or "latest", got ${JSON.stringify(id)}`,
+      { step: STEP },
+    );
+  const commits = await listCommits(store, source, stream);
+  const ref = id === 'latest' ? commits.at(-1) : commits.find((c) => c.id === id);
+  if (!ref)
+    throw new JobError(
+      id === 'latest'
+        ? `no committed generation of ${source}/${stream} in ${store.describe}`
+        : `${source}/${stream}/${id} is not committed in ${store.describe}`,
+      { step: STEP },
+    );
+  return readCommit(store, repo, ref);
+}
+
+/** Reads the blobs of one file in order (ranged GETs), checking each blob's id and the file's sha256. */
+export class FileFetcher {
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly repo: Repo,
+    private readonly files: FilesMap,
+    private readonly blobs: Map<string, BlobLocation>,
+  ) {}
+
+  async fetch(e: ManifestEntry, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
+    const sha = e.sha256 ?? '';
+    const ids = this.files.files[sha];
+    if (ids === undefined)
+      throw new OffsiteError(
+        `${showPath(e.path)}: its content (sha256 ${sha}) is not in the generation's files object`,
+      );
+    const whole = createHash('sha256');
+    let size = 0;
+    for (const id of ids) {
+      const loc = this.blobs.get(id);
+      if (!loc) throw new OffsiteError(`${showPath(e.path)}: blob ${id} is in none of the commit's packs`);
+      const what = `${packKey(loc.pack)} (blob ${id.slice(0, 16)}… of ${showPath(e.path)})`;
+      const sealed = await this.store.get(packKey(loc.pack), {
+        range: { start: loc.offset, end: loc.offset + loc.length - 1 },
+        maxBytes: loc.length,
+      });
+      if (sealed.length !== loc.length)
+        throw new OffsiteError(`${what}: short read (${sealed.length} of ${loc.length} bytes)`);
+      const plain = await this.repo.open(sealed, what);
+      if (plain.length !== loc.plainLength || this.repo.blobId(sha256Hex(plain)) !== id)
+        throw new OffsiteError(`${what}: content does not match its id (tampered?)`);
+      whole.update(plain);
+      size += plain.length;
+      await write(plain);
+    }
+    const got = whole.digest('hex');
+    if (got !== sha || size !== e.size)
+      throw new OffsiteError(
+        `${showPath(e.path)}: restored content has sha256 ${got}, the manifest says ${sha}`,
+      );
+  }
+}
+
+export interface OffsiteGeneration {
+  commit: Commit;
+  manifest: Uint8Array;
+  sums: Uint8Array;
+  meta: Uint8Array;
+  fetcher: FileFetcher;
+}
+
+/** Everything a restore needs from the bucket, before anything is written locally. */
+export async function loadOffsiteGeneration(
+  store: ObjectStore,
+  repo: Repo,
+  commit: Commit,
+): Promise<OffsiteGeneration> {
+  const manifest = await readGenObject(store, repo, commit, 'manifest');
+  const sums = await readGenObject(store, repo, commit, 'SHA256SUMS');
+  const meta = await readGenObject(store, repo, commit, 'meta.json');
+  const files = await readFilesMap(store, repo, commit);
+  const blobs = await readBlobLocations(store, repo, commit.packs);
+  return { commit, manifest, sums, meta, fetcher: new FileFetcher(store, repo, files, blobs) };
+}
+
+async function emptyOrMissing(dir: string): Promise<boolean> {
+  const st = await stat(dir).catch((e: unknown) => {
+    if (errnoCode(e) === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (!st) return true;
+  if (!st.isDirectory()) throw new ConfigError(`${dir} exists and is not a directory`, { step: STEP });
+  return (await readdir(dir)).length === 0;
+}
+
+/**
+ * Writes the generation directory `dir` (must not exist): manifest, SHA256SUMS, meta.json as
+ * stored, and tree/ as the sink store holds it (files, directories and symlinks with the store's
+ * modes and the manifest's mtimes; hard-link groups as one inode; FIFOs, sockets and devices live
+ * in the manifest only). With `sub`, only that path (and its parent directories) is written.
+ */
+async function writeGenerationDir(
+  gen: OffsiteGeneration,
+  dir: string,
+  sub: Buffer | undefined,
+  concurrency: number,
+) {
+  await mkdir(dir, { mode: 0o755 });
+  await writeFile(join(dir, 'manifest'), gen.manifest, { mode: 0o644 });
+  await writeFile(join(dir, 'SHA256SUMS'), gen.sums, { mode: 0o644 });
+  await writeFile(join(dir, 'meta.json'), gen.meta, { mode: 0o644 });
+  const tree = Buffer.from(join(dir, 'tree'));
+  await mkdir(tree, { mode: 0o700 });
+  const times = await createTimeSetter();
+  const dirs: Array<{ dest: Buffer; e: ManifestEntry }> = [];
+  const placed = new Map<string, { dest: Buffer; done: Promise<void> }>();
+  const inflight = new Set<Promise<void>>();
+  let failure: Error | undefined;
+  const schedule = async (p: Promise<void>) => {
+    const t: Promise<void> = p
+      .catch((e: unknown) => void (failure ??= e instanceof Error ? e : new Error(String(e))))
+      .finally(() => inflight.delete(t));
+    inflight.add(t);
+    if (inflight.size >= concurrency) await Promise.race(inflight);
+  };
+  const slash = Buffer.from('/');
+  try {
+    for await (const e of readManifest(join(dir, 'manifest'))) {
+      if (failure !== undefined) break;
+      const where = classifyEntry(e.path, sub);
+      if (where === 'after') break;
+      if (where === 'before') continue;
+      const dest = Buffer.concat([tree, slash, e.path]);
+      if (e.type === 'd') {
+        await mkdir(dest, { mode: 0o700 });
+        dirs.push({ dest, e });
+      } else if (e.type === 'l') {
+        if (!e.target)
+          throw new OffsiteError(`${showPath(e.path)}: symlink without a target in the manifest`);
+        await symlink(e.target, dest);
+        times.add(dest, e.mtimeNs);
+      } else if (e.type === 'f') {
+        // a hard-link group: later names link to the name written first (its first name may be outside --path)
+        const group =
+          e.links !== undefined ? pathKey(e.path) : e.linkTo !== undefined ? pathKey(e.linkTo) : undefined;
+        const first = group === undefined ? undefined : placed.get(group);
+        if (first) {
+          await schedule(first.done.then(() => link(first.dest, dest)));
+          continue;
+        }
+        const p = writeFileFromBucket(gen.fetcher, e, dest).then(() => times.add(dest, e.mtimeNs));
+        if (group !== undefined) placed.set(group, { dest, done: p });
+        await schedule(p);
+      }
+      if (times.due) {
+        await Promise.all(inflight);
+        await times.flush();
+      }
+    }
+    await Promise.all(inflight);
+  } catch (e) {
+    await Promise.allSettled(inflight);
+    if (e instanceof ManifestError)
+      throw new JobError(`the manifest in the bucket is damaged: ${e.message}`, { step: STEP });
+    throw e;
+  }
+  if (failure !== undefined) throw failure;
+  await times.flush();
+  for (const d of dirs.reverse()) {
+    await chmod(d.dest, storedDirMode(d.e.mode));
+    times.add(d.dest, d.e.mtimeNs);
+  }
+  await times.flush();
+  await chmod(tree, 0o750);
+}
+
+async function writeFileFromBucket(fetcher: FileFetcher, e: ManifestEntry, dest: Buffer): Promise<void> {
+  const out = await open(
+    dest,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
+  try {
+    await fetcher.fetch(e, async (chunk) => {
+      let off = 0;
+      while (off < chunk.length) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
+    });
+    await out.chmod(storedFileMode(e.mode));
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+}
+
+export interface OffsiteRestoreResult {
+  source: string;
+  stream: StreamName;
+  id: string;
+  /** the generation directory written (without --path) */
+  generation?: string;
+  /** the copy-out (with --path) */
+  copyOut?: RestoreResult;
+}
+
+/**
+ * `baton offsite restore`: without `subPath`, `to` becomes a generation directory identical to the
+ * sink's (written under a dot-name beside it, then renamed), so `sha256sum -c`, `baton verify` and
+ * `baton restore` work on it. With `subPath`, that path is copied out faithfully into `to`
+ * (owners, modes, special files from the manifest) through a partial generation in a temp dir.
+ */
+export async function runOffsiteRestore(opts: {
+  store: ObjectStore;
+  repo: Repo;
+  what: string;
+  id: string;
+  to: string;
+  subPath?: string | undefined;
+  log: Logger;
+  concurrency: number;
+}): Promise<OffsiteRestoreResult> {
+  let sub: Buffer | undefined;
+  if (opts.subPath !== undefined) {
+    const p = parseTreePath(opts.subPath);
+    if (!p.ok) throw new ConfigError(`--path ${JSON.stringify(opts.subPath)}: ${p.error}`, { step: STEP });
+    sub = p.path;
+  }
+  if (!(await emptyOrMissing(opts.to)))
+    throw new ConfigError(`${opts.to} is not empty: restore into a new or empty directory`, { step: STEP });
+  if (!opts.repo.canOpen)
+    throw new ConfigError(`${opts.store.describe} is encrypted: pass the age identity with --identity FILE`, {
+      step: STEP,
+    });
+  const commit = await resolveCommit(opts.store, opts.repo, opts.what, opts.id);
+  const gen = await loadOffsiteGeneration(opts.store, opts.repo, commit);
+  const parent = dirname(opts.to);
+  await mkdir(parent, { recursive: true });
+  const work = join(parent, `.${basename(opts.to)}.offsite-${process.pid}`);
+  await rm(work, { recursive: true, force: true });
+  opts.log.info(
+    { step: STEP, id: commit.id, to: opts.to },
+    `restoring ${commit.source}/${commit.stream}/${commit.id} from ${opts.store.describe}`,
+  );
+  try {
+    await writeGenerationDir(gen, work, sub, opts.concurrency);
+    const result: OffsiteRestoreResult = { source: commit.source, stream: commit.stream, id: commit.id };
+    if (opts.subPath !== undefined) {
+      result.copyOut = await restoreGeneration({
+        generation: work,
+        to: opts.to,
+        force: false,
+        log: opts.log,
+        subPath: opts.subPath,
+      });
+      return result;
+    }
+    await syncFilesystem(work);
+    await rmdir(opts.to).catch((e: unknown) => {
+      if (errnoCode(e) !== 'ENOENT') throw e;
+    });
+    await rename(work, opts.to);
+    await fsyncDir(parent);
+    result.generation = opts.to;
+    return result;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

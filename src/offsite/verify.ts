@@ -1,0 +1,148 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { StreamName } from '../config/schema.js';
+import { oneLine } from '../errors.js';
+import { readManifest } from '../generation/manifest-file.js';
+import { showPath } from '../core/restore-plan.js';
+import { genKey, GEN_OBJECTS, INDEX_PREFIX, indexKey, PACK_PREFIX, packIdOfKey, packKey } from './layout.js';
+import type { ObjectStore } from './object-store.js';
+import {
+  listCommits,
+  readBlobLocations,
+  readCommit,
+  readFilesMap,
+  readGenObject,
+  type CommitRef,
+} from './read.js';
+import { loadOffsiteGeneration } from './restore.js';
+import type { Repo } from './repo.js';
+
+export interface OffsiteCheck {
+  source: string;
+  stream: StreamName;
+  id: string;
+  ok: boolean;
+  /** one line each, naming the object or file */
+  problems: string[];
+  files?: number;
+  bytes?: number;
+}
+
+/**
+ * `baton offsite verify`: for every commit, its generation objects and every pack and index it
+ * references are present (and each index readable). With the identity (or a plain repository) the
+ * files object is checked too: every blob of every file lies in one of the commit's packs. `deep`
+ * downloads, decrypts and re-hashes every file against the manifest, and checks the generation
+ * objects against the commit's sha256s.
+ */
+export async function verifyOffsite(opts: {
+  store: ObjectStore;
+  repo: Repo;
+  source?: string | undefined;
+  stream?: StreamName | undefined;
+  deep: boolean;
+  onResult?: (c: OffsiteCheck) => void;
+}): Promise<OffsiteCheck[]> {
+  const { store, repo } = opts;
+  const present = new Set<string>();
+  for await (const o of store.list(PACK_PREFIX)) present.add(o.key);
+  for await (const o of store.list(INDEX_PREFIX)) present.add(o.key);
+  const commits = await listCommits(store, opts.source, opts.stream);
+  const out: OffsiteCheck[] = [];
+  for (const ref of commits) {
+    const check = await verifyOne(store, repo, ref, present, opts.deep);
+    opts.onResult?.(check);
+    out.push(check);
+  }
+  return out;
+}
+
+async function verifyOne(
+  store: ObjectStore,
+  repo: Repo,
+  ref: CommitRef,
+  present: Set<string>,
+  deep: boolean,
+): Promise<OffsiteCheck> {
+  const check: OffsiteCheck = { source: ref.source, stream: ref.stream, id: ref.id, ok: false, problems: [] };
+  const add = (p: string) => {
+    if (check.problems.length < 50) check.problems.push(p);
+  };
+  try {
+    const commit = await readCommit(store, repo, ref);
+    for (const name of GEN_OBJECTS) {
+      const key = genKey(ref.source, ref.stream, ref.id, name);
+      if (!(await store.head(key))) add(`${key}: missing from the bucket`);
+    }
+    for (const p of commit.packs) {
+      if (!present.has(packKey(p))) add(`${packKey(p)}: missing from the bucket`);
+      if (!present.has(indexKey(p))) add(`${indexKey(p)}: missing from the bucket`);
+    }
+    if (check.problems.length === 0 && repo.canOpen) {
+      const blobs = await readBlobLocations(store, repo, commit.packs);
+      const files = await readFilesMap(store, repo, commit);
+      for (const [sha, ids] of Object.entries(files.files))
+        for (const id of ids)
+          if (!blobs.has(id))
+            add(`files object: blob ${id} of content ${sha} is in none of the commit's packs`);
+      for (const name of ['manifest', 'SHA256SUMS', 'meta.json'] as const)
+        await readGenObject(store, repo, commit, name);
+    }
+    if (deep && check.problems.length === 0) await deepCheck(store, repo, commit, check, add);
+  } catch (e) {
+    add(oneLine(e).replace(/^offsite: /, ''));
+  }
+  check.ok = check.problems.length === 0;
+  return check;
+}
+
+async function deepCheck(
+  store: ObjectStore,
+  repo: Repo,
+  commit: Awaited<ReturnType<typeof readCommit>>,
+  check: OffsiteCheck,
+  add: (p: string) => void,
+): Promise<void> {
+  const gen = await loadOffsiteGeneration(store, repo, commit);
+  const dir = await mkdtemp(join(tmpdir(), 'baton-offsite-verify-'));
+  try {
+    await writeFile(join(dir, 'manifest'), gen.manifest);
+    let files = 0;
+    let bytes = 0;
+    const seen = new Set<string>();
+    for await (const e of readManifest(join(dir, 'manifest'))) {
+      if (e.type !== 'f' || e.sha256 === undefined) continue;
+      files++;
+      bytes += e.size;
+      if (seen.has(e.sha256)) continue;
+      seen.add(e.sha256);
+      try {
+        const h = createHash('sha256');
+        await gen.fetcher.fetch(e, (c) => {
+          h.update(c);
+          return Promise.resolve();
+        });
+      } catch (err) {
+        add(`${showPath(e.path)}: ${oneLine(err).replace(/^offsite: /, '')}`);
+      }
+    }
+    check.files = files;
+    check.bytes = bytes;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Orphans: packs or indexes without their partner (a killed push), for `verify` to mention. */
+export function orphanKeys(keys: Iterable<string>): string[] {
+  const packs = new Set<string>();
+  const indexes = new Set<string>();
+  for (const k of keys) {
+    const p = packIdOfKey(k);
+    if (p?.kind === 'pack') packs.add(p.id);
+    if (p?.kind === 'index') indexes.add(p.id);
+  }
+  return [...packs].filter((p) => !indexes.has(p)).map(packKey);
+}

@@ -1,0 +1,562 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import {
+  chmod,
+  chown,
+  link,
+  lutimes,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rename,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { runProcess } from '../../src/adapters/run.js';
+import { loadNameMaps } from '../../src/adapters/accounts.js';
+import { createLogger } from '../../src/adapters/log.js';
+import { buildGeneration } from '../../src/source/build-generation.js';
+import { chunkLengths, DEFAULT_CHUNKER_PARAMS } from '../../src/offsite/chunker.js';
+import { runBaton, show } from '../helpers/cli.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
+import { diffListings } from '../helpers/listing.js';
+import { startMoto, type MotoServer } from '../helpers/moto.js';
+import { needsRootOrSkipFile } from '../helpers/users.js';
+
+// The offsite engine end to end: the built CLI against moto_server (a real S3 API on loopback), sink
+// generations built by the source's own builder and checked with `baton verify` first.
+const NEEDS_ROOT = needsRootOrSkipFile('offsite', 'chown, mknod, owners in the listing');
+
+const MARKER = 'PLAINTEXT-MARKER-7f3a9c1e';
+const log = createLogger({ format: 'json', level: 'error' });
+
+let moto: MotoServer;
+let root: string;
+let identity: string;
+let recipient: string;
+let wrongIdentity: string;
+
+before(async () => {
+  if (NEEDS_ROOT) return;
+  moto = await startMoto();
+  root = await mkdtemp(join(tmpdir(), 'baton-offsite-'));
+  identity = join(root, 'identity.txt');
+  wrongIdentity = join(root, 'wrong-identity.txt');
+  assert.equal((await runProcess(['age-keygen', '-o', identity], {})).code, 0);
+  assert.equal((await runProcess(['age-keygen', '-o', wrongIdentity], {})).code, 0);
+  const r = await runProcess(['age-keygen', '-y', identity], { captureStdout: true });
+  recipient = r.stdout.trim();
+});
+
+after(async () => {
+  if (NEEDS_ROOT) return;
+  await moto?.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+interface Setup {
+  dir: string;
+  config: string;
+  store: string;
+  stateDir: string;
+  prefix: string;
+  env: NodeJS.ProcessEnv;
+}
+
+let setups = 0;
+async function makeSetup(
+  opts: {
+    encrypted?: boolean;
+    packSize?: string;
+    objectLock?: string;
+    generations?: number;
+    bucket?: string;
+    endpoint?: string;
+    extra?: string;
+  } = {},
+): Promise<Setup> {
+  const dir = join(root, `s${++setups}`);
+  const store = await makeSinkStore(join(dir, 'store'));
+  const stateDir = join(dir, 'state');
+  const prefix = `t${setups}`;
+  const config = join(dir, 'sink.yaml');
+  await writeFile(
+    config,
+    `store: ${store}
+stateDir: ${stateDir}
+sources:
+  - name: shop
+    host: 127.0.0.1
+    knownHosts: ${join(dir, 'known_hosts')}
+    streams:
+      data: { user: nobody, identity: ${join(dir, 'key')}, generations: 5 }
+offsite:
+  endpoint: ${opts.endpoint ?? moto.endpoint}
+  region: ${moto.region}
+  bucket: ${opts.bucket ?? moto.bucket}
+  prefix: ${prefix}
+  provider: generic
+  forcePathStyle: true
+  parallel: 2
+  packSize: ${opts.packSize ?? '4M'}
+${opts.encrypted === false ? '' : `  encryption:\n    recipients: [${recipient}]\n`}${opts.objectLock ? `  objectLock: { mode: governance, retain: ${opts.objectLock} }\n` : ''}${opts.generations ? `  generations: ${opts.generations}\n` : ''}${opts.extra ?? ''}`,
+  );
+  return { dir, config, store, stateDir, prefix, env: { ...moto.env } };
+}
+
+const ODD = [
+  Buffer.from('new\nline.txt'),
+  Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x2e, 0x74, 0x78, 0x74]),
+  Buffer.from('-leading'),
+];
+
+/** A source tree with every kind of entry, under `<mirror>/srv/app`. */
+async function writeMirror(mirror: string, big: Buffer): Promise<void> {
+  const app = join(mirror, 'srv', 'app');
+  await mkdir(join(app, 'sub', 'deeper'), { recursive: true });
+  await writeFile(join(app, 'notes.txt'), `hello ${MARKER}\n`);
+  await writeFile(join(app, 'sub', 'deeper', 'marker.cfg'), `secret = ${MARKER}\n`.repeat(50));
+  await writeFile(join(app, 'db.bin'), big);
+  await writeFile(join(app, 'empty'), '');
+  for (const n of ODD)
+    await writeFile(Buffer.concat([Buffer.from(`${app}/`), n]), `odd ${n.toString('hex')}\n`);
+  await writeFile(join(app, 'linked-a'), `linked content ${MARKER}\n`);
+  await link(join(app, 'linked-a'), join(app, 'sub', 'linked-b'));
+  await symlink('notes.txt', join(app, 'current'));
+  await symlink('/nonexistent/target', join(app, 'dangling'));
+  await writeFile(join(app, 'setuid-tool'), '#!/bin/sh\n');
+  await chmod(join(app, 'setuid-tool'), 0o4755);
+  await chmod(join(app, 'notes.txt'), 0o640);
+  await chown(join(app, 'notes.txt'), 4321, 4322);
+  assert.equal((await runProcess(['mkfifo', join(app, 'fifo')], {})).code, 0);
+  assert.equal((await runProcess(['mknod', join(app, 'null-dev'), 'c', '1', '3'], {})).code, 0);
+  await utimes(join(app, 'db.bin'), 1_600_000_000.123456, 1_600_000_000.123456);
+  await lutimes(join(app, 'current'), 1_500_000_000, 1_500_000_000);
+  await utimes(join(app, 'sub', 'deeper'), 1_400_000_000, 1_400_000_000);
+}
+
+let idSeq = 0;
+function nextId(): string {
+  const d = new Date(Date.UTC(2026, 10, 1, 6, 0, idSeq++));
+  const iso = d.toISOString();
+  return `${iso.slice(0, 10)}T${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}Z`;
+}
+
+/** A verified sink generation of `mirror`, hard-linked to `previous`, then `baton verify --deep` on it. */
+async function addGeneration(s: Setup, mirror: string, previous?: { id: string; dir: string }) {
+  const parent = join(s.store, 'shop', 'data');
+  await mkdir(parent, { recursive: true });
+  const id = nextId();
+  const built = await buildGeneration({
+    source: 'shop',
+    stream: 'data',
+    id,
+    mirror,
+    paths: ['/srv/app'],
+    parent,
+    owner: { name: 'root', uid: 0, gid: 0, home: '/root' },
+    names: await loadNameMaps(),
+    previous,
+    appStoppedAt: new Date(),
+    appStartedAt: new Date(),
+    log,
+  });
+  await rename(built.work, built.dir);
+  const v = await runBaton(['verify', '--deep', built.dir]);
+  assert.equal(v.code, 0, show(v));
+  return { id, dir: built.dir };
+}
+
+async function push(s: Setup, extraEnv: NodeJS.ProcessEnv = {}) {
+  return runBaton(['offsite', 'push', '--config', s.config, '--json'], { env: { ...s.env, ...extraEnv } });
+}
+
+interface PushJson {
+  ok: boolean;
+  result?: {
+    pushed: Array<{
+      id: string;
+      bytesNew: number;
+      bytesUploaded: number;
+      blobsNew: number;
+      filesReused: number;
+    }>;
+  };
+}
+
+async function bucketKeys(prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let token: string | undefined;
+  do {
+    const r = await moto
+      .client()
+      .send(
+        new ListObjectsV2Command({ Bucket: moto.bucket, Prefix: `${prefix}/`, ContinuationToken: token }),
+      );
+    for (const o of r.Contents ?? []) if (o.Key) out.push(o.Key);
+    token = r.NextContinuationToken;
+  } while (token);
+  return out;
+}
+
+async function getRaw(key: string): Promise<Buffer> {
+  const r = await moto.client().send(new GetObjectCommand({ Bucket: moto.bucket, Key: key }));
+  return Buffer.from((await r.Body?.transformToByteArray()) ?? []);
+}
+
+/**
+ * A listing of a tree that keeps any byte in names (test/helpers/listing.ts reads names as UTF-8):
+ * path, type, mode, uid, gid, size, mtime (ns), hard-link group label, content hash or link target.
+ */
+async function treeListing(rootDir: string): Promise<string> {
+  const { lstat, readdir, readlink } = await import('node:fs/promises');
+  const { createHash } = await import('node:crypto');
+  const labels = new Map<string, string>();
+  const out: string[] = [];
+  const visit = async (rel: Buffer): Promise<void> => {
+    const abs = rel.length ? Buffer.concat([Buffer.from(`${rootDir}/`), rel]) : Buffer.from(rootDir);
+    const st = await lstat(abs, { bigint: true });
+    const type = st.isFile()
+      ? 'f'
+      : st.isDirectory()
+        ? 'd'
+        : st.isSymbolicLink()
+          ? 'l'
+          : st.isFIFO()
+            ? 'p'
+            : st.isCharacterDevice()
+              ? 'c'
+              : 'o';
+    let group = '-';
+    if (type === 'f' && st.nlink > 1n) {
+      const k = `${st.dev}:${st.ino}`;
+      group = labels.get(k) ?? `g${labels.size + 1}`;
+      labels.set(k, group);
+    }
+    const content =
+      type === 'f'
+        ? createHash('sha256')
+            .update(await readFile(abs))
+            .digest('hex')
+            .slice(0, 16)
+        : type === 'l'
+          ? (await readlink(abs, { encoding: 'buffer' })).toString('hex')
+          : '-';
+    out.push(
+      [
+        rel.toString('hex'),
+        type,
+        (st.mode & 0o7777n).toString(8),
+        st.uid,
+        st.gid,
+        type === 'd' ? '-' : st.size,
+        st.mtimeNs,
+        group,
+        content,
+      ].join(' '),
+    );
+    if (type === 'd') {
+      const names = (await readdir(abs, { encoding: 'buffer' })).sort((x, y) => Buffer.compare(x, y));
+      for (const n of names) await visit(rel.length ? Buffer.concat([rel, Buffer.from('/'), n]) : n);
+    }
+  };
+  await visit(Buffer.alloc(0));
+  return `${out.join('\n')}\n`;
+}
+
+const hexName = (s: string) => Buffer.from(s).toString('hex');
+
+/** The lines baton prints for the user on stderr (log lines aside). */
+function lines(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('baton:') || (l !== '' && !/^\d{4}-\d\d-\d\dT.* (INFO|WARN|ERROR) /.test(l)));
+}
+
+test(
+  'round trip: a generation restored from the bucket alone is the sink generation, byte for byte; no plaintext in the bucket',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const s = await makeSetup();
+    const mirror = join(s.dir, 'mirror');
+    await writeMirror(mirror, randomBytes(3 * 1024 * 1024));
+    const gen = await addGeneration(s, mirror);
+
+    const p = await push(s);
+    assert.equal(p.code, 0, show(p));
+    const pj = JSON.parse(p.stdout) as PushJson;
+    assert.equal(pj.result?.pushed.length, 1);
+
+    // no object of the bucket holds the marker the data holds
+    const keys = await bucketKeys(s.prefix);
+    assert.ok(
+      keys.some((k) => k.includes('/commits/shop/data/')),
+      keys.join('\n'),
+    );
+    for (const k of keys) assert.ok(!(await getRaw(k)).includes(MARKER), `${k} holds the plaintext marker`);
+
+    // restore on a "fresh host": only the config and the identity
+    const out = join(s.dir, 'restored', 'gen');
+    const r = await runBaton(
+      [
+        'offsite',
+        'restore',
+        'shop/data',
+        'latest',
+        '--to',
+        out,
+        '--identity',
+        identity,
+        '--config',
+        s.config,
+      ],
+      { env: s.env },
+    );
+    assert.equal(r.code, 0, show(r));
+    // tree/ as the sink holds it (the sink's own mtimes are the builder's, to the microsecond; the
+    // manifest's, to the nanosecond, are compared after `baton restore` below), the rest byte-exact
+    const noTimes = (l: string) =>
+      l
+        .split('\n')
+        .map((x) =>
+          x
+            .split(' ')
+            .filter((_f, i) => i !== 6)
+            .join(' '),
+        )
+        .join('\n');
+    assert.equal(
+      await diffListings(
+        s.dir,
+        'gen',
+        noTimes(await treeListing(join(gen.dir, 'tree'))),
+        noTimes(await treeListing(join(out, 'tree'))),
+      ),
+      '',
+    );
+    for (const f of ['manifest', 'SHA256SUMS', 'meta.json'])
+      assert.deepEqual(await readFile(join(out, f)), await readFile(join(gen.dir, f)), f);
+    const v = await runBaton(['verify', '--deep', out]);
+    assert.equal(v.code, 0, show(v));
+    const sums = await runProcess(
+      ['sh', '-c', 'cd "$1/tree" && sha256sum -c --quiet ../SHA256SUMS', 'sh', out],
+      { captureStdout: true },
+    );
+    assert.equal(sums.code, 0, sums.stderr);
+    // baton restore of both: the same files, modes, owners, mtimes, links and special files
+    const a = join(s.dir, 'files-from-sink');
+    const b = join(s.dir, 'files-from-offsite');
+    assert.equal((await runBaton(['restore', gen.dir, '--to', a])).code, 0);
+    const rb = await runBaton(['restore', out, '--to', b]);
+    assert.equal(rb.code, 0, show(rb));
+    // (the --to directories themselves were made at different times: their line is left out)
+    const data = (l: string) => l.split('\n').slice(1).join('\n');
+    assert.equal(
+      await diffListings(s.dir, 'files', data(await treeListing(a)), data(await treeListing(b))),
+      '',
+    );
+    const listing = await treeListing(b);
+    assert.ok(listing.includes(`${hexName('srv/app/fifo')} p `), listing);
+    assert.ok(listing.includes(`${hexName('srv/app/null-dev')} c `), listing);
+    assert.ok(listing.includes(`${hexName('srv/app/notes.txt')} f 640 4321 4322 `), listing);
+    assert.ok(listing.includes(`${hexName('srv/app/setuid-tool')} f 4755 `), listing);
+    for (const n of ODD)
+      assert.ok(
+        listing.includes(`${Buffer.concat([Buffer.from('srv/app/'), n]).toString('hex')} f `),
+        listing,
+      );
+    assert.match(listing, / g1 /);
+
+    // --path: one file copied out
+    const c = join(s.dir, 'one-path');
+    const rp = await runBaton(
+      [
+        'offsite',
+        'restore',
+        'shop/data',
+        gen.id,
+        '--to',
+        c,
+        '--path',
+        'srv/app/sub',
+        '--identity',
+        identity,
+        '--config',
+        s.config,
+      ],
+      { env: s.env },
+    );
+    assert.equal(rp.code, 0, show(rp));
+    assert.equal(
+      await readFile(join(c, 'srv', 'app', 'sub', 'deeper', 'marker.cfg'), 'utf8'),
+      `secret = ${MARKER}\n`.repeat(50),
+    );
+
+    // without the identity, or with a wrong one: one clear line, exit 1, nothing written
+    const none = await runBaton(
+      ['offsite', 'restore', 'shop/data', 'latest', '--to', join(s.dir, 'x1'), '--config', s.config],
+      { env: s.env },
+    );
+    assert.notEqual(none.code, 0);
+    assert.equal(lines(none.stderr).length, 1, show(none));
+    assert.match(none.stderr, /identity/);
+    const wrong = await runBaton(
+      [
+        'offsite',
+        'restore',
+        'shop/data',
+        'latest',
+        '--to',
+        join(s.dir, 'x2'),
+        '--identity',
+        wrongIdentity,
+        '--config',
+        s.config,
+      ],
+      { env: s.env },
+    );
+    assert.equal(wrong.code, 1, show(wrong));
+    assert.equal(lines(wrong.stderr).length, 1, show(wrong));
+    assert.match(wrong.stderr, /not one of this repository's recipients/);
+
+    // list and verify agree
+    const l = await runBaton(['offsite', 'list', '--config', s.config], { env: s.env });
+    assert.equal(l.code, 0, show(l));
+    assert.match(l.stdout, new RegExp(`shop/data/${gen.id}`));
+    const vd = await runBaton(['offsite', 'verify', '--deep', '--identity', identity, '--config', s.config], {
+      env: s.env,
+    });
+    assert.equal(vd.code, 0, show(vd));
+    // a second push has nothing to do
+    const again = await push(s);
+    assert.equal(again.code, 0, show(again));
+    assert.equal((JSON.parse(again.stdout) as PushJson).result?.pushed.length, 0);
+  },
+);
+
+/** Bytes of the chunks of `next` that are not chunks of `prev` (the same chunker the repository uses). */
+function newChunkBytes(prev: Buffer, next: Buffer): number {
+  const seen = new Set<string>();
+  let pos = 0;
+  for (const len of chunkLengths(prev, DEFAULT_CHUNKER_PARAMS)) {
+    seen.add(prev.subarray(pos, pos + len).toString('hex'));
+    pos += len;
+  }
+  let bytes = 0;
+  pos = 0;
+  for (const len of chunkLengths(next, DEFAULT_CHUNKER_PARAMS)) {
+    if (!seen.has(next.subarray(pos, pos + len).toString('hex'))) bytes += len;
+    pos += len;
+  }
+  return bytes;
+}
+
+test(
+  'a 1 % day uploads only the new chunks; unchanged (hard-linked) files are not read again',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const s = await makeSetup();
+    const mirror = join(s.dir, 'mirror');
+    const big = randomBytes(24 * 1024 * 1024);
+    await writeMirror(mirror, big);
+    const g1 = await addGeneration(s, mirror);
+    const p1 = await push(s);
+    assert.equal(p1.code, 0, show(p1));
+
+    // 1 %: a few pages rewritten in the middle of the database file
+    const next = Buffer.from(big);
+    for (let i = 0; i < 3; i++) randomBytes(80 * 1024).copy(next, (i + 1) * 6 * 1024 * 1024);
+    await writeFile(join(mirror, 'srv', 'app', 'db.bin'), next);
+    await addGeneration(s, mirror, g1);
+    const p2 = await push(s);
+    assert.equal(p2.code, 0, show(p2));
+    const pushed = (JSON.parse(p2.stdout) as PushJson).result?.pushed[0];
+    assert.ok(pushed);
+    const expected = newChunkBytes(big, next);
+    assert.ok(expected > 0 && expected < big.length / 3, `new chunk bytes ${expected}`);
+    assert.equal(pushed.bytesNew, expected);
+    assert.ok(pushed.bytesUploaded <= 1.1 * expected, `uploaded ${pushed.bytesUploaded} > 1.1 × ${expected}`);
+    assert.ok(pushed.filesReused >= 5, `files not read again: ${pushed.filesReused}`);
+  },
+);
+
+test(
+  'a tampered pack object: offsite verify --deep and offsite restore name it and exit 1',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const s = await makeSetup();
+    const mirror = join(s.dir, 'mirror');
+    await writeMirror(mirror, randomBytes(512 * 1024));
+    await addGeneration(s, mirror);
+    const p = await push(s);
+    assert.equal(p.code, 0, show(p));
+
+    const ok = await runBaton(['offsite', 'verify', '--deep', '--identity', identity, '--config', s.config], {
+      env: s.env,
+    });
+    assert.equal(ok.code, 0, show(ok));
+
+    const packKey = (await bucketKeys(s.prefix)).find((k) => k.startsWith(`${s.prefix}/packs/`));
+    assert.ok(packKey);
+    const packId = packKey.split('/').pop() ?? '';
+    const bytes = await getRaw(packKey);
+    const mid = Math.floor(bytes.length / 2);
+    bytes.writeUInt8((bytes.readUInt8(mid) ^ 0xff) & 0xff, mid);
+    await moto.client().send(new PutObjectCommand({ Bucket: moto.bucket, Key: packKey, Body: bytes }));
+
+    const v = await runBaton(['offsite', 'verify', '--deep', '--identity', identity, '--config', s.config], {
+      env: s.env,
+    });
+    assert.equal(v.code, 1, show(v));
+    assert.ok(`${v.stdout}${v.stderr}`.includes(packId), show(v));
+
+    const out = join(s.dir, 'restored-tampered');
+    const r = await runBaton(
+      [
+        'offsite',
+        'restore',
+        'shop/data',
+        'latest',
+        '--to',
+        out,
+        '--identity',
+        identity,
+        '--config',
+        s.config,
+      ],
+      { env: s.env },
+    );
+    assert.equal(r.code, 1, show(r));
+    assert.ok(r.stderr.includes(packId), show(r));
+  },
+);
+
+test(
+  'wrong credentials: offsite list and push fail with one line, exit 1',
+  { skip: NEEDS_ROOT },
+  async () => {
+    // moto with IAM authentication on: the test keys are refused once the bucket exists
+    const refusing = await startMoto({ rejectCredentials: true });
+    try {
+      const s = await makeSetup({ endpoint: refusing.endpoint, bucket: refusing.bucket });
+      for (const args of [
+        ['offsite', 'list', '--config', s.config],
+        ['offsite', 'push', '--config', s.config],
+      ]) {
+        const r = await runBaton(args, { env: refusing.env });
+        assert.equal(r.code, 1, show(r));
+        const lines = r.stderr.split('\n').filter((l) => l.startsWith('baton:'));
+        assert.equal(lines.length, 1, show(r));
+        assert.ok(!r.stderr.includes(refusing.credentials.secretAccessKey), show(r));
+      }
+    } finally {
+      await refusing.stop();
+    }
+  },
+);
