@@ -29,6 +29,8 @@ export interface SourceSetupOptions {
   extraYaml?: string;
   mailUrl?: string;
   maxPending?: number;
+  /** streams' `prepass` (baton's default, on, when unset) */
+  prepass?: boolean;
 }
 
 /** A running fake app and a source.yaml for it under `root/<name>`. */
@@ -48,6 +50,7 @@ export async function makeSourceSetup(root: string, o: SourceSetupOptions): Prom
     store: join(storage, 'store'),
     state: join(storage, 'state'),
   };
+  const pp = o.prepass === undefined ? '' : `, prepass: ${o.prepass}`;
   await writeFile(
     s.config,
     `name: ${o.name}
@@ -59,8 +62,8 @@ app:
   stopTimeout: ${o.stopTimeout ?? '30s'}
   startTimeout: ${o.startTimeout ?? '30s'}
 ${o.maxDowntime ? `  maxDowntime: ${o.maxDowntime}\n` : ''}streams:
-  data: { paths: [${app.dataDir}], handover: ${s.handoverData}, user: ${o.dataUser}, store: ${s.store}, generations: 2 }
-  logs: { paths: [${app.logDir}], handover: ${s.handoverLogs}, user: ${o.logsUser} }
+  data: { paths: [${app.dataDir}], handover: ${s.handoverData}, user: ${o.dataUser}, store: ${s.store}, generations: 2${pp} }
+  logs: { paths: [${app.logDir}], handover: ${s.handoverLogs}, user: ${o.logsUser}${pp} }
 limits: { maxPendingGenerations: ${o.maxPending ?? 10}, minFreeBytes: 0 }
 ${o.mailUrl ? `alerts:\n  mail: { to: [ops@example.com], from: baton@${o.name}, smtp: "${o.mailUrl}" }\n` : ''}${o.extraYaml ?? ''}`,
     { mode: 0o644 },
