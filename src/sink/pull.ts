@@ -94,6 +94,11 @@ export function pullArgv(
     // removed, not kept to fail verify; rsync sends no delete option to a sender server
     ...(headOnly ? HEAD_FILTER : [...GENERATION_FILTER, '--delete', '--delete-excluded']),
     '--numeric-ids',
+    // compare mtimes to the nanosecond (rsync >= 3.1.3; the receiver's own setting, not sent to the
+    // gate): with whole seconds, --link-dest took a base file of the same size and second for the new
+    // one and linked its old content over the pulled file; verify refused that, and every later pull
+    // repeated it against the same base (docs/design.md §2)
+    '--modify-window=-1',
     '--partial',
     `--timeout=${Math.max(1, Math.round(input.ioTimeoutMs / 1000))}`,
     // plain bytes; at least 1 (older rsyncs read 0 as "no limit")
