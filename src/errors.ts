@@ -57,6 +57,20 @@ export function oneLine(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * A multi-line text (an error that lists its details one a line) as one whole line: lines trimmed,
+ * empty ones dropped, joined by `; ` (or a space after a line that ends in `:`). Nothing is cut off.
+ */
+export function singleLine(text: string): string {
+  let out = '';
+  for (const raw of text.split(/\r?\n|\r/)) {
+    const line = raw.trim();
+    if (line === '') continue;
+    out = out === '' ? line : `${out}${out.endsWith(':') ? ' ' : '; '}${line}`;
+  }
+  return out;
+}
+
 export function errnoCode(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string')
     return err.code;

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { createLogger } from '../adapters/log.js';
-import { BatonError, ConfigError, ExitCode, oneLine } from '../errors.js';
+import { BatonError, ConfigError, ExitCode, oneLine, singleLine } from '../errors.js';
 import { batonVersion } from '../version.js';
 import { NODE_FLAGS } from './node-flags.js';
 import type { CliContext } from './context.js';
@@ -80,8 +80,8 @@ export async function runAction(root: Root, body: (ctx: CliContext) => Promise<u
 
 export function reportError(ctx: CliContext | undefined, err: unknown): number {
   if (err instanceof BatonError) {
-    ctx?.log.error({ step: err.step, exitCode: err.exitCode }, err.message.split('\n')[0] ?? '');
-    process.stderr.write(`baton: ${oneLine(err)}\n`);
+    ctx?.log.error({ step: err.step, exitCode: err.exitCode }, singleLine(err.message));
+    process.stderr.write(`baton: ${singleLine(oneLine(err))}\n`);
     return err.exitCode;
   }
   if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : ExitCode.usage;

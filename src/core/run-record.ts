@@ -65,3 +65,47 @@ export type SinkRunRecord = z.infer<typeof sinkRunRecordSchema>;
 export function formatRunRecord(record: SourceRunRecord | SinkRunRecord): string {
   return `${JSON.stringify(record, null, 2)}\n`;
 }
+
+/** How many runs a run history file keeps per job (the newest; `baton status --html` draws them). */
+export const RUN_HISTORY_MAX = 30;
+/** The longest error text one history entry keeps (the last-run record keeps the whole error). */
+export const RUN_HISTORY_ERROR_CHARS = 16 * 1024;
+
+/**
+ * Beside each run record, `<record>.history.json`: `{ "runs": [record, …] }`, oldest first, at most
+ * RUN_HISTORY_MAX, each a record of the same schema (a bad entry is skipped by the reader).
+ */
+export function runHistoryFile(runRecordFile: string): string {
+  return `${runRecordFile.replace(/\.json$/, '')}.history.json`;
+}
+
+/** The history after `record`: the newest RUN_HISTORY_MAX entries of `previous` (parsed or not) and it. */
+export function nextRunHistory(
+  previous: unknown,
+  record: SourceRunRecord | SinkRunRecord,
+): { runs: unknown[] } {
+  const prev =
+    typeof previous === 'object' && previous !== null && 'runs' in previous && Array.isArray(previous.runs)
+      ? (previous.runs as unknown[])
+      : [];
+  const error = record.error;
+  const kept =
+    error !== undefined && error.length > RUN_HISTORY_ERROR_CHARS
+      ? {
+          ...record,
+          error: `${error.slice(0, RUN_HISTORY_ERROR_CHARS)}… (${error.length - RUN_HISTORY_ERROR_CHARS} more characters in the run record)`,
+        }
+      : record;
+  return { runs: [...prev.slice(-(RUN_HISTORY_MAX - 1)), kept] };
+}
+
+/** The records of a history file that parse with `schema`, oldest first (at most RUN_HISTORY_MAX). */
+export function parseRunHistory<S extends z.ZodType>(raw: unknown, schema: S): z.infer<S>[] {
+  if (typeof raw !== 'object' || raw === null || !('runs' in raw) || !Array.isArray(raw.runs)) return [];
+  const out: z.infer<S>[] = [];
+  for (const r of (raw.runs as unknown[]).slice(-RUN_HISTORY_MAX)) {
+    const p = schema.safeParse(r);
+    if (p.success) out.push(p.data);
+  }
+  return out;
+}

@@ -4,11 +4,12 @@ import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from 
 import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
 import { MAX_LISTING_BYTES, parseGateListing, type GateListing } from '../core/gate-replies.js';
 import { parseGenerationId, parseWorkName } from '../generation/names.js';
-import { formatRunRecord, type SinkRunRecord } from '../core/run-record.js';
+import type { SinkRunRecord } from '../core/run-record.js';
+import { writeRunRecord } from '../adapters/run-history.js';
 import { formatAge, formatDuration } from '../core/duration.js';
 import { acquireLock, HeldLockError, releaseHeldLocksSync } from '../adapters/lock.js';
 import { describeExceeded } from '../adapters/run.js';
-import { mkdirp, writeFileAtomic } from '../adapters/fsx.js';
+import { mkdirp } from '../adapters/fsx.js';
 import { alertFooter, alertSubject, flushPendingAlerts, sendAlert } from '../adapters/notify.js';
 import { ping } from '../adapters/ping.js';
 import { recentLogLines, type Logger } from '../adapters/log.js';
@@ -225,7 +226,7 @@ function isInside(path: string, dir: string): boolean {
 }
 
 async function recordRun(file: string, record: SinkRunRecord): Promise<void> {
-  await writeFileAtomic(file, formatRunRecord(record));
+  await writeRunRecord(file, record);
 }
 
 async function pullSourceStream(

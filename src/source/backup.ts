@@ -3,11 +3,12 @@ import { dirname } from 'node:path';
 import type { SourceConfig } from '../config/schema.js';
 import { formatDuration } from '../core/duration.js';
 import { BatonError, CombinedError, JobError, oneLine } from '../errors.js';
-import { formatRunRecord, type SourceRunRecord } from '../core/run-record.js';
+import type { SourceRunRecord } from '../core/run-record.js';
+import { writeRunRecord } from '../adapters/run-history.js';
 import { describeCommand } from '../adapters/run.js';
 import { loadNameMaps } from '../adapters/accounts.js';
 import { acquireLock } from '../adapters/lock.js';
-import { mkdirp, writeFileAtomic } from '../adapters/fsx.js';
+import { mkdirp } from '../adapters/fsx.js';
 import { alertFooter, alertSubject, flushPendingAlerts, sendAlert } from '../adapters/notify.js';
 import { ping } from '../adapters/ping.js';
 import { recentLogLines, type Logger } from '../adapters/log.js';
@@ -89,7 +90,7 @@ export function describePlan(config: SourceConfig, plan: BackupPlan): string {
 async function recordLastRun(config: SourceConfig, rec: SourceRunRecord): Promise<void> {
   const state = sourceState(config);
   await mkdirp(state.root, 0o700);
-  await writeFileAtomic(state.lastRun, formatRunRecord(rec), 0o644);
+  await writeRunRecord(state.lastRun, rec, 0o644);
 }
 
 /**

@@ -1,4 +1,5 @@
 /** Small formatters shared by the text and HTML status reports. */
+import type { StreamReport } from './report.js';
 
 /** 1536 → `1.5 KiB`; null → `?`. */
 export function formatBytes(b: number | null): string {
@@ -32,4 +33,26 @@ export function formatInstant(iso: string | null): string {
 export function formatRunDuration(s: number): string {
   if (s < 60) return `${s.toFixed(1)}s`;
   return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
+}
+
+/**
+ * What is wrong with a stream, as short labels for the STREAMS table, the HTML stores table and the
+ * timeline: `FAILED` (its last run failed), `STALE`/`OVERDUE`, `DAMAGED` (a generation failed `baton
+ * verify`), `OFFSITE STALE`, `OFFSITE FAILED`. Empty when nothing is.
+ */
+export function streamFlags(s: StreamReport): string[] {
+  const flags: string[] = [];
+  if (s.lastRunOk === false) flags.push('FAILED');
+  if (s.stale) flags.push(s.stale.reason === 'no-new-generation' ? 'STALE' : 'OVERDUE');
+  if (s.stores.some((st) => st.generations.some((g) => g.bad === true))) flags.push('DAMAGED');
+  if (s.offsite?.stale === true) flags.push('OFFSITE STALE');
+  if (s.offsite !== null && s.offsite.lastError !== null) flags.push('OFFSITE FAILED');
+  return flags;
+}
+
+/** The one-word state of a stream: its flags, else `empty` (no generation yet) or `ok`. */
+export function streamState(s: StreamReport): { text: string; bad: boolean } {
+  const flags = streamFlags(s);
+  if (flags.length > 0) return { text: flags.join(', '), bad: true };
+  return { text: s.newest === null ? 'empty' : 'ok', bad: false };
 }

@@ -1,6 +1,14 @@
+import { singleLine } from '../errors.js';
 import { formatAge, formatDuration } from '../core/duration.js';
-import type { GenerationReport, StatusReport, StoreKind, StreamReport } from './report.js';
-import { formatBytes, formatDowntime, formatInstant, formatRunDuration } from './format.js';
+import type { GenerationReport, RunReport, StatusReport, StoreKind, StreamReport } from './report.js';
+import {
+  formatBytes,
+  formatDowntime,
+  formatInstant,
+  formatRunDuration,
+  streamFlags,
+  streamState,
+} from './format.js';
 
 /**
  * `baton status --html FILE`: one self-contained page (inline CSS and SVG, no scripts, no external
@@ -18,6 +26,8 @@ const STORE_COLOUR: Record<StoreKind, string> = {
 };
 const TIER_COLOURS = ['#a78bfa', '#f472b6', '#60a5fa', '#34d399'];
 const RED = '#dc2626';
+const OFFSITE = '#7c3aed';
+const GREEN = '#16a34a';
 const DAY = 86_400_000;
 
 const CSS = `
@@ -35,7 +45,33 @@ tr.stale td,td.stale,span.stale,div.stale{color:${RED};font-weight:600}
 .legend span{display:inline-block;margin-right:16px}.sw{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:5px;vertical-align:middle}
 code{font-size:12px;color:#374151}td.dir{white-space:normal;word-break:break-all;min-width:220px}
 svg text{font-family:system-ui,sans-serif}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:8px}
+.grid .card{margin:0;padding:6px 10px;overflow:hidden}.grid h3{margin:0 0 2px;font-size:13px}
+.card.failed{border:2px solid ${RED}}.flags{color:${RED};font-weight:700;font-size:12px}
+table.runs{width:100%}td.err{white-space:normal;overflow-wrap:anywhere;color:${RED};min-width:320px}
+.hist td{padding:1px 10px}
 `;
+
+const DOT_R = 6;
+/** Dots that would overlap move to a lane above or below the row's line, so close generations stay apart. */
+const LANE_OFFSETS = [0, -8, 8];
+
+/**
+ * Lane per x (in the order given): the first lane whose last dot is at least `gap` to the left, else
+ * the lane whose last dot is furthest left. Pure.
+ */
+export function assignLanes(xs: readonly number[], gap: number): number[] {
+  const order = xs.map((x, i) => ({ x, i })).sort((a, b) => a.x - b.x);
+  const lastX = LANE_OFFSETS.map(() => Number.NEGATIVE_INFINITY);
+  const out = xs.map(() => 0);
+  for (const { x, i } of order) {
+    let lane = lastX.findIndex((l) => x - l >= gap);
+    if (lane < 0) lane = lastX.indexOf(Math.min(...lastX));
+    lastX[lane] = x;
+    out[i] = lane;
+  }
+  return out;
+}
 
 function timeline(r: StatusReport): string {
   const now = Date.parse(r.now);
@@ -86,10 +122,12 @@ function timeline(r: StatusReport): string {
   );
   r.streams.forEach((s, i) => {
     const y = top + i * rowH + rowH / 2;
-    const colour = s.stale ? RED : '#111827';
+    const flags = streamFlags(s);
+    const bad = flags.length > 0;
+    const colour = bad ? RED : '#111827';
     parts.push(
-      `<line x1="${left}" x2="${width - right}" y1="${y}" y2="${y}" stroke="#f3f4f6" stroke-width="10"/>`,
-      `<text x="${left - 10}" y="${y + 4}" font-size="13" text-anchor="end" fill="${colour}" font-weight="${s.stale ? 700 : 500}">${esc(`${s.source}/${s.stream}`)}${s.stale ? ' ⚠' : ''}</text>`,
+      `<line x1="${left}" x2="${width - right}" y1="${y}" y2="${y}" stroke="${bad ? '#fee2e2' : '#f3f4f6'}" stroke-width="${rowH - 10}"/>`,
+      `<text x="${left - 10}" y="${y + 4}" font-size="13" text-anchor="end" fill="${colour}" font-weight="${bad ? 700 : 500}">${esc(`${s.source}/${s.stream}`)}${bad ? ' ⚠' : ''}<title>${esc(bad ? flags.join(', ') : 'ok')}</title></text>`,
     );
     if (s.stale && s.newest) {
       const from = x(now - s.newest.ageSeconds * 1000);
@@ -98,24 +136,50 @@ function timeline(r: StatusReport): string {
       );
     }
     const overdue = new Set(s.pending.filter((p) => p.overdue).map((p) => p.id));
-    for (const st of s.stores) {
-      for (const g of st.generations) {
-        const cx = x(Date.parse(g.createdAt)).toFixed(1);
-        const fill = st.kind === 'handover' ? '#fff' : STORE_COLOUR[st.kind];
-        const stroke = overdue.has(g.id) ? RED : STORE_COLOUR[st.kind];
-        parts.push(
-          `<circle cx="${cx}" cy="${y}" r="6" fill="${fill}" stroke="${stroke}" stroke-width="2"><title>${esc(`${g.id} — ${st.kind}, ${formatAge(g.ageSeconds * 1000)} old, ${formatBytes(g.bytes)}, ${formatBytes(g.bytesNew)} new${g.downtimeMs === null ? '' : `, downtime ${formatDowntime(g.downtimeMs)}`}`)}</title></circle>`,
-        );
-      }
+    const dots = s.stores.flatMap((st) =>
+      st.generations.map((g) => ({ st, g, cx: x(Date.parse(g.createdAt)) })),
+    );
+    const lanes = assignLanes(
+      dots.map((d) => d.cx),
+      DOT_R * 2 + 1,
+    );
+    dots.forEach(({ st, g, cx }, k) => {
+      const cy = y + LANE_OFFSETS[(lanes[k] ?? 0) % LANE_OFFSETS.length]!;
+      const fill = g.bad === true ? RED : st.kind === 'handover' ? '#fff' : STORE_COLOUR[st.kind];
+      const stroke = overdue.has(g.id) || g.bad === true ? RED : STORE_COLOUR[st.kind];
+      parts.push(
+        `<circle class="gen" cx="${cx.toFixed(1)}" cy="${cy}" r="${DOT_R}" fill="${fill}" stroke="${stroke}" stroke-width="2"><title>${esc(`${g.id} — ${st.kind}, ${formatAge(g.ageSeconds * 1000)} old, ${formatBytes(g.bytes)}, ${formatBytes(g.bytesNew)} new${g.downtimeMs === null ? '' : `, downtime ${formatDowntime(g.downtimeMs)}`}${g.bad === true ? ', DAMAGED' : ''}`)}</title></circle>`,
+      );
+    });
+    const o = s.offsite?.newest;
+    if (o) {
+      const ox = x(Date.parse(o.createdAt));
+      parts.push(
+        `<path class="offsite" d="M${ox.toFixed(1)} ${y - 9}l5 5l-5 5l-5-5z" fill="${s.offsite?.stale || s.offsite?.lastError ? RED : OFFSITE}"><title>${esc(`offsite: ${o.id}, ${formatAge(o.ageSeconds * 1000)} old${s.offsite?.lastError ? `; last push FAILED: ${singleLine(s.offsite.lastError)}` : ''}`)}</title></path>`,
+      );
+    }
+    const failed = r.lastRuns.find(
+      (run) => !run.ok && run.source === s.source && (run.stream === null || run.stream === s.stream),
+    );
+    if (failed) {
+      const fx = Math.min(x(Date.parse(failed.finishedAt)), x(now));
+      parts.push(
+        `<g class="fail-mark" stroke="${RED}" stroke-width="3"><line x1="${(fx - 6).toFixed(1)}" x2="${(fx + 6).toFixed(1)}" y1="${y - 6}" y2="${y + 6}"/><line x1="${(fx - 6).toFixed(1)}" x2="${(fx + 6).toFixed(1)}" y1="${y + 6}" y2="${y - 6}"/><title>${esc(`${failed.job} FAILED at ${failed.finishedAt}: ${singleLine(failed.error ?? '')}`)}</title></g>`,
+      );
     }
   });
-  const legend = (['sink store', 'source store', 'handover'] as const)
-    .filter((k) => r.streams.some((s) => s.stores.some((st) => st.kind === k)))
-    .map(
-      (k) =>
-        `<span><i class="sw" style="background:${k === 'handover' ? '#fff' : STORE_COLOUR[k]};border:2px solid ${STORE_COLOUR[k]}"></i>${k}${k === 'handover' ? ' (pending)' : ''}</span>`,
-    )
-    .join('');
+  const legend =
+    (['sink store', 'source store', 'handover'] as const)
+      .filter((k) => r.streams.some((s) => s.stores.some((st) => st.kind === k)))
+      .map(
+        (k) =>
+          `<span><i class="sw" style="background:${k === 'handover' ? '#fff' : STORE_COLOUR[k]};border:2px solid ${STORE_COLOUR[k]}"></i>${k}${k === 'handover' ? ' (pending)' : ''}</span>`,
+      )
+      .join('') +
+    (r.streams.some((s) => s.offsite?.newest)
+      ? `<span><i class="sw" style="background:${OFFSITE};border-radius:0;transform:rotate(45deg)"></i>newest offsite commit</span>`
+      : '') +
+    (r.lastRuns.some((run) => !run.ok) ? `<span style="color:${RED}">✗ last run FAILED</span>` : '');
   return (
     `<div class="card"><svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="generation timeline">${parts.join('')}</svg>` +
     `<div class="legend">${legend}${tiers.length ? '<span>shaded bands: recovery tiers (not managed by baton)</span>' : ''}</div></div>`
@@ -215,7 +279,7 @@ function runsTable(r: StatusReport): string {
   if (r.lastRuns.length === 0) return '<div class="card">No run recorded yet.</div>';
   const rows = r.lastRuns.map(
     (run) =>
-      `<tr${run.ok ? '' : ' class="stale"'}><td>${esc(run.job)}</td><td>${esc(run.stream === null ? run.source : `${run.source}/${run.stream}`)}</td><td>${run.ok ? 'ok' : 'FAILED'}</td><td>${esc(run.finishedAt)}</td><td class="n">${esc(formatRunDuration(run.durationSeconds))}</td><td>${esc((run.error ?? '').split('\n')[0] ?? '')}</td></tr>`,
+      `<tr${run.ok ? '' : ' class="stale"'}><td>${esc(run.job)}</td><td>${esc(run.stream === null ? run.source : `${run.source}/${run.stream}`)}</td><td>${run.ok ? 'ok' : 'FAILED'}</td><td>${esc(run.finishedAt)}</td><td class="n">${esc(formatRunDuration(run.durationSeconds))}</td><td>${esc(singleLine(run.error ?? ''))}</td></tr>`,
   );
   return `<div class="card"><table><tr><th>job</th><th>for</th><th>result</th><th>finished</th><th>duration</th><th>error</th></tr>${rows.join('')}</table></div>`;
 }

@@ -1,7 +1,8 @@
+import { singleLine } from '../errors.js';
 import pc from 'picocolors';
 import { formatAge } from '../core/duration.js';
 import type { StatusReport, StreamReport } from './report.js';
-import { formatBytes, formatDowntime, formatInstant, formatRunDuration } from './format.js';
+import { formatBytes, formatDowntime, formatInstant, formatRunDuration, streamState } from './format.js';
 
 type Paint = (s: string) => string;
 interface Cell {
@@ -31,13 +32,15 @@ type Colors = ReturnType<typeof pc.createColors>;
 
 const age = (s: number) => formatAge(s * 1000);
 
-function streamState(s: StreamReport, c: Colors): Cell {
-  if (s.stale) return cell(s.stale.reason === 'no-new-generation' ? 'STALE' : 'OVERDUE', c.red);
-  if (s.newest === null) return cell('empty', c.yellow);
-  return cell('ok', c.green);
+function stateCell(s: StreamReport, c: Colors): Cell {
+  const st = streamState(s);
+  return cell(st.text, st.bad ? c.red : st.text === 'empty' ? c.yellow : c.green);
 }
 
-/** The readable report: a summary table, each store's generations, last runs, recovery points, problems. */
+/**
+ * The readable report: the problems first (at fleet size the tables run to hundreds of lines), then a
+ * summary table, the offsite tier, each store's generations, last runs and recovery points.
+ */
 export function renderStatus(r: StatusReport, opts: { color?: boolean } = {}): string {
   const c = pc.createColors(opts.color ?? false);
   const out: string[] = [];
@@ -47,6 +50,11 @@ export function renderStatus(r: StatusReport, opts: { color?: boolean } = {}): s
       r.ok ? c.green('all ok') : c.red(`${r.problems.length} problem(s)`)
     }`,
   );
+
+  if (r.problems.length) {
+    out.push('', c.bold(c.red('PROBLEMS')));
+    for (const p of r.problems) out.push(`  ${c.red('✗')} ${singleLine(p.message)}`);
+  }
 
   out.push('', c.bold('STREAMS'));
   out.push(
@@ -62,12 +70,37 @@ export function renderStatus(r: StatusReport, opts: { color?: boolean } = {}): s
           r.host === 'sink' ? String(s.quarantined.length) : '-',
           s.quarantined.length ? c.yellow : undefined,
         ),
-        streamState(s, c),
+        stateCell(s, c),
       ]),
       ['l', 'l', 'l', 'r', 'r', 'r', 'l'],
       c,
     ),
   );
+
+  const offsite = r.streams.filter((s) => s.offsite !== null);
+  if (offsite.length > 0) {
+    out.push('', c.bold('OFFSITE'));
+    out.push(
+      ...table(
+        ['STREAM', 'NEWEST OFFSITE', 'AGE', 'BEHIND SINK', 'LAST CHECKED', 'LAST PUSH'],
+        offsite.map((s) => {
+          const o = s.offsite;
+          return [
+            cell(`${s.source}/${s.stream}`),
+            cell(o?.newest?.id ?? '-'),
+            cell(o?.newest ? age(o.newest.ageSeconds) : '-'),
+            cell(o?.lagSeconds == null ? '-' : age(o.lagSeconds), o?.stale ? c.red : undefined),
+            cell(o?.checkedAt ?? 'never'),
+            o?.lastError == null
+              ? cell(o?.checkedAt == null ? '-' : 'ok', c.green)
+              : cell(`FAILED ${o.lastErrorAt ?? ''}: ${singleLine(o.lastError)}`, c.red),
+          ];
+        }),
+        ['l', 'l', 'r', 'r', 'l', 'l'],
+        c,
+      ),
+    );
+  }
 
   for (const s of r.streams) {
     for (const st of s.stores) {
@@ -124,7 +157,7 @@ export function renderStatus(r: StatusReport, opts: { color?: boolean } = {}): s
           run.ok ? cell('ok', c.green) : cell('FAILED', c.red),
           cell(run.finishedAt),
           cell(formatRunDuration(run.durationSeconds)),
-          cell(run.error === null ? '' : (run.error.split('\n')[0] ?? ''), c.red),
+          cell(run.error === null ? '' : singleLine(run.error), c.red),
         ]),
         ['l', 'l', 'l', 'l', 'r', 'l'],
         c,
@@ -153,9 +186,5 @@ export function renderStatus(r: StatusReport, opts: { color?: boolean } = {}): s
       ),
     );
 
-  if (r.problems.length) {
-    out.push('', c.bold(c.red('PROBLEMS')));
-    for (const p of r.problems) out.push(`  ${c.red('✗')} ${p.message}`);
-  }
   return `${out.join('\n')}\n`;
 }

@@ -62,6 +62,28 @@ export interface StreamReport {
   /** the newest generation in any of this host's stores */
   newest: { id: string; ageSeconds: number } | null;
   stale: StaleReport | null;
+  /** how the last run for this stream ended (sink: its last pull; source: the last backup); null when none is recorded */
+  lastRunOk: boolean | null;
+  /** sink with `offsite:` configured: the offsite tier as the last push recorded it; null otherwise */
+  offsite: OffsiteReport | null;
+}
+
+/**
+ * The offsite copy of one source/stream, read from what the last `baton offsite push` recorded in the
+ * sink's state dir (no network at status time).
+ */
+export interface OffsiteReport {
+  /** the newest committed generation offsite; null when the last push saw none (or none ran yet) */
+  newest: { id: string; createdAt: string; ageSeconds: number } | null;
+  /** when a push last checked the bucket successfully; null when none did */
+  checkedAt: string | null;
+  /** the last push failed: its one-line error and when; null when the last push succeeded */
+  lastError: string | null;
+  lastErrorAt: string | null;
+  /** how far the offsite copy is behind the sink store's newest verified generation; null when nothing to copy */
+  lagSeconds: number | null;
+  /** lagSeconds is over alerts.offsiteStaleAfter */
+  stale: boolean;
 }
 
 export interface RunReport {
@@ -79,7 +101,8 @@ export interface RunReport {
 }
 
 export interface RecoveryPoint {
-  kind: StoreKind | 'tier';
+  /** `offsite`: the newest offsite commit (oldest and count are unknown without the network: null) */
+  kind: StoreKind | 'tier' | 'offsite';
   name: string;
   source: string | null;
   stream: StreamName | null;
@@ -99,7 +122,9 @@ export interface Problem {
     | 'damaged'
     | 'store-unusable'
     | 'future'
-    | 'gate-event';
+    | 'gate-event'
+    | 'offsite-stale'
+    | 'offsite-push-failed';
   /** null for a problem of the sink store as a whole */
   source: string | null;
   stream: StreamName | null;
@@ -114,9 +139,16 @@ export interface StatusReport {
   now: string;
   /** false when there is a problem: `baton status` then exits 1 */
   ok: boolean;
-  checks: { staleAfterSeconds: number | null; transportOverdueSeconds: number | null };
+  checks: {
+    staleAfterSeconds: number | null;
+    transportOverdueSeconds: number | null;
+    /** sink: alerts.offsiteStaleAfter; null when unset (or on a source) */
+    offsiteStaleAfterSeconds: number | null;
+  };
   problems: Problem[];
   streams: StreamReport[];
   lastRuns: RunReport[];
+  /** the last runs per job and stream from the run history files (at most 30 each), oldest first per job */
+  runHistory: RunReport[];
   recoveryPoints: RecoveryPoint[];
 }

@@ -2,7 +2,14 @@ import { readdir } from 'node:fs/promises';
 import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
 import { formatDuration } from '../core/duration.js';
 import { isGenerationId } from '../generation/names.js';
-import { sinkRunRecordSchema, sourceRunRecordSchema } from '../core/run-record.js';
+import {
+  parseRunHistory,
+  runHistoryFile,
+  sinkRunRecordSchema,
+  sourceRunRecordSchema,
+  type SinkRunRecord,
+  type SourceRunRecord,
+} from '../core/run-record.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import { readStoreContents, type StoreGeneration } from '../generation/list.js';
@@ -11,12 +18,16 @@ import { listBadMarks } from '../sink/bad-marks.js';
 import { checkStoreMarker } from '../sink/check-store.js';
 import { sinkPaths } from '../sink/state.js';
 import { streamFreshness } from '../sink/check-stale.js';
-import { errnoCode, JobError, oneLine } from '../errors.js';
+import { offsiteLagFacts } from '../sink/check-offsite-lag.js';
+import { judgeOffsiteLag } from '../core/offsite-lag.js';
+import { parseGenerationId } from '../generation/names.js';
+import { errnoCode, JobError, oneLine, singleLine } from '../errors.js';
 import { unmailedGateEvents } from '../source/report-gate-events.js';
 import { describeGateEvent } from '../core/gate-events.js';
 import {
   STATUS_FORMAT,
   type GenerationReport,
+  type OffsiteReport,
   type Problem,
   type QuarantineReport,
   type RecoveryPoint,
@@ -135,20 +146,38 @@ async function readRun(
       problem: { kind: 'run-record', source, stream, message: `${file} is not a baton run record` },
     };
   }
-  const r = p.data;
+  return { run: toRunReport(p.data, source, stream, fallbackJob) };
+}
+
+function toRunReport(
+  r: SourceRunRecord | SinkRunRecord,
+  source: string,
+  stream: StreamName | null,
+  fallbackJob: string,
+): RunReport {
   return {
-    run: {
-      job: r.job || fallbackJob,
-      source,
-      stream,
-      ok: r.ok,
-      startedAt: r.startedAt,
-      finishedAt: r.finishedAt,
-      durationSeconds: Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000,
-      error: r.ok ? null : (r.error ?? 'failed'),
-      generation: r.ok && 'id' in r ? (r.id ?? null) : null,
-    },
+    job: r.job || fallbackJob,
+    source,
+    stream,
+    ok: r.ok,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    durationSeconds: Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000,
+    error: r.ok ? null : (r.error ?? 'failed'),
+    generation: r.ok && 'id' in r ? (r.id ?? null) : null,
   };
+}
+
+/** The run history beside a run record (the last RUN_HISTORY_MAX runs, oldest first); [] when none or unreadable. */
+async function readRunHistory(
+  file: string,
+  schema: typeof sourceRunRecordSchema | typeof sinkRunRecordSchema,
+  source: string,
+  stream: StreamName | null,
+  fallbackJob: string,
+): Promise<RunReport[]> {
+  const raw = await readJsonIfExists(runHistoryFile(file)).catch(() => undefined);
+  return parseRunHistory(raw, schema).map((r) => toRunReport(r, source, stream, fallbackJob));
 }
 
 function addRun(read: RunRead, runs: RunReport[], problems: Problem[]): RunReport | undefined {
@@ -163,7 +192,7 @@ function addRun(read: RunRead, runs: RunReport[], problems: Problem[]): RunRepor
       kind: 'run-failed',
       source: read.run.source,
       stream: read.run.stream,
-      message: `${read.run.job}${read.run.stream === null ? ` (${read.run.source})` : ` ${read.run.source}/${read.run.stream}`} failed at ${read.run.finishedAt}: ${(read.run.error ?? '').split('\n')[0] ?? ''}`,
+      message: `${read.run.job}${read.run.stream === null ? ` (${read.run.source})` : ` ${read.run.source}/${read.run.stream}`} failed at ${read.run.finishedAt}: ${singleLine(read.run.error ?? '')}`,
     });
   }
   return read.run;
@@ -177,10 +206,18 @@ function finish(base: Omit<StatusReport, 'format' | 'ok' | 'problems'>, problems
 export async function sourceStatus(config: SourceConfig, now: Date): Promise<StatusReport> {
   const problems: Problem[] = [];
   const lastRuns: RunReport[] = [];
+  const lastRunFile = sourceState(config).lastRun;
   const run = addRun(
-    await readRun(sourceState(config).lastRun, sourceRunRecordSchema, config.name, null, 'source backup'),
+    await readRun(lastRunFile, sourceRunRecordSchema, config.name, null, 'source backup'),
     lastRuns,
     problems,
+  );
+  const runHistory = await readRunHistory(
+    lastRunFile,
+    sourceRunRecordSchema,
+    config.name,
+    null,
+    'source backup',
   );
   const overdueMs = config.alerts.transportOverdue;
   const streams: StreamReport[] = [];
@@ -233,6 +270,8 @@ export async function sourceStatus(config: SourceConfig, now: Date): Promise<Sta
       quarantined: [],
       newest: newestOf(stores, now),
       stale,
+      lastRunOk: run?.ok ?? null,
+      offsite: null,
     };
     problems.push(...futureProblems(stores, { source: config.name, stream }, now));
     streams.push(r);
@@ -257,13 +296,62 @@ export async function sourceStatus(config: SourceConfig, now: Date): Promise<Sta
       checks: {
         staleAfterSeconds: null,
         transportOverdueSeconds: overdueMs === undefined ? null : seconds(overdueMs),
+        offsiteStaleAfterSeconds: null,
       },
       streams,
       lastRuns,
+      runHistory,
       recoveryPoints,
     },
     problems,
   );
+}
+
+/** The offsite tier of one sink source/stream from what the last push recorded (no network). */
+async function offsiteReport(
+  config: SinkConfig,
+  source: string,
+  stream: StreamName,
+  now: Date,
+): Promise<{ report: OffsiteReport; staleMessage: string | undefined }> {
+  const facts = await offsiteLagFacts(config, source, stream, now);
+  const limit = config.alerts.offsiteStaleAfter;
+  const v = judgeOffsiteLag(facts, now, limit ?? Number.MAX_SAFE_INTEGER);
+  const p = facts.pushed;
+  const at = p?.newest === undefined ? undefined : parseGenerationId(p.newest);
+  const report: OffsiteReport = {
+    newest:
+      p?.newest !== undefined && at !== undefined
+        ? {
+            id: p.newest,
+            createdAt: at.toISOString(),
+            ageSeconds: Math.max(0, seconds(now.getTime() - at.getTime())),
+          }
+        : null,
+    checkedAt: p?.checkedAt ?? null,
+    lastError: p?.lastError ?? null,
+    lastErrorAt: p?.lastError === undefined ? null : (p.lastErrorAt ?? null),
+    lagSeconds: v.lagMs === undefined ? null : seconds(v.lagMs),
+    stale: limit !== undefined && v.stale,
+  };
+  return { report, staleMessage: report.stale ? v.message : undefined };
+}
+
+function offsiteProblems(
+  o: OffsiteReport,
+  staleMessage: string | undefined,
+  who: string,
+  where: { source: string; stream: StreamName },
+): Problem[] {
+  const out: Problem[] = [];
+  if (o.lastError !== null)
+    out.push({
+      kind: 'offsite-push-failed',
+      ...where,
+      message: `${who}: the last offsite push failed${o.lastErrorAt === null ? '' : ` at ${o.lastErrorAt}`}: ${o.lastError}`,
+    });
+  if (staleMessage !== undefined) out.push({ kind: 'offsite-stale', ...where, message: staleMessage });
+  return out;
 }
 
 /** `.quarantine/<id>.<UTC time without : and .>` → its id and when it was quarantined. */
@@ -287,6 +375,7 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
   if (storeProblem !== undefined)
     problems.push({ kind: 'store-unusable', source: null, stream: null, message: storeProblem });
   const lastRuns: RunReport[] = [];
+  const runHistory: RunReport[] = [];
   const streams: StreamReport[] = [];
   const recoveryPoints: RecoveryPoint[] = [];
   const staleAfter = config.alerts.staleAfter;
@@ -310,10 +399,13 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
         .filter((n) => !n.startsWith('.'))
         .sort()
         .map(parseQuarantineName);
-      addRun(
+      const run = addRun(
         await readRun(p.lastRun, sinkRunRecordSchema, src.name, stream, `sink pull ${stream}`),
         lastRuns,
         problems,
+      );
+      runHistory.push(
+        ...(await readRunHistory(p.lastRun, sinkRunRecordSchema, src.name, stream, `sink pull ${stream}`)),
       );
       let stale: StaleReport | null = null;
       if (staleAfter !== undefined) {
@@ -341,7 +433,28 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
         quarantined,
         newest: newestOf([store], now, config.limits.futureSkew),
         stale,
+        lastRunOk: run?.ok ?? null,
+        offsite: null,
       };
+      if (config.offsite !== undefined) {
+        const o = await offsiteReport(config, src.name, stream, now);
+        r.offsite = o.report;
+        const where = { source: src.name, stream };
+        problems.push(...offsiteProblems(o.report, o.staleMessage, `${src.name}/${stream}`, where));
+        const n = r.offsite.newest;
+        if (n !== null)
+          recoveryPoints.push({
+            kind: 'offsite',
+            name: `${src.name}/${stream}`,
+            source: src.name,
+            stream,
+            scope: `s3://${config.offsite.bucket}/${config.offsite.prefix} (as of the last push${r.offsite.checkedAt === null ? '' : `, ${r.offsite.checkedAt}`})`,
+            count: null,
+            oldest: null,
+            newest: n.createdAt,
+            keepDays: null,
+          });
+      }
       problems.push(...futureProblems([store], { source: src.name, stream }, now, config.limits.futureSkew));
       streams.push(r);
       recoveryPoints.push(...storePoints(r, `the ${stream} stream of ${src.name}`));
@@ -368,9 +481,12 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
       checks: {
         staleAfterSeconds: staleAfter === undefined ? null : seconds(staleAfter),
         transportOverdueSeconds: null,
+        offsiteStaleAfterSeconds:
+          config.alerts.offsiteStaleAfter === undefined ? null : seconds(config.alerts.offsiteStaleAfter),
       },
       streams,
       lastRuns,
+      runHistory,
       recoveryPoints,
     },
     problems,

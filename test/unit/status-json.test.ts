@@ -149,12 +149,27 @@ function assertShape(r: StatusReport): void {
     'ok',
     'problems',
     'recoveryPoints',
+    'runHistory',
     'streams',
   ]);
   assert.equal(r.format, STATUS_FORMAT);
-  assert.deepEqual(keys(r.checks), ['staleAfterSeconds', 'transportOverdueSeconds']);
+  assert.deepEqual(keys(r.checks), [
+    'offsiteStaleAfterSeconds',
+    'staleAfterSeconds',
+    'transportOverdueSeconds',
+  ]);
   for (const s of r.streams) {
-    assert.deepEqual(keys(s), ['newest', 'pending', 'quarantined', 'source', 'stale', 'stores', 'stream']);
+    assert.deepEqual(keys(s), [
+      'lastRunOk',
+      'newest',
+      'offsite',
+      'pending',
+      'quarantined',
+      'source',
+      'stale',
+      'stores',
+      'stream',
+    ]);
     for (const st of s.stores) {
       assert.deepEqual(keys(st), ['dir', 'generations', 'kind']);
       for (const g of st.generations)
@@ -170,7 +185,7 @@ function assertShape(r: StatusReport): void {
         ]);
     }
   }
-  for (const run of r.lastRuns)
+  for (const run of [...r.lastRuns, ...r.runHistory])
     assert.deepEqual(keys(run), [
       'durationSeconds',
       'error',
@@ -227,7 +242,11 @@ test('sink status -> documented shape; stale, failed run, bad record, quarantine
   assert.equal(r.name, null);
   assert.equal(r.now, now.toISOString());
   assert.equal(r.ok, false);
-  assert.deepEqual(r.checks, { staleAfterSeconds: 30 * 3600, transportOverdueSeconds: null });
+  assert.deepEqual(r.checks, {
+    staleAfterSeconds: 30 * 3600,
+    transportOverdueSeconds: null,
+    offsiteStaleAfterSeconds: null,
+  });
   assert.deepEqual(
     r.streams.map((s) => [
       `${s.source}/${s.stream}`,
@@ -268,7 +287,7 @@ test('sink status -> documented shape; stale, failed run, bad record, quarantine
   );
   assert.match(
     r.problems[0]!.message,
-    /^sink pull data shop\/data failed at 2026-11-28T04:00:12.500Z: list: ssh: connect refused$/,
+    /^sink pull data shop\/data failed at 2026-11-28T04:00:12.500Z: list: ssh: connect refused; second line$/,
   );
   assert.deepEqual(r.lastRuns[0], {
     job: 'sink pull data',
@@ -307,7 +326,11 @@ test('source status -> handover pending with overdue flags, source store verifie
   assertShape(r);
   assert.equal(r.host, 'source');
   assert.equal(r.name, 'shop');
-  assert.deepEqual(r.checks, { staleAfterSeconds: null, transportOverdueSeconds: 20 * 3600 });
+  assert.deepEqual(r.checks, {
+    staleAfterSeconds: null,
+    transportOverdueSeconds: 20 * 3600,
+    offsiteStaleAfterSeconds: null,
+  });
   const data = r.streams.find((s) => s.stream === 'data')!;
   assert.deepEqual(
     data.stores.map((s) => [s.kind, s.generations.map((g) => g.verified)]),

@@ -2,8 +2,9 @@ import { Argument, Option } from '@commander-js/extra-typings';
 import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 import { loadSinkConfig } from '../../config/load.js';
 import { runSinkPull, type StreamOutcome } from '../../sink/run-pull.js';
-import { ExitCode } from '../../errors.js';
+import { ExitCode, singleLine } from '../../errors.js';
 import { pushAfterPull } from '../../offsite/after-pull.js';
+import { checkOffsiteLag } from '../../sink/check-offsite-lag.js';
 
 /** 0 when every source went well, 75 when the only problem was a held lock, else 1. */
 export function pullExitCode(outcomes: readonly StreamOutcome[]): number {
@@ -76,10 +77,12 @@ Exit codes: 0 all sources ok, 1 a source failed (alert sent; nothing acked or pr
             process.stderr.write(
               `baton: offsite push after pull ${p.source}/${p.stream}: ${p.outcome.locked ? 'skipped: another push holds the lock' : (p.outcome.error ?? 'failed')}\n`,
             );
+        // alerts.offsiteStaleAfter: its own alert after the push, never part of the pull's exit code
+        await checkOffsiteLag(config, outcomes, { now: ctx.now, log: ctx.log });
         const failed = outcomes.filter((o) => !o.ok);
         if (failed.length) {
           process.stderr.write(
-            `baton: sink pull ${stream}: ${failed.length} of ${outcomes.length} source(s) failed: ${failed.map((o) => `${o.source}: ${(o.error ?? '').split('\n')[0] ?? ''}`).join('; ')}\n`,
+            `baton: sink pull ${stream}: ${failed.length} of ${outcomes.length} source(s) failed: ${failed.map((o) => `${o.source}: ${singleLine(o.error ?? '')}`).join('; ')}\n`,
           );
         }
         return pullExitCode(outcomes);
