@@ -214,7 +214,15 @@ export function formatRepoConfig(c: RepoConfig): string {
 
 // --- pack index
 
-/** A pack index may list this many blobs at most (the pack writer flushes before it gets there). */
+/**
+ * A pack index may list this many blobs at most; both pack writers (offsite/pack.ts, the engine's in
+ * offsite/push.ts) flush a pack when it reaches this count. Why a count and not packSize / min chunk
+ * size: a chunk of a large file is at least minSize (256 KiB: 128 per 32 MiB pack), but a small file
+ * is one blob of any size down to 1 byte, so a 32 MiB pack of small files could hold 33 million
+ * blobs. 200,000 entries of at most ~140 bytes of JSON each keep an index under 28 MB (inside
+ * PACK_INDEX_MAX_BYTES) and its parsed form around 60 MB, and cost at most one extra pack per 200,000
+ * tiny files. (The engine's first schema allowed 1,000,000 entries, which did not fit the 64 MiB bound.)
+ */
 export const MAX_PACK_BLOBS = 200_000;
 /** A pack may be this large at most (target size + one blob, with room). */
 export const MAX_PACK_BYTES = 2048 * MiB;

@@ -7,7 +7,7 @@ import type { OffsiteConfig } from '../config/schema.js';
 import { errnoCode } from '../errors.js';
 import { INDEX_PREFIX, indexKey, packIdOfKey } from './layout.js';
 import type { ObjectStore } from './object-store.js';
-import { packIndexSchema, parseRecord } from './records.js';
+import { DamagedObjectError, readPackIndexObject } from './read.js';
 import type { Repo } from './repo.js';
 
 /** The sink's state for one repository (bucket + prefix): `<stateDir>/offsite/<hash>/`. */
@@ -15,8 +15,6 @@ export function offsiteStateDir(stateDir: string, cfg: OffsiteConfig): string {
   const who = `${cfg.endpoint ?? 'aws'}\n${cfg.bucket}\n${cfg.prefix}`;
   return join(stateDir, 'offsite', createHash('sha256').update(who).digest('hex').slice(0, 16));
 }
-
-export const MAX_INDEX_BYTES = 64 * 1024 * 1024;
 
 /**
  * Which blob ids the bucket holds and in which pack, kept in the sink state dir so a push needs no
@@ -91,11 +89,16 @@ export class LocalIndex {
     const missing = [...listed].filter((id) => !this.packs.has(id));
     let added = 0;
     for (const id of missing) {
-      const what = indexKey(id);
-      const bytes = await store.get(what, { maxBytes: MAX_INDEX_BYTES });
-      const idx = parseRecord(packIndexSchema, await repo.openIndex(bytes, what));
-      if (typeof idx === 'string') {
-        log.warn({ step: 'offsite' }, `${what}: ${idx}; its blobs are uploaded again when needed`);
+      let idx;
+      try {
+        idx = await readPackIndexObject(store, repo, id);
+      } catch (e) {
+        // a damaged or foreign index: its blobs are not counted as stored (a store failure still throws)
+        if (!(e instanceof DamagedObjectError)) throw e;
+        log.warn(
+          { step: 'offsite' },
+          `${indexKey(id)}: ${e.message}; its blobs are uploaded again when needed`,
+        );
         continue;
       }
       await this.record(

@@ -27,7 +27,15 @@ import {
 } from './layout.js';
 import { LocalIndex, offsiteStateDir } from './local-index.js';
 import { ObjectExistsError, type ObjectStore } from './object-store.js';
-import { filesMapSchema, parseRecord, type Commit, type FilesMap } from './records.js';
+import {
+  formatCommit,
+  formatFilesMap,
+  formatPackIndex,
+  MAX_PACK_BLOBS,
+  parseFilesMap,
+  type Commit,
+  type PackIndex,
+} from '../core/offsite-records.js';
 import { openRepoForPush, type Repo } from './repo.js';
 import { configuredRecipients } from './recipients.js';
 import { openOffsiteStore } from './open-store.js';
@@ -190,16 +198,26 @@ function newestOf(
   return ids.sort().at(-1);
 }
 
-/** The files map of the last generation this sink pushed for the stream (sha256 → blob ids). */
+const filesCache = (state: string, source: string, stream: StreamName) =>
+  join(state, 'files', `${source}-${stream}.files`);
+
+/**
+ * The files map of the last generation this sink pushed for the stream (sha256 → blob ids), in the
+ * bucket's files-object format. Only a hint (a blob it names is reused only when the local index
+ * has it): an unreadable cache is an empty one.
+ */
 async function loadFilesCache(
   state: string,
   source: string,
   stream: StreamName,
 ): Promise<Map<string, string[]>> {
-  const bytes = await readFile(join(state, 'files', `${source}-${stream}.json`)).catch(() => undefined);
-  if (!bytes) return new Map();
-  const f = parseRecord(filesMapSchema, bytes);
-  return typeof f === 'string' ? new Map() : new Map(Object.entries(f.files));
+  const text = await readFile(filesCache(state, source, stream), 'utf8').catch(() => undefined);
+  if (text === undefined) return new Map();
+  try {
+    return parseFilesMap(text);
+  } catch {
+    return new Map();
+  }
 }
 
 async function saveFilesCache(
@@ -209,8 +227,7 @@ async function saveFilesCache(
   files: Map<string, string[]>,
 ) {
   await mkdirp(join(state, 'files'), 0o700);
-  const rec: FilesMap = { version: 1, files: Object.fromEntries(files) };
-  await writeFileAtomic(join(state, 'files', `${source}-${stream}.json`), JSON.stringify(rec), 0o600);
+  await writeFileAtomic(filesCache(state, source, stream), formatFilesMap(files), 0o600);
 }
 
 /** Upload bandwidth: waits so that the bytes sent since the start never run ahead of `perSecond`. */
@@ -271,7 +288,8 @@ class Packer {
     const sealed = this.sealer ? this.sealer.seal(plain) : plain;
     this.blobs.push({ id, sealed, plainLength: plain.length });
     this.size += sealed.length;
-    if (this.size >= this.g.cfg.packSize) await this.flush();
+    // the blob count too: an index the readers refuse (MAX_PACK_BLOBS) would make its pack unreadable
+    if (this.size >= this.g.cfg.packSize || this.blobs.length >= MAX_PACK_BLOBS) await this.flush();
   }
 
   async flush(): Promise<void> {
@@ -309,7 +327,14 @@ class Packer {
     await this.g.store.put(packKey(packId), pack, opts);
     this.bytesUploaded += pack.length;
     await crashPoint('offsite-pack-stored');
-    const idx = await this.g.repo.sealIndex(Buffer.from(JSON.stringify({ version: 1, blobs: entries })));
+    const index: PackIndex = {
+      version: 1,
+      pack: packId,
+      size: pack.length,
+      encrypted: this.g.repo.encrypted,
+      blobs: entries,
+    };
+    const idx = await this.g.repo.sealIndex(Buffer.from(formatPackIndex(index)));
     await this.g.limiter.take(idx.length);
     await this.g.store.put(indexKey(packId), idx, opts);
     this.bytesUploaded += idx.length;
@@ -360,6 +385,7 @@ async function* chunkTreeFile(
 }
 
 const show = (p: Buffer) => JSON.stringify(p.toString('utf8'));
+const objectRef = (b: Uint8Array) => ({ sha256: sha256Hex(b), size: b.length });
 
 async function pushGeneration(
   g: GenPush,
@@ -430,7 +456,7 @@ async function pushGeneration(
     manifest: await readFile(join(g.dir, 'manifest')),
     SHA256SUMS: await readFile(join(g.dir, 'SHA256SUMS')),
     'meta.json': await readFile(join(g.dir, 'meta.json')),
-    files: Buffer.from(JSON.stringify({ version: 1, files: Object.fromEntries(files) } satisfies FilesMap)),
+    files: Buffer.from(formatFilesMap(files)),
   };
   const sealer = await g.repo.newSealer();
   const putOpts = retainUntil ? { retainUntil } : {};
@@ -472,14 +498,14 @@ async function pushGeneration(
     id: g.id,
     created: g.now().toISOString(),
     objects: {
-      manifest: sha256Hex(plain.manifest),
-      SHA256SUMS: sha256Hex(plain.SHA256SUMS),
-      'meta.json': sha256Hex(plain['meta.json']),
-      files: sha256Hex(plain.files),
+      manifest: objectRef(plain.manifest),
+      SHA256SUMS: objectRef(plain.SHA256SUMS),
+      'meta.json': objectRef(plain['meta.json']),
+      files: objectRef(plain.files),
     },
     packs: [...packs].sort(),
   };
-  const commitPlain = Buffer.from(JSON.stringify(commit));
+  const commitPlain = Buffer.from(formatCommit(commit));
   // sealed like an index: the sink reads commits (prune, verify) without an identity; they hold no content
   const commitBody = await g.repo.sealIndex(commitPlain);
   try {

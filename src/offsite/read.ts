@@ -10,20 +10,41 @@ import {
   type GenObject,
 } from './layout.js';
 import {
-  commitSchema,
-  filesMapSchema,
-  packIndexSchema,
-  parseRecord,
+  agePayloadOverhead,
+  COMMIT_MAX_BYTES,
+  MAX_AGE_HEADER_BYTES,
+  PACK_INDEX_MAX_BYTES,
+  parseCommit,
+  parseFilesMap,
+  parsePackIndex,
+  RecordError,
   type Commit,
-  type FilesMap,
-} from './records.js';
+} from '../core/offsite-records.js';
 import { sha256Hex } from './crypto.js';
 import type { Repo } from './repo.js';
 
-/** Bounds on what is read from the bucket (a hostile bucket must not make us allocate without limit). */
-export const MAX_COMMIT_BYTES = 64 * 1024 * 1024;
-export const MAX_GEN_OBJECT_BYTES = 2 * 1024 * 1024 * 1024 - 1;
-export const MAX_INDEX_OBJECT_BYTES = 64 * 1024 * 1024;
+/**
+ * Bounds on what is read from the bucket (a hostile bucket must not make us allocate without limit):
+ * a record's own plaintext bound plus what age adds when the repository is encrypted.
+ */
+export function sealedBound(repo: Repo, plainBytes: number): number {
+  return repo.encrypted ? plainBytes + agePayloadOverhead(plainBytes) + MAX_AGE_HEADER_BYTES : plainBytes;
+}
+/** A generation object is read whole into one buffer: node's buffer ceiling bounds it too. */
+const MAX_GEN_OBJECT_READ = 2 * 1024 * 1024 * 1024 - 1;
+
+/** An object of the bucket is there but not what it claims (damaged, tampered or foreign). */
+export class DamagedObjectError extends OffsiteError {}
+
+/** Parses a record, turning the parser's one-line refusal into a DamagedObjectError (exit 1). */
+export function parsed<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof RecordError) throw new DamagedObjectError(e.message);
+    throw e;
+  }
+}
 
 export interface CommitRef {
   source: string;
@@ -64,14 +85,9 @@ export async function readCommit(
   ref: { source: string; stream: StreamName; id: string },
 ): Promise<Commit> {
   const key = commitKey(ref.source, ref.stream, ref.id);
-  const c = parseRecord(
-    commitSchema,
-    await repo.openIndex(await getObject(store, key, MAX_COMMIT_BYTES), key),
-  );
-  if (typeof c === 'string') throw new OffsiteError(`${key}: ${c}`);
-  if (c.source !== ref.source || c.stream !== ref.stream || c.id !== ref.id)
-    throw new OffsiteError(`${key}: claims ${c.source}/${c.stream}/${c.id}`);
-  return c;
+  const sealed = await getObject(store, key, sealedBound(repo, COMMIT_MAX_BYTES));
+  const plain = await repo.openIndex(sealed, key);
+  return parsed(() => parseCommit(plain, ref));
 }
 
 /** One generation object, opened, its sha256 checked against the commit. */
@@ -82,20 +98,30 @@ export async function readGenObject(
   name: GenObject,
 ): Promise<Uint8Array> {
   const key = genKey(c.source, c.stream, c.id, name);
-  const plain = await repo.open(await getObject(store, key, MAX_GEN_OBJECT_BYTES), key);
+  const want = c.objects[name];
+  const max = Math.min(sealedBound(repo, want.size), MAX_GEN_OBJECT_READ);
+  const plain = await repo.open(await getObject(store, key, max), key);
   const got = sha256Hex(plain);
-  if (got !== c.objects[name])
+  if (got !== want.sha256 || plain.length !== want.size)
     throw new OffsiteError(
-      `${key}: changed since its commit (sha256 ${got}, the commit says ${c.objects[name]})`,
+      `${key}: changed since its commit (sha256 ${got}, ${plain.length} bytes; the commit says ${want.sha256}, ${want.size} bytes)`,
     );
   return plain;
 }
 
+/** A regular file's manifest sha256 → its blob ids in order (none for the empty file). */
+export type FilesMap = Map<string, string[]>;
+
 export async function readFilesMap(store: ObjectStore, repo: Repo, c: Commit): Promise<FilesMap> {
-  const key = genKey(c.source, c.stream, c.id, 'files');
-  const f = parseRecord(filesMapSchema, await readGenObject(store, repo, c, 'files'));
-  if (typeof f === 'string') throw new OffsiteError(`${key}: ${f}`);
-  return f;
+  const what = genKey(c.source, c.stream, c.id, 'files');
+  const bytes = await readGenObject(store, repo, c, 'files');
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new OffsiteError(`${what}: not UTF-8 text`);
+  }
+  return parsed(() => parseFilesMap(text, { what, maxBytes: MAX_GEN_OBJECT_READ }));
 }
 
 export interface BlobLocation {
@@ -113,16 +139,21 @@ export async function readBlobLocations(
 ): Promise<Map<string, BlobLocation>> {
   const out = new Map<string, BlobLocation>();
   for (const pack of packs) {
-    const key = indexKey(pack);
-    const idx = parseRecord(
-      packIndexSchema,
-      await repo.openIndex(await getObject(store, key, MAX_INDEX_OBJECT_BYTES), key),
-    );
-    if (typeof idx === 'string') throw new OffsiteError(`${key}: ${idx}`);
+    const idx = await readPackIndexObject(store, repo, pack);
     for (const b of idx.blobs)
       out.set(b.id, { pack, offset: b.offset, length: b.length, plainLength: b.plainLength });
   }
   return out;
+}
+
+/** The index object of a pack, opened and checked against its pack id and the repository. */
+export async function readPackIndexObject(store: ObjectStore, repo: Repo, packId: string) {
+  const key = indexKey(packId);
+  const sealed = await getObject(store, key, sealedBound(repo, PACK_INDEX_MAX_BYTES));
+  const plain = await repo.openIndex(sealed, key).catch((e: unknown) => {
+    throw e instanceof OffsiteError ? new DamagedObjectError(e.message) : e;
+  });
+  return parsed(() => parsePackIndex(plain, { packId, encrypted: repo.encrypted }));
 }
 
 export { GEN_OBJECTS };

@@ -6,7 +6,13 @@ import { ConfigError } from '../errors.js';
 import { writeFileAtomic, mkdirp } from '../adapters/fsx.js';
 import { CONFIG_KEY } from './layout.js';
 import { ObjectExistsError, ObjectMissingError, OffsiteError, type ObjectStore } from './object-store.js';
-import { parseRecord, repoConfigSchema, type RepoConfig } from './records.js';
+import {
+  formatRepoConfig,
+  parseRepoConfig,
+  RecordError,
+  REPO_CONFIG_MAX_BYTES,
+  type RepoConfig,
+} from '../core/offsite-records.js';
 import {
   BlobOpener,
   BlobSealer,
@@ -40,8 +46,6 @@ export interface Repo {
   sealIndex(plain: Uint8Array): Promise<Uint8Array>;
   openIndex(sealed: Uint8Array, what: string): Promise<Uint8Array>;
 }
-
-const MAX_CONFIG_BYTES = 1 << 20;
 
 // BIP-173 bech32, for the index identity derived from the master key (age's AGE-SECRET-KEY-1… form).
 const CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
@@ -88,11 +92,7 @@ async function makeRepo(
   config: RepoConfig,
   opts: { master?: Uint8Array; recipients?: readonly string[]; identities?: readonly string[] },
 ): Promise<Repo> {
-  const chunker: ChunkerParams = {
-    minSize: config.chunker.min,
-    avgSize: config.chunker.avg,
-    maxSize: config.chunker.max,
-  };
+  const chunker: ChunkerParams = config.chunker;
   if (!config.encrypted) {
     return {
       config,
@@ -152,18 +152,28 @@ async function makeRepo(
 async function readRepoConfig(store: ObjectStore): Promise<RepoConfig | undefined> {
   let bytes: Uint8Array;
   try {
-    bytes = await store.get(CONFIG_KEY, { maxBytes: MAX_CONFIG_BYTES });
+    bytes = await store.get(CONFIG_KEY, { maxBytes: REPO_CONFIG_MAX_BYTES });
   } catch (e) {
     if (e instanceof ObjectMissingError) return undefined;
     throw e;
   }
-  const c = parseRecord(repoConfigSchema, bytes);
-  if (typeof c === 'string') throw new OffsiteError(`${store.describe}: the repository config is ${c}`);
-  return c;
+  try {
+    return parseRepoConfig(bytes);
+  } catch (e) {
+    if (e instanceof RecordError) throw new OffsiteError(`${store.describe}: ${e.message}`);
+    throw e;
+  }
 }
 
 const keyLine = (config: RepoConfig, master: Uint8Array) =>
   `${config.id} ${Buffer.from(master).toString('hex')}\n`;
+
+/** The master key in `<stateDir>/master.key` when it is this repository's; undefined otherwise. */
+async function readLocalKey(keyFile: string, config: RepoConfig): Promise<Uint8Array | undefined> {
+  const local = await readFile(keyFile, 'utf8').catch(() => undefined);
+  const m = local === undefined ? undefined : /^([0-9a-f]{32,64}) ([0-9a-f]{64})\n?$/.exec(local);
+  return m?.[1] === config.id && m[2] ? Buffer.from(m[2], 'hex') : undefined;
+}
 
 /**
  * The repository for a push: its config (created by the first push, written once with
@@ -183,20 +193,17 @@ export async function openRepoForPush(
     const fresh: RepoConfig = {
       version: 1,
       id: randomBytes(16).toString('hex'),
-      chunker: {
-        min: DEFAULT_CHUNKER_PARAMS.minSize,
-        avg: DEFAULT_CHUNKER_PARAMS.avgSize,
-        max: DEFAULT_CHUNKER_PARAMS.maxSize,
-      },
+      created: new Date().toISOString(),
+      chunker: { ...DEFAULT_CHUNKER_PARAMS },
       encrypted,
+      ...(encrypted ? { keys: await wrapMasterKey(master, opts.recipients ?? []) } : {}),
     };
     if (encrypted) {
-      fresh.keys = await wrapMasterKey(master, opts.recipients ?? []);
       await mkdirp(opts.stateDir, 0o700);
       await writeFileAtomic(keyFile, keyLine(fresh, master), 0o600);
     }
     try {
-      await store.put(CONFIG_KEY, Buffer.from(JSON.stringify(fresh)), { ifNoneMatch: true });
+      await store.put(CONFIG_KEY, Buffer.from(formatRepoConfig(fresh)), { ifNoneMatch: true });
       config = fresh;
     } catch (e) {
       if (!(e instanceof ObjectExistsError)) throw e;
@@ -211,10 +218,7 @@ export async function openRepoForPush(
       { step: 'offsite' },
     );
   if (!config.encrypted) return makeRepo(config, {});
-  let master: Uint8Array | undefined;
-  const local = await readFile(keyFile, 'utf8').catch(() => undefined);
-  const m = local === undefined ? undefined : /^([0-9a-f]{32}) ([0-9a-f]{64})\n?$/.exec(local);
-  if (m?.[1] === config.id && m[2]) master = Buffer.from(m[2], 'hex');
+  let master = await readLocalKey(keyFile, config);
   if (!master) {
     if (!opts.identities)
       throw new ConfigError(
@@ -247,9 +251,8 @@ export async function openRepoForRead(
     return makeRepo(config, { master, identities });
   }
   if (stateDir !== undefined) {
-    const local = await readFile(join(stateDir, 'master.key'), 'utf8').catch(() => undefined);
-    const m = local === undefined ? undefined : /^([0-9a-f]{32}) ([0-9a-f]{64})\n?$/.exec(local);
-    if (m?.[1] === config.id && m[2]) return makeRepo(config, { master: Buffer.from(m[2], 'hex') });
+    const master = await readLocalKey(join(stateDir, 'master.key'), config);
+    if (master) return makeRepo(config, { master });
   }
   return makeRepo(config, {});
 }

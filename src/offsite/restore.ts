@@ -36,8 +36,9 @@ import {
   readFilesMap,
   readGenObject,
   type BlobLocation,
+  type FilesMap,
 } from './read.js';
-import type { Commit, FilesMap } from './records.js';
+import type { Commit } from '../core/offsite-records.js';
 import type { Repo } from './repo.js';
 
 const STEP = 'offsite restore';
@@ -84,7 +85,7 @@ export class FileFetcher {
 
   async fetch(e: ManifestEntry, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
     const sha = e.sha256 ?? '';
-    const ids = this.files.files[sha];
+    const ids = this.files.get(sha);
     if (ids === undefined)
       throw new OffsiteError(
         `${showPath(e.path)}: its content (sha256 ${sha}) is not in the generation's files object`,

@@ -83,7 +83,7 @@ async function verifyOne(
     if (check.problems.length === 0 && repo.canOpen) {
       const blobs = await readBlobLocations(store, repo, commit.packs);
       const files = await readFilesMap(store, repo, commit);
-      for (const [sha, ids] of Object.entries(files.files))
+      for (const [sha, ids] of files)
         for (const id of ids)
           if (!blobs.has(id))
             add(`files object: blob ${id} of content ${sha} is in none of the commit's packs`);

@@ -1,7 +1,7 @@
 import { Argument, Option } from '@commander-js/extra-typings';
 import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 import { loadSinkConfig } from '../../config/load.js';
-import { ExitCode, JobError } from '../../errors.js';
+import { ConfigError, ExitCode, JobError } from '../../errors.js';
 import { offsiteConfig, selectStreams } from '../../offsite/push.js';
 import { runOffsitePushJob } from '../../offsite/run-push.js';
 import { openOffsiteStore } from '../../offsite/open-store.js';
@@ -150,6 +150,12 @@ Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing ha
     .action(async (opts) =>
       runAction(root, async () => {
         const { config, cfg } = await loadOffsite(opts.config);
+        // a usage error (exit 2), before the bucket is contacted when the config says it is encrypted
+        const deepNeedsIdentity = () =>
+          new ConfigError('--deep on an encrypted repository needs --identity FILE', {
+            step: 'offsite verify',
+          });
+        if (opts.deep && opts.identity === undefined && cfg.encryption) throw deepNeedsIdentity();
         const identities = opts.identity === undefined ? undefined : await readIdentityFile(opts.identity);
         const store = await openOffsiteStore(cfg);
         const repo = await openRepoForRead(
@@ -158,10 +164,7 @@ Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing ha
           opts.identity,
           offsiteStateDir(config.stateDir, cfg),
         );
-        if (opts.deep && !repo.canOpen)
-          throw new JobError('--deep on an encrypted repository needs --identity FILE', {
-            step: 'offsite verify',
-          });
+        if (opts.deep && !repo.canOpen) throw deepNeedsIdentity();
         const checks = await verifyOffsite({
           store,
           repo,
