@@ -173,12 +173,13 @@ export async function measureOk(
 export async function runOk(
   what: string,
   argv: readonly string[],
-  opts: { timeoutMs?: number; cwd?: string } = {},
+  opts: { timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunResult> {
   const r = await runProcess(argv, {
     timeoutMs: opts.timeoutMs ?? 3600_000,
     captureStdout: true,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
   });
   if (r.code !== 0) throw new CommandFailed(what, r);
   return r;

@@ -359,12 +359,15 @@ async function* chunkTreeFile(
     const st = await fh.stat();
     if (!st.isFile())
       throw new JobError(`${path.toString()}: not a regular file in the sink store`, { step: STEP });
-    const buf = Buffer.allocUnsafe(p.maxSize);
+    // A buffer of the file's size (+1 to see EOF), at most maxSize: the chunker sees the same bytes
+    // (all that is left, or maxSize), and a small file does not cost a maxSize allocation (GC).
+    const cap = Math.min(p.maxSize, st.size + 1);
+    const buf = Buffer.allocUnsafe(cap);
     let filled = 0;
     let eof = false;
     for (;;) {
-      while (!eof && filled < p.maxSize) {
-        const { bytesRead } = await fh.read(buf, filled, p.maxSize - filled, null);
+      while (!eof && filled < cap) {
+        const { bytesRead } = await fh.read(buf, filled, cap - filled, null);
         if (bytesRead === 0) eof = true;
         else {
           whole.update(buf.subarray(filled, filled + bytesRead));

@@ -74,14 +74,61 @@ export async function resolveCommit(
   return readCommit(store, repo, ref);
 }
 
-/** Reads the blobs of one file in order (ranged GETs), checking each blob's id and the file's sha256. */
+/** Bytes of a pack fetched by one ranged GET: the blobs after the one asked for come along. */
+export const READ_WINDOW = 8 * 1024 * 1024;
+/** Windows kept (bounded memory: READ_WINDOW × this, plus one oversized blob per reader). */
+const WINDOWS_KEPT = 4;
+
+interface PackWindow {
+  pack: string;
+  start: number;
+  end: number;
+  bytes: Promise<Uint8Array>;
+}
+
+/**
+ * Reads the blobs of one file in order, checking each blob's id and the file's sha256. A push
+ * writes blobs into packs in manifest order, so a restore in manifest order reads each pack
+ * front to back: one ranged GET fetches a window of READ_WINDOW bytes and the next blobs come
+ * from it (one GET per blob would be one request per small file).
+ */
 export class FileFetcher {
+  /** where each pack's last blob ends: a window never asks beyond it */
+  private readonly packEnds = new Map<string, number>();
+  private windows: PackWindow[] = [];
+
   constructor(
     private readonly store: ObjectStore,
     private readonly repo: Repo,
     private readonly files: FilesMap,
     private readonly blobs: Map<string, BlobLocation>,
-  ) {}
+  ) {
+    for (const loc of blobs.values())
+      this.packEnds.set(loc.pack, Math.max(this.packEnds.get(loc.pack) ?? 0, loc.offset + loc.length));
+  }
+
+  private async sealedBlob(loc: BlobLocation, what: string): Promise<Uint8Array> {
+    const end = loc.offset + loc.length;
+    let w = this.windows.find((x) => x.pack === loc.pack && x.start <= loc.offset && end <= x.end);
+    if (!w) {
+      const start = loc.offset;
+      const wEnd = Math.max(end, Math.min(this.packEnds.get(loc.pack) ?? end, start + READ_WINDOW));
+      const bytes = this.store.get(packKey(loc.pack), {
+        range: { start, end: wEnd - 1 },
+        maxBytes: wEnd - start,
+      });
+      w = { pack: loc.pack, start, end: wEnd, bytes };
+      // a failed read is not kept: the caller reports it, a later read asks again
+      bytes.catch(() => (this.windows = this.windows.filter((x) => x !== w)));
+      this.windows.push(w);
+      if (this.windows.length > WINDOWS_KEPT) this.windows.shift();
+    }
+    const got = await w.bytes;
+    const sealed = got.subarray(loc.offset - w.start, end - w.start);
+    if (sealed.length !== loc.length)
+      throw new OffsiteError(`${what}: short read (${sealed.length} of ${loc.length} bytes)`);
+    return sealed;
+  }
 
   async fetch(e: ManifestEntry, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
     const sha = e.sha256 ?? '';
@@ -96,12 +143,7 @@ export class FileFetcher {
       const loc = this.blobs.get(id);
       if (!loc) throw new OffsiteError(`${showPath(e.path)}: blob ${id} is in none of the commit's packs`);
       const what = `${packKey(loc.pack)} (blob ${id.slice(0, 16)}… of ${showPath(e.path)})`;
-      const sealed = await this.store.get(packKey(loc.pack), {
-        range: { start: loc.offset, end: loc.offset + loc.length - 1 },
-        maxBytes: loc.length,
-      });
-      if (sealed.length !== loc.length)
-        throw new OffsiteError(`${what}: short read (${sealed.length} of ${loc.length} bytes)`);
+      const sealed = await this.sealedBlob(loc, what);
       const plain = await this.repo.open(sealed, what);
       if (plain.length !== loc.plainLength || this.repo.blobId(sha256Hex(plain)) !== id)
         throw new OffsiteError(`${what}: content does not match its id (tampered?)`);
@@ -241,8 +283,8 @@ async function writeFileFromBucket(fetcher: FileFetcher, e: ManifestEntry, dest:
       let off = 0;
       while (off < chunk.length) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
     });
+    // no fsync per file: the whole work dir is flushed (syncfs) before it is renamed into place
     await out.chmod(storedFileMode(e.mode));
-    await out.sync();
   } finally {
     await out.close();
   }
