@@ -2,7 +2,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
-import { MAX_LISTING_BYTES, parseGateListing, type GateListing } from '../core/gate-replies.js';
+import { MAX_LIST_HEAD_BYTES, parseListingWithHead, type ListingWithHead } from '../core/gate-replies.js';
 import { parseGenerationId, parseWorkName } from '../generation/names.js';
 import { formatRunRecord, type SinkRunRecord } from '../core/run-record.js';
 import { formatAge, formatDuration } from '../core/duration.js';
@@ -346,7 +346,7 @@ function startDeadline(
  */
 async function pullPending(shared: Omit<PullContext, 'reflink'>): Promise<void> {
   const { config, paths, log } = shared;
-  const listing = await listPending(shared);
+  const { listing, head } = await listPending(shared);
   // Ids ahead of the sink clock (a planted 9999-… id, a source clock far ahead) are never pulled:
   // they would anchor retention and staleness. The others are pulled first, then the run fails.
   const aheadAfter = shared.now().getTime() + config.limits.futureSkew;
@@ -358,6 +358,7 @@ async function pullPending(shared: Omit<PullContext, 'reflink'>): Promise<void> 
   const ctx: PullContext = {
     ...shared,
     reflink: await useReflinkStore(config.storeMode, paths.streamDir, log),
+    inlineHead: head,
   };
   for (const g of pending) {
     ctx.deadline.throwIfAborted();
@@ -371,15 +372,22 @@ async function pullPending(shared: Omit<PullContext, 'reflink'>): Promise<void> 
   if (ctx.failures.length > 0) throw new JobError(ctx.failures.join('\n'), { step: 'verify' });
 }
 
-/** Asks the gate what is pending; its reply is bounded while read and parsed as hostile input. */
-async function listPending(ctx: Omit<PullContext, 'reflink'>): Promise<GateListing> {
+/**
+ * Asks the gate what is pending, and for the oldest one's manifest with it (`list-head`: the pull of
+ * one generation then needs no rsync session for its head). The reply is bounded while read and parsed
+ * as hostile input. A gate of an older baton refuses `list-head`: then plain `list`.
+ */
+async function listPending(ctx: Omit<PullContext, 'reflink'>): Promise<ListingWithHead> {
   const { transport, config } = ctx;
   // the configured timeout, not a fixed one: a hung gate must not hold the run (issue 10, hole 11);
-  // read up to the most a listing may be: a hostile gate cannot fill the sink's memory
-  const listed = await transport.run('list', config.timeout, MAX_LISTING_BYTES);
+  // read up to the most a listing and a small manifest may be: a hostile gate cannot fill the sink's memory
+  let listed = await transport.run('list-head', config.timeout, MAX_LIST_HEAD_BYTES, true);
+  if (listed.code === 1 && listed.stderr.includes('baton gate: refused: not an allowed command')) {
+    listed = await transport.run('list', config.timeout, MAX_LIST_HEAD_BYTES, true);
+  }
   if (listed.exceeded) {
     throw new JobError(
-      `list over ${transport.describe}: the reply is ${describeExceeded(MAX_LISTING_BYTES)} (the gate's session was ended)`,
+      `list over ${transport.describe}: the reply is ${describeExceeded(MAX_LIST_HEAD_BYTES)} (the gate's session was ended)`,
       { step: 'list' },
     );
   }
@@ -390,17 +398,20 @@ async function listPending(ctx: Omit<PullContext, 'reflink'>): Promise<GateListi
       step: 'list',
     });
   }
-  let listing;
+  let reply;
   try {
-    listing = parseGateListing(listed.stdout, { source: ctx.src.name, stream: ctx.stream });
+    reply = parseListingWithHead(listed.stdoutBytes ?? Buffer.from(listed.stdout), {
+      source: ctx.src.name,
+      stream: ctx.stream,
+    });
   } catch (e) {
     throw new JobError(oneLine(e), { step: 'list' });
   }
   ctx.log.info(
-    { step: 'list', pending: listing.generations.map((g) => g.id) },
-    `${listing.generations.length} generation(s) pending`,
+    { step: 'list', pending: reply.listing.generations.map((g) => g.id), head: reply.head?.id },
+    `${reply.listing.generations.length} generation(s) pending`,
   );
-  return listing;
+  return reply;
 }
 
 /** A prune killed half-way leaves `.<id>.deleting`: finish it (it was already out of the store's count). */
