@@ -17,7 +17,7 @@ import { withChildRecords } from '../adapters/children.js';
 import { describeSshFailure } from '../adapters/ssh.js';
 import { sshTransport, type Transport } from './transport.js';
 import { cleanIncoming } from './publish.js';
-import { sinkPaths } from './state.js';
+import { sinkPaths, type SinkPaths } from './state.js';
 import { useReflinkStore } from './reflink-store.js';
 import { checkStaleStreams } from './check-stale.js';
 import { recordPullMetrics } from './record-metrics.js';
@@ -228,6 +228,7 @@ async function recordRun(file: string, record: SinkRunRecord): Promise<void> {
   await writeFileAtomic(file, formatRunRecord(record));
 }
 
+/** One source and stream, in phases: lock → pull under the lock → record the run. */
 async function pullSourceStream(
   config: SinkConfig,
   src: SinkSourceConfig,
@@ -241,25 +242,54 @@ async function pullSourceStream(
   const paths = sinkPaths(config, src.name, stream);
   const log = opts.log.child({ source: src.name, stream });
   const startedAt = opts.now();
-  let lock;
+  const lock = await lockStream(config, paths, `baton sink pull ${stream} --source ${src.name}`, opts, log);
+  if ('error' in lock) return { ...out, ...lock };
   try {
-    lock = await acquireLock(paths.lock, `baton sink pull ${stream} --source ${src.name}`);
+    await pullLocked(config, src, streamCfg, paths, opts, log, out, runSignal);
+  } finally {
+    await lock.release();
+  }
+  await recordStreamRun(config, paths, stream, src.name, startedAt, opts, out, log);
+  return out;
+}
+
+/** The stream's lock, or why not: held by another run (`locked`), held far too long, or unusable. */
+async function lockStream(
+  config: SinkConfig,
+  paths: SinkPaths,
+  command: string,
+  opts: SinkPullOptions,
+  log: Logger,
+): Promise<{ release: () => Promise<void> } | { error: string; locked?: boolean }> {
+  try {
+    return await acquireLock(paths.lock, command);
   } catch (e) {
     if (e instanceof LockedError) {
       // the same live run holding it for far too long is a failure to hear about, not a skip
       const stuck = lockHeldTooLong(config, e, opts.now());
       if (stuck !== undefined) {
         log.error({ step: 'lock' }, stuck);
-        return { ...out, error: stuck };
+        return { error: stuck };
       }
       log.warn({ step: 'lock' }, e.message);
-      return { ...out, locked: true, error: e.message };
+      return { locked: true, error: e.message };
     }
-    out.error = oneLine(e);
-    log.error({ step: 'lock' }, out.error);
-    return out;
+    log.error({ step: 'lock' }, oneLine(e));
+    return { error: oneLine(e) };
   }
-  // The whole pull of this source and stream ends by limits.maxPullDuration (and with the run).
+}
+
+/** Under the lock: the pull of every pending generation, ended by limits.maxPullDuration (and with the run). */
+async function pullLocked(
+  config: SinkConfig,
+  src: SinkSourceConfig,
+  streamCfg: SinkStreamConfig,
+  paths: SinkPaths,
+  opts: SinkPullOptions,
+  log: Logger,
+  out: StreamOutcome,
+  runSignal: AbortSignal | undefined,
+): Promise<void> {
   const deadline = startDeadline(config.limits.maxPullDuration, runSignal);
   let transport: Transport | undefined;
   try {
@@ -274,7 +304,7 @@ async function pullSourceStream(
       await pullPending({
         config,
         src,
-        stream,
+        stream: opts.stream,
         streamCfg,
         transport,
         paths,
@@ -294,12 +324,23 @@ async function pullSourceStream(
   } finally {
     deadline.dispose();
     await transport?.close().catch(() => undefined);
-    await lock.release();
   }
+}
+
+async function recordStreamRun(
+  config: SinkConfig,
+  paths: SinkPaths,
+  stream: StreamName,
+  source: string,
+  startedAt: Date,
+  opts: SinkPullOptions,
+  out: StreamOutcome,
+  log: Logger,
+): Promise<void> {
   await mkdirp(join(config.stateDir, 'runs'), 0o755);
   await recordRun(paths.lastRun, {
     job: `sink pull ${stream}`,
-    source: src.name,
+    source,
     ok: out.ok,
     startedAt: startedAt.toISOString(),
     finishedAt: opts.now().toISOString(),
@@ -309,7 +350,6 @@ async function pullSourceStream(
     warnings: out.warnings,
     error: out.error,
   }).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
-  return out;
 }
 
 /** Aborted after `limitMs` or with the run; dispose() when the pull ends. */
