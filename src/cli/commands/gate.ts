@@ -16,6 +16,8 @@ It reads SSH_ORIGINAL_COMMAND (what the sink asked for) and allows exactly:
   rsync --server --sender …   a read-only rsync of one generation of this stream's handover: exactly
                               the options baton's pull sends and the path ID/ (a real directory)
   list                        complete generations waiting in the handover, as JSON
+  list-head                   the same, then the oldest one's manifest (when at most 8 MiB), so the
+                              sink's pull needs no rsync session for it
   ack ID SHA256               ID is safely on the sink (SHA256 = sha256 of its manifest). The gate
                               first challenges the sink over the same session (random byte ranges of
                               the generation's files, hashed with a nonce); only a right answer counts:
