@@ -342,6 +342,8 @@ export async function mutateDataset(
   dataDir: string,
   logDir: string,
   round: number,
+  /** a smaller change: 0.1 rewrites, adds, deletes and appends a tenth as much (rounds after the full ones) */
+  scale = 1,
 ): Promise<MutationSummary> {
   const prng = new Prng(spec.seed, KIND.mutate, round);
   const sum: MutationSummary = {
@@ -353,10 +355,12 @@ export async function mutateDataset(
     appendedLogs: 0,
     changedBytes: 0,
   };
-  const nAdd = Math.max(1, Math.round(spec.smallFiles * 0.002));
+  const fullAdd = Math.max(1, Math.round(spec.smallFiles * 0.002));
+  const nAdd = Math.max(1, Math.round(fullAdd * scale));
   const nDelete = nAdd;
-  const nRewrite = Math.max(1, Math.round(spec.smallFiles * 0.006));
-  const known = spec.smallFiles + (round - 1) * nAdd;
+  const nRewrite = Math.max(1, Math.round(spec.smallFiles * 0.006 * scale));
+  // names added by earlier full rounds (a later scaled round adds past them)
+  const known = spec.smallFiles + (round - 1) * fullAdd;
   const rewrite = new Set<number>();
   while (rewrite.size < nRewrite) rewrite.add(prng.int(known));
   const doomed = new Set<number>();
@@ -395,16 +399,21 @@ export async function mutateDataset(
     const j = prng.int(spec.largeFiles);
     const file = join(dataDir, 'large', `large-${pad(j, 2)}.db`);
     const old = await mtimeSeconds(file);
-    await writeLarge(file, new Prng(spec.seed, KIND.large, j, round), spec.largeAppend, 'a');
+    const append = Math.round(spec.largeAppend * scale);
+    await writeLarge(file, new Prng(spec.seed, KIND.large, j, round), append, 'a');
     await touchAfter(file, old);
-    sum.appendedLarge += spec.largeAppend;
-    sum.changedBytes += spec.largeAppend;
+    sum.appendedLarge += append;
+    sum.changedBytes += append;
   }
   const t0 = Date.UTC(2026, 0, 1) + round * 86_400_000;
   for (let k = 0; k < spec.logFiles; k++) {
     const file = join(logDir, `app-${k}.log`);
     const old = await mtimeSeconds(file);
-    const buf = logLines(new Prng(spec.seed, KIND.log, k, round), (spec.logBytes * 0.01) / spec.logFiles, t0);
+    const buf = logLines(
+      new Prng(spec.seed, KIND.log, k, round),
+      (spec.logBytes * 0.01 * scale) / spec.logFiles,
+      t0,
+    );
     const fh = await open(file, 'a');
     try {
       await fh.write(buf);

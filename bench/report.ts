@@ -32,7 +32,21 @@ export interface Figure {
 }
 
 /** The figure ids every complete report has, in order (the smoke test checks them). */
-export const FIGURE_IDS = ['1a', '1b', '2', '3', '4', '5a', '5b', '5c', '5d', '6a', '6b', '6c'] as const;
+export const FIGURE_IDS = [
+  '1a',
+  '1b',
+  '2',
+  '3',
+  '3b',
+  '4',
+  '5a',
+  '5b',
+  '5c',
+  '5d',
+  '6a',
+  '6b',
+  '6c',
+] as const;
 
 export interface MachineInfo {
   cpus: string;

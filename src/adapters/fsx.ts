@@ -97,6 +97,8 @@ export interface AtomicWriteOptions {
   owner?: { uid: number; gid: number };
   /** Set the mode exactly (fchmod), not filtered by the umask as an open's mode is. */
   exactMode?: boolean;
+  /** fsync the data before the rename (default true); false for a file whose loss a later check catches */
+  sync?: boolean;
 }
 
 /**
@@ -130,7 +132,7 @@ export async function writeFileAtomic(
       if (opts.exactMode === true) await fh.chmod(mode);
       if (opts.owner !== undefined) await fh.chown(opts.owner.uid, opts.owner.gid);
       await fh.writeFile(data);
-      await fh.sync();
+      if (opts.sync !== false) await fh.sync();
     } finally {
       await fh.close();
     }

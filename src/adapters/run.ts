@@ -25,6 +25,8 @@ export interface RunOptions {
   captureStdout?: boolean;
   /** Cap on captured stdout, counted while it is read (default 16 MiB). */
   maxStdoutBytes?: number;
+  /** Captured stdout as bytes (`stdoutBytes`, for a reply that is not all text); `stdout` is then empty. */
+  stdoutAsBytes?: boolean;
   /** Receives SIGTERM on timeout / abort too. */
   signal?: AbortSignal;
   /** Told the child's pid (= its process group id) once it is spawned. */
@@ -45,6 +47,8 @@ export interface RunResult {
   timedOut: boolean;
   durationMs: number;
   stdout: string;
+  /** captured stdout as bytes, with `stdoutAsBytes` */
+  stdoutBytes?: Buffer;
   stderr: string;
   /** set when captured stdout passed its cap: the process group was ended and stdout is cut there */
   exceeded?: { stream: 'stdout'; limitBytes: number };
@@ -76,9 +80,12 @@ class Tail {
       if (first) this.size -= first.length;
     }
   }
-  toString(): string {
+  toBuffer(): Buffer {
     const all = Buffer.concat(this.chunks);
-    return all.subarray(Math.max(0, all.length - this.limit)).toString('utf8');
+    return all.subarray(Math.max(0, all.length - this.limit));
+  }
+  toString(): string {
+    return this.toBuffer().toString('utf8');
   }
 }
 
@@ -176,7 +183,7 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
         signal,
         timedOut,
         durationMs: Date.now() - started,
-        stdout: out.toString(),
+        ...(opts.stdoutAsBytes ? { stdout: '', stdoutBytes: out.toBuffer() } : { stdout: out.toString() }),
         stderr: extraErr === undefined ? err.toString() : `${err.toString()}${extraErr}`,
         ...(exceeded ? { exceeded: { stream: 'stdout' as const, limitBytes: maxStdout } } : {}),
       });

@@ -2,10 +2,13 @@
 // (the flag: see node-flags.ts; a test keeps the two in step)
 import { CommanderError } from '@commander-js/extra-typings';
 import { createRoot, reportError } from './app.js';
-import { registerCommands } from './commands/index.js';
 
+// sshd starts `baton gate …` for every list, rsync and ack of a pull: the gate loads its own command
+// only (its own chunk of the bundle, scripts/bundle.mjs), not the whole CLI with the sink, the offsite
+// engine and the AWS SDK. Any other first word (a global option first, too) loads every command.
 const root = createRoot();
-registerCommands(root);
+if (process.argv[2] === 'gate') (await import('./commands/gate.js')).registerGateCommand(root);
+else (await import('./commands/index.js')).registerCommands(root);
 
 try {
   await root.parseAsync(process.argv);

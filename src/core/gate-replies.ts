@@ -76,3 +76,71 @@ export function parseGateListing(
     generations: [...r.data.generations].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
   };
 }
+
+/**
+ * `list-head`: the listing, and with it the manifest of the oldest generation when it is at most this
+ * large, so a pull of one generation needs no rsync session of its own for the manifest. A larger one
+ * (about 60,000 files and up, where one more session costs nothing in comparison) is left out and
+ * the sink fetches it with rsync as before.
+ */
+export const MAX_INLINE_MANIFEST_BYTES = 8 * 1024 * 1024;
+/** The header line between the listing and the manifest bytes: `manifest <id> <bytes>`. */
+const HEAD_LINE = /^manifest ([0-9TZ-]{1,32}) (0|[1-9][0-9]{0,9})$/;
+const MAX_HEAD_LINE_BYTES = 64;
+/** The most a `list-head` answer may be: the sink stops reading there. */
+export const MAX_LIST_HEAD_BYTES =
+  MAX_LISTING_BYTES + 1 + MAX_HEAD_LINE_BYTES + 1 + MAX_INLINE_MANIFEST_BYTES;
+
+/** The header line the gate writes before the inline manifest of `id`. */
+export function formatHeadLine(id: string, bytes: number): string {
+  return `manifest ${id} ${bytes}\n`;
+}
+
+/** A `list-head` answer: the listing, and the bytes of the oldest generation's manifest when they came along. */
+export interface ListingWithHead {
+  listing: GateListing;
+  head?: { id: string; manifest: Buffer };
+}
+
+/**
+ * Parses a `list-head` answer as hostile input: a listing line ({@link parseGateListing}), then nothing,
+ * or one `manifest <id> <bytes>` line and exactly that many bytes. The id must be the listing's oldest
+ * and the size the one it declares, at most {@link MAX_INLINE_MANIFEST_BYTES}; anything else, or
+ * anything after, is refused. Whether the bytes hash to the listed sha256 is the precheck's to judge.
+ */
+export function parseListingWithHead(
+  reply: Buffer,
+  expect: { source: string; stream: 'data' | 'logs' },
+): ListingWithHead {
+  if (reply.length > MAX_LIST_HEAD_BYTES) throw new Error('list-head output larger than its cap');
+  const nl = reply.indexOf(0x0a);
+  if (nl < 0 || nl > MAX_LISTING_BYTES) throw new Error('list-head output has no listing line');
+  const listing = parseGateListing(reply.subarray(0, nl).toString('utf8'), expect);
+  const rest = reply.subarray(nl + 1);
+  if (rest.length === 0) return { listing };
+  const hl = rest.subarray(0, MAX_HEAD_LINE_BYTES + 1).indexOf(0x0a);
+  if (hl < 0) throw new Error('list-head output: no manifest line after the listing');
+  const m = HEAD_LINE.exec(rest.subarray(0, hl).toString('latin1'));
+  if (!m?.[1] || m[2] === undefined) {
+    throw new Error(
+      `list-head output: bad manifest line ${JSON.stringify(rest.subarray(0, hl).toString('latin1'))}`,
+    );
+  }
+  const [, id, size] = m;
+  const oldest = listing.generations[0];
+  if (oldest?.id !== id)
+    throw new Error(`list-head output: manifest of ${id}, not of the oldest generation listed`);
+  const bytes = Number(size);
+  if (bytes !== oldest.manifestBytes || bytes > MAX_INLINE_MANIFEST_BYTES) {
+    throw new Error(
+      `list-head output: manifest of ${id} is ${bytes} bytes, the listing says ${oldest.manifestBytes}`,
+    );
+  }
+  const manifest = rest.subarray(hl + 1);
+  if (manifest.length !== bytes) {
+    throw new Error(
+      `list-head output: ${manifest.length} manifest bytes of ${id} where ${bytes} were announced`,
+    );
+  }
+  return { listing, head: { id, manifest } };
+}

@@ -4,6 +4,7 @@ import { isGenerationId } from '../generation/names.js';
 export type GateRequest =
   | { kind: 'rsync'; pull: RsyncPullRequest }
   | { kind: 'list' }
+  | { kind: 'list-head' }
   | { kind: 'ack'; id: string; manifestSha256: string }
   | { kind: 'reject'; id: string; manifestSha256: string }
   | { kind: 'refused'; reason: string };
@@ -28,6 +29,8 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
  * shell), returns the one request the gate allows, or why it is refused. Allowed, exactly:
  *
  * - `list`
+ * - `list-head`: the same listing, followed by the manifest of the oldest generation when it is small
+ *   (src/core/gate-replies.ts `parseListingWithHead`): the sink's pull then needs no rsync for it
  * - `ack <generation id> <sha256 of its manifest, 64 lowercase hex>` (single spaces); the gate then
  *   challenges the sink to prove it holds the bytes (src/core/ack-challenge.ts)
  * - `reject <generation id> <sha256 of its manifest>`: the sink quarantined it; set it aside
@@ -47,6 +50,7 @@ export function parseGateRequest(original: string | undefined): GateRequest {
   if (original.includes('\ufffd')) return refuse('command is not valid UTF-8');
 
   if (original === 'list') return { kind: 'list' };
+  if (original === 'list-head') return { kind: 'list-head' };
 
   if (original.startsWith('ack ')) {
     const m = ACK_PATTERN.exec(original);
@@ -78,7 +82,7 @@ export function parseGateRequest(original: string | undefined): GateRequest {
     return refuse('only a read-only rsync (rsync --server --sender) is allowed');
 
   return refuse(
-    'not an allowed command (allowed: list, ack ID SHA256, reject ID SHA256, a read-only rsync pull)',
+    'not an allowed command (allowed: list, list-head, ack ID SHA256, reject ID SHA256, a read-only rsync pull)',
   );
 }
 

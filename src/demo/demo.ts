@@ -52,8 +52,13 @@ async function localTransportFactory(
       rsh: [script],
       remote: 'localhost',
       describe: `local gate (${script})`,
-      run: (command, timeoutMs, maxStdoutBytes = GATE_REPLY_MAX_BYTES) =>
-        runProcess([script, 'localhost', command], { timeoutMs, captureStdout: true, maxStdoutBytes }),
+      run: (command, timeoutMs, maxStdoutBytes = GATE_REPLY_MAX_BYTES, asBytes = false) =>
+        runProcess([script, 'localhost', command], {
+          timeoutMs,
+          captureStdout: true,
+          maxStdoutBytes,
+          stdoutAsBytes: asBytes,
+        }),
       dialogue: (command, limits) => spawnDialogue([script, 'localhost', command], limits),
       close: () => Promise.resolve(),
     };

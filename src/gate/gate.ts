@@ -9,7 +9,6 @@ import { existsOrFail, fsyncDirOrFail, removeTreeOrFail, renameOrFail } from '..
 import { proveChallenge, sampleChallenge } from '../generation/ack-proof.js';
 import { recordGateEvent } from '../adapters/gate-events.js';
 import { LineReader } from '../adapters/line-reader.js';
-import { sendMail } from '../adapters/mail.js';
 import {
   checkAnswer,
   formatChallenge,
@@ -29,7 +28,14 @@ import {
   REJECTED_DIR,
 } from '../generation/names.js';
 import { parseGateRequest, rsyncServerArgv, type RsyncPullRequest } from '../core/gate-rules.js';
-import type { GateAck, GateListing, GateReject, HandoverGeneration } from '../core/gate-replies.js';
+import {
+  formatHeadLine,
+  MAX_INLINE_MANIFEST_BYTES,
+  type GateAck,
+  type GateListing,
+  type GateReject,
+  type HandoverGeneration,
+} from '../core/gate-replies.js';
 import { planRetention } from '../core/retention.js';
 import { BatonError, ConfigError, errnoCode, ExitCode, JobError, oneLine } from '../errors.js';
 
@@ -39,7 +45,8 @@ import { BatonError, ConfigError, errnoCode, ExitCode, JobError, oneLine } from 
  * handover and (for data) the source store.
  */
 
-export type Writer = (text: string) => void;
+/** Writes to the session; bytes only for the inline manifest of `list-head`. */
+export type Writer = (text: string | Uint8Array) => void;
 
 export interface GateOptions {
   stream: StreamName;
@@ -93,10 +100,16 @@ export async function runGate(opts: GateOptions): Promise<number> {
         throw new GateRefusal(request.reason);
       case 'rsync':
         return await serveRsync(stream.handover, request.pull, opts.env, opts.stderr);
-      case 'list': {
-        opts.stdout(
-          `${JSON.stringify(await listHandover(opts.config.name, opts.stream, stream.handover, opts.now))}\n`,
-        );
+      case 'list':
+      case 'list-head': {
+        const listing = await listHandover(opts.config.name, opts.stream, stream.handover, opts.now);
+        const oldest = request.kind === 'list-head' ? listing.generations[0] : undefined;
+        const head = oldest && (await readInlineManifest(stream.handover, oldest));
+        opts.stdout(`${JSON.stringify(listing)}\n`);
+        if (oldest && head) {
+          opts.stdout(formatHeadLine(oldest.id, head.length));
+          opts.stdout(head);
+        }
         return ExitCode.ok;
       }
       case 'ack': {
@@ -304,6 +317,38 @@ export async function hashRegularFile(path: string): Promise<{ sha256: string; b
       bytes += bytesRead;
     }
     return { sha256: hash.digest('hex'), bytes };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The manifest of `g` for `list-head`, read whole: only when it is a regular file (not followed through
+ * a symlink) of at most {@link MAX_INLINE_MANIFEST_BYTES} and still the listed bytes (size and sha256);
+ * otherwise undefined, and the sink fetches it with rsync.
+ */
+async function readInlineManifest(handover: string, g: HandoverGeneration): Promise<Buffer | undefined> {
+  if (g.manifestBytes > MAX_INLINE_MANIFEST_BYTES) return undefined;
+  let fh;
+  try {
+    fh = await open(
+      join(handover, g.id, MANIFEST),
+      fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK,
+    );
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size !== g.manifestBytes) return undefined;
+    const buf = Buffer.alloc(g.manifestBytes);
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+      if (bytesRead === 0) return undefined;
+      got += bytesRead;
+    }
+    return createHash('sha256').update(buf).digest('hex') === g.manifestSha256 ? buf : undefined;
   } finally {
     await fh.close();
   }
@@ -589,6 +634,8 @@ async function recordEvent(
   if (mail === undefined) return;
   if (previous !== undefined && opts.now.getTime() - previous.getTime() < DIRECT_MAIL_INTERVAL_MS) return;
   try {
+    // loaded only here: the SMTP client is most of what a gate start would otherwise compile
+    const { sendMail } = await import('../adapters/mail.js');
     await sendMail(
       mail,
       {

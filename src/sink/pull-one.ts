@@ -10,7 +10,7 @@ import { ManifestError } from '../generation/manifest-file.js';
 import { crashPoint } from '../adapters/crash-point.js';
 import type { Logger } from '../adapters/log.js';
 import type { Transport } from './transport.js';
-import { freeBytes, pullGeneration, pullHead, type PullInput } from './pull.js';
+import { freeBytes, pullGeneration, pullHead, writeInlineHead, type PullInput } from './pull.js';
 import { precheckManifest, type Precheck } from './precheck.js';
 import { EarlyHashes } from './early-hash.js';
 import {
@@ -26,6 +26,7 @@ import { checkSizeAnomaly } from './check-anomaly.js';
 import { ackGeneration, rejectGeneration } from './ack.js';
 import { prepareClonedTree } from './reflink-store.js';
 import type { SinkPaths } from './state.js';
+import { MANIFEST, TREE } from '../generation/names.js';
 
 /** What the pulls of one source and stream share, and what they did so far. */
 export interface PullContext {
@@ -55,6 +56,11 @@ export interface PullContext {
   retentionFrozen: boolean;
   /** why the run fails at its end although it went on to the newer generations (quarantines) */
   failures: string[];
+  /**
+   * The manifest the gate sent with the listing (`list-head`, bounded and parsed there): its
+   * generation's head needs no rsync. Taken (and dropped) by that generation's precheck.
+   */
+  inlineHead?: { id: string; manifest: Buffer } | undefined;
 }
 
 /** How one generation is pulled: where to, and against which generation of the store. */
@@ -97,7 +103,7 @@ async function ackPublishedEarlier(
   already: StoredGeneration,
   ctx: PullContext,
 ): Promise<void> {
-  const have = await sha256File(join(already.dir, 'manifest'));
+  const have = await sha256File(join(already.dir, MANIFEST));
   if (have !== g.manifestSha256) {
     throw new JobError(
       `generation ${g.id} differs from the one already in the sink store (manifest hash); not acked`,
@@ -114,7 +120,7 @@ function planPull(g: HandoverGeneration, stored: readonly StoredGeneration[], ct
   return {
     dir: join(ctx.paths.incoming, g.id),
     base,
-    baseManifest: base ? join(base.dir, 'manifest') : undefined,
+    baseManifest: base ? join(base.dir, MANIFEST) : undefined,
     input: {
       transport: ctx.transport,
       id: g.id,
@@ -151,14 +157,20 @@ async function precheck(
   }
   // no file of the head larger than announced (meta.json: at most 1 MiB), nothing read beyond that
   const headMax = Math.max(g.manifestBytes, META_MAX_BYTES);
-  const baseManifestBytes = plan.baseManifest
-    ? ((await lstat(plan.baseManifest).catch(() => undefined))?.size ?? 0)
-    : 0;
-  await pullHead({
-    ...plan.input,
-    maxFileBytes: headMax,
-    maxReadBytes: 3 * (headMax + META_MAX_BYTES) + 2 * baseManifestBytes + READ_SLACK_BYTES,
-  });
+  const inline = ctx.inlineHead?.id === g.id ? ctx.inlineHead.manifest : undefined;
+  ctx.inlineHead = undefined;
+  if (inline !== undefined) {
+    await writeInlineHead(plan.dir, inline);
+  } else {
+    const baseManifestBytes = plan.baseManifest
+      ? ((await lstat(plan.baseManifest).catch(() => undefined))?.size ?? 0)
+      : 0;
+    await pullHead({
+      ...plan.input,
+      maxFileBytes: headMax,
+      maxReadBytes: 3 * (headMax + META_MAX_BYTES) + 2 * baseManifestBytes + READ_SLACK_BYTES,
+    });
+  }
   // Never follows a symlink from the source (to a FIFO, /dev/zero, /etc/shadow): not a hash then.
   const manifestHash = await pulledManifestSha256(plan.dir);
   try {
@@ -169,7 +181,7 @@ async function precheck(
           : `manifest ${manifestHash}`,
       );
     // a tree left by an interrupted pull of this generation is resumed: its complete files cost nothing more
-    return await precheckManifest(plan.dir, limits.maxFiles, plan.baseManifest, join(plan.dir, 'tree'));
+    return await precheckManifest(plan.dir, limits.maxFiles, plan.baseManifest, join(plan.dir, TREE));
   } catch (e) {
     if (!(e instanceof ManifestError)) throw e;
     const q = await quarantine(g.id, ctx);
@@ -255,7 +267,7 @@ async function verify(
     hashes: ctx.config.verify,
     // a clone written in place shares no inode with the base: every file is hashed (no shortcut)
     ...(base && baseManifest && !plan.input.inplace
-      ? { linkBase: { tree: join(base.dir, 'tree'), manifest: baseManifest } }
+      ? { linkBase: { tree: join(base.dir, TREE), manifest: baseManifest } }
       : {}),
     maxFiles: ctx.config.limits.maxFiles,
     maxBytes: ctx.config.limits.maxBytes,
@@ -263,7 +275,7 @@ async function verify(
   });
   if ((await pulledManifestSha256(plan.dir)) !== g.manifestSha256) {
     v.ok = false;
-    v.problems.unshift({ kind: 'manifest', path: 'manifest', detail: 'manifest changed during the pull' });
+    v.problems.unshift({ kind: 'manifest', path: MANIFEST, detail: 'manifest changed during the pull' });
   }
   if (!v.ok) {
     const q = await quarantine(g.id, ctx);

@@ -1,10 +1,11 @@
-import { rm, statfs } from 'node:fs/promises';
+import { lstat, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StreamName } from '../config/schema.js';
 import { JobError } from '../errors.js';
 import { runProcess, type RunResult } from '../adapters/run.js';
 import { describeRsyncResult, rsyncEnv } from '../adapters/rsync.js';
-import { mkdirp } from '../adapters/fsx.js';
+import { mkdirp, writeFileAtomic } from '../adapters/fsx.js';
+import { MANIFEST } from '../generation/names.js';
 import type { Logger } from '../adapters/log.js';
 import { joinRsh } from '../adapters/ssh.js';
 import type { Transport } from './transport.js';
@@ -219,6 +220,20 @@ export async function pullGeneration(input: PullInput): Promise<{ ms: number }> 
   );
   const r = await runPull(input, false);
   return { ms: r.durationMs };
+}
+
+/**
+ * Phase one without rsync: the manifest the gate sent with the listing becomes `<dir>/manifest`, as the
+ * head pull would leave it. Whatever an interrupted pull left at that name (a symlink from the source,
+ * a directory) is replaced, never followed: a temp file opened O_EXCL|O_NOFOLLOW, renamed over it. Its
+ * hash is checked next, like a pulled head's.
+ */
+export async function writeInlineHead(dir: string, manifest: Buffer): Promise<void> {
+  await mkdirp(dir, 0o700);
+  const target = join(dir, MANIFEST);
+  const st = await lstat(target).catch(() => undefined);
+  if (st?.isDirectory()) await rm(target, { recursive: true, force: true });
+  await writeFileAtomic(target, manifest, 0o444, { exactMode: true, sync: false });
 }
 
 /** Bytes free on the filesystem holding `dir`, and the headroom always left free (5 %, at most 64 MiB). */

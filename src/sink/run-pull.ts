@@ -2,7 +2,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
-import { MAX_LISTING_BYTES, parseGateListing, type GateListing } from '../core/gate-replies.js';
+import { MAX_LIST_HEAD_BYTES, parseListingWithHead, type ListingWithHead } from '../core/gate-replies.js';
 import { parseGenerationId, parseWorkName } from '../generation/names.js';
 import type { SinkRunRecord } from '../core/run-record.js';
 import { writeRunRecord } from '../adapters/run-history.js';
@@ -18,7 +18,7 @@ import { withChildRecords } from '../adapters/children.js';
 import { describeSshFailure } from '../adapters/ssh.js';
 import { sshTransport, type Transport } from './transport.js';
 import { cleanIncoming } from './publish.js';
-import { sinkPaths } from './state.js';
+import { sinkPaths, type SinkPaths } from './state.js';
 import { useReflinkStore } from './reflink-store.js';
 import { checkStaleStreams } from './check-stale.js';
 import { recordPullMetrics } from './record-metrics.js';
@@ -229,6 +229,7 @@ async function recordRun(file: string, record: SinkRunRecord): Promise<void> {
   await writeRunRecord(file, record);
 }
 
+/** One source and stream, in phases: lock → pull under the lock → record the run. */
 async function pullSourceStream(
   config: SinkConfig,
   src: SinkSourceConfig,
@@ -242,25 +243,54 @@ async function pullSourceStream(
   const paths = sinkPaths(config, src.name, stream);
   const log = opts.log.child({ source: src.name, stream });
   const startedAt = opts.now();
-  let lock;
+  const lock = await lockStream(config, paths, `baton sink pull ${stream} --source ${src.name}`, opts, log);
+  if ('error' in lock) return { ...out, ...lock };
   try {
-    lock = await acquireLock(paths.lock, `baton sink pull ${stream} --source ${src.name}`);
+    await pullLocked(config, src, streamCfg, paths, opts, log, out, runSignal);
+  } finally {
+    await lock.release();
+  }
+  await recordStreamRun(config, paths, stream, src.name, startedAt, opts, out, log);
+  return out;
+}
+
+/** The stream's lock, or why not: held by another run (`locked`), held far too long, or unusable. */
+async function lockStream(
+  config: SinkConfig,
+  paths: SinkPaths,
+  command: string,
+  opts: SinkPullOptions,
+  log: Logger,
+): Promise<{ release: () => Promise<void> } | { error: string; locked?: boolean }> {
+  try {
+    return await acquireLock(paths.lock, command);
   } catch (e) {
     if (e instanceof LockedError) {
       // the same live run holding it for far too long is a failure to hear about, not a skip
       const stuck = lockHeldTooLong(config, e, opts.now());
       if (stuck !== undefined) {
         log.error({ step: 'lock' }, stuck);
-        return { ...out, error: stuck };
+        return { error: stuck };
       }
       log.warn({ step: 'lock' }, e.message);
-      return { ...out, locked: true, error: e.message };
+      return { locked: true, error: e.message };
     }
-    out.error = oneLine(e);
-    log.error({ step: 'lock' }, out.error);
-    return out;
+    log.error({ step: 'lock' }, oneLine(e));
+    return { error: oneLine(e) };
   }
-  // The whole pull of this source and stream ends by limits.maxPullDuration (and with the run).
+}
+
+/** Under the lock: the pull of every pending generation, ended by limits.maxPullDuration (and with the run). */
+async function pullLocked(
+  config: SinkConfig,
+  src: SinkSourceConfig,
+  streamCfg: SinkStreamConfig,
+  paths: SinkPaths,
+  opts: SinkPullOptions,
+  log: Logger,
+  out: StreamOutcome,
+  runSignal: AbortSignal | undefined,
+): Promise<void> {
   const deadline = startDeadline(config.limits.maxPullDuration, runSignal);
   let transport: Transport | undefined;
   try {
@@ -275,7 +305,7 @@ async function pullSourceStream(
       await pullPending({
         config,
         src,
-        stream,
+        stream: opts.stream,
         streamCfg,
         transport,
         paths,
@@ -295,12 +325,23 @@ async function pullSourceStream(
   } finally {
     deadline.dispose();
     await transport?.close().catch(() => undefined);
-    await lock.release();
   }
+}
+
+async function recordStreamRun(
+  config: SinkConfig,
+  paths: SinkPaths,
+  stream: StreamName,
+  source: string,
+  startedAt: Date,
+  opts: SinkPullOptions,
+  out: StreamOutcome,
+  log: Logger,
+): Promise<void> {
   await mkdirp(join(config.stateDir, 'runs'), 0o755);
   await recordRun(paths.lastRun, {
     job: `sink pull ${stream}`,
-    source: src.name,
+    source,
     ok: out.ok,
     startedAt: startedAt.toISOString(),
     finishedAt: opts.now().toISOString(),
@@ -310,7 +351,6 @@ async function pullSourceStream(
     warnings: out.warnings,
     error: out.error,
   }).catch((e: unknown) => log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
-  return out;
 }
 
 /** Aborted after `limitMs` or with the run; dispose() when the pull ends. */
@@ -347,7 +387,7 @@ function startDeadline(
  */
 async function pullPending(shared: Omit<PullContext, 'reflink'>): Promise<void> {
   const { config, paths, log } = shared;
-  const listing = await listPending(shared);
+  const { listing, head } = await listPending(shared);
   // Ids ahead of the sink clock (a planted 9999-… id, a source clock far ahead) are never pulled:
   // they would anchor retention and staleness. The others are pulled first, then the run fails.
   const aheadAfter = shared.now().getTime() + config.limits.futureSkew;
@@ -359,6 +399,7 @@ async function pullPending(shared: Omit<PullContext, 'reflink'>): Promise<void> 
   const ctx: PullContext = {
     ...shared,
     reflink: await useReflinkStore(config.storeMode, paths.streamDir, log),
+    inlineHead: head,
   };
   for (const g of pending) {
     ctx.deadline.throwIfAborted();
@@ -372,15 +413,22 @@ async function pullPending(shared: Omit<PullContext, 'reflink'>): Promise<void> 
   if (ctx.failures.length > 0) throw new JobError(ctx.failures.join('\n'), { step: 'verify' });
 }
 
-/** Asks the gate what is pending; its reply is bounded while read and parsed as hostile input. */
-async function listPending(ctx: Omit<PullContext, 'reflink'>): Promise<GateListing> {
+/**
+ * Asks the gate what is pending, and for the oldest one's manifest with it (`list-head`: the pull of
+ * one generation then needs no rsync session for its head). The reply is bounded while read and parsed
+ * as hostile input. A gate of an older baton refuses `list-head`: then plain `list`.
+ */
+async function listPending(ctx: Omit<PullContext, 'reflink'>): Promise<ListingWithHead> {
   const { transport, config } = ctx;
   // the configured timeout, not a fixed one: a hung gate must not hold the run (issue 10, hole 11);
-  // read up to the most a listing may be: a hostile gate cannot fill the sink's memory
-  const listed = await transport.run('list', config.timeout, MAX_LISTING_BYTES);
+  // read up to the most a listing and a small manifest may be: a hostile gate cannot fill the sink's memory
+  let listed = await transport.run('list-head', config.timeout, MAX_LIST_HEAD_BYTES, true);
+  if (listed.code === 1 && listed.stderr.includes('baton gate: refused: not an allowed command')) {
+    listed = await transport.run('list', config.timeout, MAX_LIST_HEAD_BYTES, true);
+  }
   if (listed.exceeded) {
     throw new JobError(
-      `list over ${transport.describe}: the reply is ${describeExceeded(MAX_LISTING_BYTES)} (the gate's session was ended)`,
+      `list over ${transport.describe}: the reply is ${describeExceeded(MAX_LIST_HEAD_BYTES)} (the gate's session was ended)`,
       { step: 'list' },
     );
   }
@@ -391,17 +439,20 @@ async function listPending(ctx: Omit<PullContext, 'reflink'>): Promise<GateListi
       step: 'list',
     });
   }
-  let listing;
+  let reply;
   try {
-    listing = parseGateListing(listed.stdout, { source: ctx.src.name, stream: ctx.stream });
+    reply = parseListingWithHead(listed.stdoutBytes ?? Buffer.from(listed.stdout), {
+      source: ctx.src.name,
+      stream: ctx.stream,
+    });
   } catch (e) {
     throw new JobError(oneLine(e), { step: 'list' });
   }
   ctx.log.info(
-    { step: 'list', pending: listing.generations.map((g) => g.id) },
-    `${listing.generations.length} generation(s) pending`,
+    { step: 'list', pending: reply.listing.generations.map((g) => g.id), head: reply.head?.id },
+    `${reply.listing.generations.length} generation(s) pending`,
   );
-  return listing;
+  return reply;
 }
 
 /** A prune killed half-way leaves `.<id>.deleting`: finish it (it was already out of the store's count). */

@@ -21,9 +21,10 @@ export interface Transport {
   describe: string;
   /**
    * Runs a gate command (`list`, `reject …`) and returns its result; stdout is read up to
-   * `maxStdoutBytes` (default GATE_REPLY_MAX_BYTES), past it the call ends with `exceeded` set.
+   * `maxStdoutBytes` (default GATE_REPLY_MAX_BYTES), past it the call ends with `exceeded` set;
+   * with `asBytes` it comes as `stdoutBytes` (`list-head` carries a manifest).
    */
-  run(command: string, timeoutMs: number, maxStdoutBytes?: number): Promise<RunResult>;
+  run(command: string, timeoutMs: number, maxStdoutBytes?: number, asBytes?: boolean): Promise<RunResult>;
   /** Opens a gate command as a line dialogue over one session (`ack …`: challenge and answer). */
   dialogue(command: string, limits: DialogueLimits): Dialogue;
   close(): Promise<void>;
@@ -45,8 +46,13 @@ export async function sshTransport(
     rsh,
     remote,
     describe: `ssh ${remote} port ${src.port}`,
-    run: (command, timeoutMs, maxStdoutBytes = GATE_REPLY_MAX_BYTES) =>
-      runProcess([...rsh, remote, command], { timeoutMs, captureStdout: true, maxStdoutBytes }),
+    run: (command, timeoutMs, maxStdoutBytes = GATE_REPLY_MAX_BYTES, asBytes = false) =>
+      runProcess([...rsh, remote, command], {
+        timeoutMs,
+        captureStdout: true,
+        maxStdoutBytes,
+        stdoutAsBytes: asBytes,
+      }),
     dialogue: (command, limits) => spawnDialogue([...rsh, remote, command], limits),
     close: async () => {
       if (sockets !== undefined) await runProcess([...rsh, '-O', 'exit', remote], { timeoutMs: 10_000 });

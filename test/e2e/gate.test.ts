@@ -17,12 +17,17 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runProcess, type RunResult } from '../../src/adapters/run.js';
 import { pullArgv } from '../../src/sink/pull.js';
+import {
+  MAX_INLINE_MANIFEST_BYTES,
+  MAX_LIST_HEAD_BYTES,
+  parseListingWithHead,
+} from '../../src/core/gate-replies.js';
 import { BATON_MAIN } from '../helpers/cli.js';
 import { availableRsyncs, pathWith, type RsyncBinary } from '../helpers/rsync-versions.js';
 import { sshClientArgs, startSshd, type Sshd } from '../helpers/sshd.js';
@@ -364,6 +369,67 @@ describe('gate list', () => {
     const r = await runThroughRsh(rsh.logs, 'list');
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { source: 'test-source', stream: 'logs', generations: [] });
+  });
+});
+
+describe('gate list-head', () => {
+  const asBytes = (rsh: string) =>
+    runProcess([rsh, 'x', 'list-head'], {
+      timeoutMs: 60_000,
+      captureStdout: true,
+      maxStdoutBytes: MAX_LIST_HEAD_BYTES,
+      stdoutAsBytes: true,
+    });
+  const expectData = { source: 'test-source', stream: 'data' as const };
+
+  test('list-head -> the listing and the oldest manifest byte for byte, which the sink parses', async () => {
+    const { fx, rsh } = await setup();
+    const g2 = await writeGeneration(fx.dataHandover, G2, { files: { 'a.txt': 'a\n' } });
+    await writeGeneration(fx.dataHandover, G4);
+    const r = await asBytes(rsh.data);
+    assert.equal(r.code, 0, r.stderr);
+    const parsed = parseListingWithHead(r.stdoutBytes ?? Buffer.alloc(0), expectData);
+    assert.deepEqual(
+      parsed.listing.generations.map((g) => g.id),
+      [G2, G4],
+    );
+    assert.equal(parsed.head?.id, G2);
+    assert.deepEqual(parsed.head?.manifest, await readFile(join(g2.dir, 'manifest')));
+    assert.equal(
+      createHash('sha256')
+        .update(parsed.head?.manifest ?? Buffer.alloc(0))
+        .digest('hex'),
+      g2.manifestSha256,
+    );
+  });
+
+  test('list-head of an empty handover -> the listing alone', async () => {
+    const { rsh } = await setup();
+    const r = await asBytes(rsh.data);
+    assert.equal(r.code, 0, r.stderr);
+    const parsed = parseListingWithHead(r.stdoutBytes ?? Buffer.alloc(0), expectData);
+    assert.equal(parsed.listing.generations.length, 0);
+    assert.equal(parsed.head, undefined);
+  });
+
+  test('list-head with a manifest over the inline cap -> listed, its bytes not sent (the sink uses rsync)', async () => {
+    const { fx, rsh } = await setup();
+    const g1 = await writeGeneration(fx.dataHandover, G1);
+    // a manifest larger than the cap (its hash listed as it is): never read into the reply
+    await writeFile(join(g1.dir, 'manifest'), Buffer.alloc(MAX_INLINE_MANIFEST_BYTES + 1, 0x61));
+    const r = await asBytes(rsh.data);
+    assert.equal(r.code, 0, r.stderr);
+    const parsed = parseListingWithHead(r.stdoutBytes ?? Buffer.alloc(0), expectData);
+    assert.equal(parsed.listing.generations[0]?.manifestBytes, MAX_INLINE_MANIFEST_BYTES + 1);
+    assert.equal(parsed.head, undefined);
+    assert.ok((r.stdoutBytes?.length ?? 0) < 4096, 'only the listing line');
+  });
+
+  test('list-head with arguments -> refused (nothing but the exact word)', async () => {
+    const { fx, rsh } = await setup();
+    await writeGeneration(fx.dataHandover, G2);
+    const r = await runThroughRsh(rsh.data, `list-head ${G2}/../../../etc`);
+    assertRefused(r, /not an allowed command/);
   });
 });
 

@@ -144,16 +144,19 @@ after(async () => {
 // hole 4: every reply is capped while it is read
 
 test(
-  'a 200 MB `list` answer -> read only up to 4 MiB, one line, alert, lock released',
+  'a 200 MB `list` answer -> read only up to 13 MiB (a listing and an inline manifest), one line, alert, lock released',
   { skip: NEEDS_ROOT },
   async () => {
     const done = join(markers, 'list-sent-whole');
-    await withWrapper(`list) head -c 200000000 /dev/zero && touch '${done}'; exit 0 ;;`, async () => {
-      await expectFailure(
-        await sinkConfig(),
-        /list over .*: the reply is output larger than 4 MiB, stopped reading/,
-      );
-    });
+    await withWrapper(
+      `list|list-head) head -c 200000000 /dev/zero && touch '${done}'; exit 0 ;;`,
+      async () => {
+        await expectFailure(
+          await sinkConfig(),
+          /list over .*: the reply is output larger than 13 MiB, stopped reading/,
+        );
+      },
+    );
     // the sink stopped reading and ended the session: the gate never got to write it all
     assert.equal(existsSync(done), false, 'the whole 200 MB answer was read');
   },

@@ -1,10 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  formatHeadLine,
   gateAckSchema,
   gateRejectSchema,
+  MAX_INLINE_MANIFEST_BYTES,
+  MAX_LIST_HEAD_BYTES,
   MAX_LISTING_BYTES,
   parseGateListing,
+  parseListingWithHead,
   type GateListing,
 } from '../../src/core/gate-replies.js';
 
@@ -123,3 +127,136 @@ test('reject replies: bounded id and place', () => {
   assert.equal(gateRejectSchema.safeParse({ rejected: g0.id, keptIn: 'k'.repeat(4097) }).success, false);
   assert.equal(gateRejectSchema.safeParse({ rejected: g0.id }).success, false);
 });
+
+// ---------------------------------------------------------------------------------------------------------
+// list-head: the listing and the oldest generation's manifest in one reply (hostile input on the sink)
+
+const MANIFEST_BYTES = Buffer.from('f 0644 0 0 1 3 ' + 'b'.repeat(64) + ' tree/x\n');
+const headListing: GateListing = {
+  source: 'shop',
+  stream: 'data',
+  generations: [
+    // the gate lists oldest first; the parser sorts anyway
+    { id: '2026-12-06T154532Z', manifestSha256: SHA, manifestBytes: MANIFEST_BYTES.length },
+    { id: '2026-12-07T154532Z', manifestSha256: SHA, manifestBytes: 10 },
+  ],
+};
+const headReply = (listingObj: unknown, headLine: string | undefined, bytes: Buffer = MANIFEST_BYTES) =>
+  Buffer.concat([
+    Buffer.from(`${JSON.stringify(listingObj)}\n`),
+    ...(headLine === undefined ? [] : [Buffer.from(headLine), bytes]),
+  ]);
+const oldestId = '2026-12-06T154532Z';
+
+test('list-head with the oldest manifest -> the listing and the exact bytes', () => {
+  const r = parseListingWithHead(
+    headReply(headListing, formatHeadLine(oldestId, MANIFEST_BYTES.length)),
+    expect,
+  );
+  assert.equal(r.listing.generations.length, 2);
+  assert.equal(r.head?.id, oldestId);
+  assert.deepEqual(r.head?.manifest, MANIFEST_BYTES);
+});
+
+test('list-head without a manifest (too large, an older gate`s plain list) -> the listing alone', () => {
+  const r = parseListingWithHead(headReply(headListing, undefined), expect);
+  assert.equal(r.head, undefined);
+  assert.equal(r.listing.generations[0]?.id, oldestId);
+});
+
+const hostileHeads: Array<{ name: string; reply: Buffer; message: RegExp }> = [
+  { name: 'no newline at all', reply: Buffer.from(JSON.stringify(headListing)), message: /no listing line/ },
+  {
+    name: 'a listing line over the cap',
+    reply: Buffer.concat([Buffer.alloc(MAX_LISTING_BYTES + 1, 0x20), Buffer.from('\n')]),
+    message: /no listing line/,
+  },
+  {
+    name: 'a whole reply over the cap',
+    reply: Buffer.alloc(MAX_LIST_HEAD_BYTES + 1, 0x20),
+    message: /larger than its cap/,
+  },
+  {
+    name: 'a manifest of a generation that is not the oldest',
+    reply: headReply(headListing, formatHeadLine('2026-12-07T154532Z', 10), Buffer.alloc(10)),
+    message: /not of the oldest generation listed/,
+  },
+  {
+    name: 'a manifest of a path instead of an id',
+    reply: headReply(headListing, `manifest ../../etc/shadow ${MANIFEST_BYTES.length}\n`),
+    message: /bad manifest line/,
+  },
+  {
+    name: 'a manifest of an id not listed',
+    reply: headReply(headListing, formatHeadLine('2026-12-01T000000Z', MANIFEST_BYTES.length)),
+    message: /not of the oldest/,
+  },
+  {
+    name: 'more bytes than announced (a smuggled second file)',
+    reply: headReply(
+      headListing,
+      formatHeadLine(oldestId, MANIFEST_BYTES.length),
+      Buffer.concat([MANIFEST_BYTES, Buffer.from('manifest x 1\nA')]),
+    ),
+    message: /manifest bytes of .* where \d+ were announced/,
+  },
+  {
+    name: 'fewer bytes than announced (a cut reply)',
+    reply: headReply(
+      headListing,
+      formatHeadLine(oldestId, MANIFEST_BYTES.length),
+      MANIFEST_BYTES.subarray(3),
+    ),
+    message: /were announced/,
+  },
+  {
+    name: 'a size other than the listed one',
+    reply: headReply(headListing, formatHeadLine(oldestId, 3), MANIFEST_BYTES.subarray(0, 3)),
+    message: /the listing says/,
+  },
+  {
+    name: 'a size over the inline cap (listed that large too)',
+    reply: headReply(
+      {
+        ...headListing,
+        generations: [{ ...headListing.generations[0], manifestBytes: MAX_INLINE_MANIFEST_BYTES + 1 }],
+      },
+      formatHeadLine(oldestId, MAX_INLINE_MANIFEST_BYTES + 1),
+      Buffer.alloc(MAX_INLINE_MANIFEST_BYTES + 1),
+    ),
+    message: /the listing says/,
+  },
+  {
+    name: 'a size with a sign, a leading zero or an exponent',
+    reply: headReply(headListing, `manifest ${oldestId} 0${MANIFEST_BYTES.length}\n`),
+    message: /bad manifest line/,
+  },
+  {
+    name: 'a header line without its end',
+    reply: headReply(headListing, `manifest ${oldestId} ${'9'.repeat(80)}`, Buffer.alloc(0)),
+    message: /no manifest line/,
+  },
+  {
+    name: 'text after the listing that is no header',
+    reply: headReply(headListing, 'Welcome back!\n', Buffer.alloc(0)),
+    message: /bad manifest line/,
+  },
+  {
+    name: 'a hostile listing',
+    reply: headReply({ ...headListing, source: 'blog' }, formatHeadLine(oldestId, MANIFEST_BYTES.length)),
+    message: /^list came from source "blog"/,
+  },
+];
+
+for (const h of hostileHeads) {
+  test(`list-head with ${h.name} -> refused with one line`, () => {
+    assert.throws(
+      () => parseListingWithHead(h.reply, expect),
+      (e: unknown) =>
+        e instanceof Error &&
+        h.message.test(e.message) &&
+        !e.message.includes('\n') &&
+        e.message.length < 400,
+    );
+  });
+}

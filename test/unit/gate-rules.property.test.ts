@@ -73,6 +73,7 @@ const built = fc
 /** Requests that are almost allowed: an allowed one with one character inserted, dropped or changed. */
 const allowedRequest = fc.oneof(
   fc.constant('list'),
+  fc.constant('list-head'),
   fc.tuple(validId, hex64).map(([id, h]) => `ack ${id} ${h}`),
   fc.string({ unit: 'binary', maxLength: 40 }).map((s) => `${RSYNC_SENDER_PREFIX}${s}`),
   fc.constant(`${RSYNC_SENDER_PREFIX}-lHtpre.iLsfxCIvu --timeout=30 --numeric-ids . 2026-11-28T061922Z/`),
@@ -192,6 +193,9 @@ test('property: parseGateRequest never throws and accepts only list, a valid ack
           return;
         case 'list':
           assert.equal(cmd, 'list');
+          break;
+        case 'list-head':
+          assert.equal(cmd, 'list-head');
           break;
         case 'ack': {
           const m = ACK.exec(cmd);

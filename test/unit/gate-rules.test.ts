@@ -27,6 +27,7 @@ const pull = (over: Partial<RsyncPullRequest> = {}): GateRequest => ({
 
 const allowed: Array<{ name: string; input: string; expected: GateRequest }> = [
   { name: 'list -> list', input: 'list', expected: { kind: 'list' } },
+  { name: 'list-head -> list-head', input: 'list-head', expected: { kind: 'list-head' } },
   {
     name: 'ack with id and lowercase hash -> ack',
     input: `ack ${ID} ${HASH}`,
@@ -82,6 +83,16 @@ const refused: Array<{ name: string; input: string | undefined; reason: RegExp }
   { name: 'backticks -> refused', input: '`reboot`', reason: /not an allowed command/ },
   { name: 'a shell -> refused', input: 'sh -c id', reason: /not an allowed command/ },
   { name: 'list with an argument -> refused', input: 'list all', reason: /not an allowed command/ },
+  {
+    name: 'list-head with an argument -> refused',
+    input: 'list-head ../x',
+    reason: /not an allowed command/,
+  },
+  {
+    name: 'list-head of a named generation -> refused',
+    input: 'list-head 2026-11-28T061922Z',
+    reason: /not an allowed command/,
+  },
   { name: 'uppercase LIST -> refused', input: 'LIST', reason: /not an allowed command/ },
   { name: 'leading space -> refused', input: ' list', reason: /not an allowed command/ },
   { name: 'trailing space -> refused', input: 'list ', reason: /not an allowed command/ },

@@ -3,6 +3,7 @@ import { Argument } from '@commander-js/extra-typings';
 import { loadSourceConfig } from '../../config/load.js';
 import { runGate, watchSession } from '../../gate/gate.js';
 import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
+import { errnoCode } from '../../errors.js';
 
 const HELP_AFTER = `
 The gate is the forced command of a stream user's ssh key: the only thing the sink may run on
@@ -15,6 +16,8 @@ It reads SSH_ORIGINAL_COMMAND (what the sink asked for) and allows exactly:
   rsync --server --sender …   a read-only rsync of one generation of this stream's handover: exactly
                               the options baton's pull sends and the path ID/ (a real directory)
   list                        complete generations waiting in the handover, as JSON
+  list-head                   the same, then the oldest one's manifest (when at most 8 MiB), so the
+                              sink's pull needs no rsync session for it
   ack ID SHA256               ID is safely on the sink (SHA256 = sha256 of its manifest). The gate
                               first challenges the sink over the same session (random byte ranges of
                               the generation's files, hashed with a nonce); only a right answer counts:
@@ -32,12 +35,20 @@ Examples:
   SSH_ORIGINAL_COMMAND=list baton gate data --config /etc/baton/source.yaml
   baton install source --sink-key-data sink-data.pub   # writes the authorized_keys lines for you`;
 
-function writeFd(fd: number): (text: string) => void {
-  return (text) => {
-    try {
-      writeSync(fd, text);
-    } catch {
-      /* the caller hung up */
+/** A pause for a full non-blocking pipe (the sink reads the inline manifest of `list-head` at its pace). */
+const waitCell = new Int32Array(new SharedArrayBuffer(4));
+
+function writeFd(fd: number): (data: string | Uint8Array) => void {
+  return (data) => {
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    // whole, even when the pipe takes part of it at a time (a write of several MiB)
+    for (let off = 0; off < buf.length;) {
+      try {
+        off += writeSync(fd, buf, off, buf.length - off);
+      } catch (e) {
+        if (errnoCode(e) !== 'EAGAIN') return; // the caller hung up
+        Atomics.wait(waitCell, 0, 0, 5);
+      }
     }
   };
 }
