@@ -80,9 +80,11 @@ export async function benchSnapshot(
     const data = join(vol, 'app', 'data');
     await generateDataset(spec, data, join(base, 'logs'));
     const large = join(data, 'large', 'large-00.db');
+    // a clone cannot leave the data's subvolume (baton's preflight compares devices): reflink's state is inside it
+    const modeDir = (mode: string) => (mode.startsWith('reflink') ? join(vol, mode) : join(mnt, mode));
     const configs = new Map<string, string>();
     for (const m of MODES) {
-      const dir = join(mnt, m.name);
+      const dir = modeDir(m.name);
       const file = join(base, `${m.name}.yaml`);
       await writeFile(
         file,
@@ -108,13 +110,13 @@ limits: { maxPendingGenerations: 1000, minFreeBytes: 0 }
         { timeoutMs: 60 * 60_000 },
       );
       if (r.code !== 0) throw new Error(`${mode} backup: ${r.stderr.trim().split('\n').at(-1)}`);
-      const rec = JSON.parse(await readFile(join(mnt, mode, 'state', 'last-run.json'), 'utf8')) as {
+      const rec = JSON.parse(await readFile(join(modeDir(mode), 'state', 'last-run.json'), 'utf8')) as {
         downtimeMs: number;
         appStopMs: number;
         appStartMs: number;
       };
       // acked at once, as a sink would: the handover does not fill up
-      await sh(`rm -rf ${join(mnt, mode, 'handover')}/*`);
+      await sh(`rm -rf ${join(modeDir(mode), 'handover')}/*`);
       await new Promise((r2) => setTimeout(r2, 1100));
       return { downtimeMs: rec.downtimeMs, ownMs: rec.appStopMs + rec.appStartMs };
     };

@@ -4,14 +4,20 @@
 // That counts: one `sink pull` starts baton five times (itself, and the gate for list, manifest,
 // tree and ack). Run by `npm run build` after tsc and copy-assets; the rest of dist/ stays as tsc wrote it.
 import { build } from 'esbuild';
-import { chmodSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outfile = `${root}dist/cli/main.js`;
+// dynamic imports (the AWS SDK of the offsite store) go to chunks loaded only when used
+const chunks = `${root}dist/cli/chunks`;
+rmSync(chunks, { recursive: true, force: true });
 await build({
   entryPoints: [`${root}src/cli/main.ts`],
-  outfile,
+  outdir: `${root}dist/cli`,
+  entryNames: '[name]',
+  chunkNames: 'chunks/[name]-[hash]',
+  splitting: true,
   bundle: true,
   platform: 'node',
   format: 'esm',

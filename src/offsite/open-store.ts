@@ -1,6 +1,6 @@
 import type { OffsiteConfig } from '../config/schema.js';
 import type { ObjectStore } from './object-store.js';
-import { resolveOffsiteStore, type OffsiteStoreOptions } from './s3-store.js';
+import type { OffsiteStoreOptions } from './s3-store.js';
 
 /** The `offsite:` config as the S3 store's options (credentials: the file, else the SDK's default chain). */
 export function storeOptionsOf(cfg: OffsiteConfig): OffsiteStoreOptions {
@@ -35,5 +35,8 @@ export async function openOffsiteStore(cfg: OffsiteConfig): Promise<ObjectStore>
   // baton supports Node 20 (package.json engines): the SDK's multi-line notice about its own future
   // Node support would break the one-line error contract on stderr
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  // loaded only here: the AWS SDK is ~20 MiB of heap that `source backup` and the gate never need
+  // (the bundle puts it in a chunk of its own, scripts/bundle.mjs)
+  const { resolveOffsiteStore } = await import('./s3-store.js');
   return resolveOffsiteStore(storeOptionsOf(cfg));
 }
