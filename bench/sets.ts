@@ -60,7 +60,7 @@ const maxOf = (xs: number[]) => (xs.length ? Math.max(...xs) : Number.NaN);
 
 export async function runMain(env: BenchEnv, spec: DatasetSpec, runs: number, c: Collected): Promise<void> {
   say(`generating the ${spec.name} dataset (seed ${spec.seed}) in ${env.root}/app`);
-  let t = Date.now();
+  const t = Date.now();
   const ds = await generateDataset(spec, env.appData, env.appLogs);
   c.dataset.push(
     `main set (${spec.name}, seed ${spec.seed}): ${int(ds.files)} files in ${int(ds.dirs)} leaf dirs, ${fmtBytes(ds.dataBytes)} app data ` +
@@ -132,52 +132,13 @@ export async function runMain(env: BenchEnv, spec: DatasetSpec, runs: number, c:
   const incPulls: PullRun[] = [];
   const bareIncPulls: BarePull[] = [];
   const mutations: MutationSummary[] = [];
-  let bareBase = bareFullDir;
-  for (let r = 0; r < runs; r++) {
-    say(`1 % change, round ${r + 1}/${runs}: backup and incremental pull`);
-    t = Date.now();
-    const mu = await mutateDataset(spec, env.appData, env.appLogs, r + 1);
-    mutations.push(mu);
-    c.dataset.push(
-      `change round ${r + 1}: ${mu.rewritten} small files rewritten, ${mu.added} added, ${mu.deleted} deleted, ` +
-        `${fmtBytes(mu.appendedLarge)} appended to a large file, ${fmtBytes(mu.appendedLogs)} to the logs: ${fmtBytes(mu.changedBytes)} new (${secs(Date.now() - t)})`,
-    );
-    const [b, bare] = await pair(
-      r,
-      () => withRetry(env, 'baton source backup', () => sourceBackup(env)),
-      () => withRetry(env, 'bare rsync refresh', () => bareRefresh(env)),
-    );
-    incBackups.push(b);
-    bareRefreshes.push(bare);
-    await trimLogHandover(env);
-    const incDir = join(env.bareSink, `inc-${r + 1}`);
-    const [p, barePulled] = await pair(
-      r,
-      () =>
-        withRetry(
-          env,
-          'baton sink pull',
-          () => sinkPull(env),
-          () => removeTree(join(env.sinkStream, '.incoming')),
-        ),
-      () =>
-        withRetry(
-          env,
-          'bare rsync --link-dest pull',
-          () => barePull(env, sourceGenerationDir(env, b.id), incDir, bareBase),
-          () => removeTree(incDir),
-        ),
-    );
-    bareBase = incDir;
-    incPulls.push(p);
-    bareIncPulls.push(barePulled);
-    c.details.push(
-      `backup after change ${r + 1}: downtime ${secs(b.downtimeMs)}, wall ${secs(b.m.wallMs)} (CPU ${cpu(b.m)}), ${fmtBytes(b.bytesCopied)} copied, peak RSS ${mib(b.m.maxRssKiB)} (node alone ${mib(b.m.selfHwmKiB)}); ${b.breakdown}. ` +
-        `Bare \`rsync -a --delete\` refresh: ${secs(bare.wallMs)} (CPU ${cpu(bare)}), peak RSS ${mib(bare.maxRssKiB)}`,
-      `incremental pull ${r + 1}: wall ${secs(p.m.wallMs)} (CPU ${cpu(p.m)}), peak RSS ${mib(p.m.maxRssKiB)} (node alone ${mib(p.m.selfHwmKiB)}); ${p.breakdown}. ` +
-        `Bare \`rsync -a --link-dest\` over ssh: ${secs(barePulled.wallMs)} (CPU ${cpu(barePulled)}), peak RSS ${mib(barePulled.maxRssKiB)}, then \`sync -f\` ${secs(barePulled.flushMs)}`,
-    );
-  }
+  await changeRounds(env, spec, runs, c, 'main', bareFullDir, {
+    incBackups,
+    bareRefreshes,
+    incPulls,
+    bareIncPulls,
+    mutations,
+  });
 
   // 3b: a small change (0.1 %), where the pull's fixed costs (starts, round trips) weigh most
   const smallPulls: PullRun[] = [];
@@ -388,6 +349,88 @@ export async function runMain(env: BenchEnv, spec: DatasetSpec, runs: number, c:
   });
 }
 
+/** What the 1 % change rounds of a set measure, filled round by round. */
+interface ChangeRoundRuns {
+  incBackups: BackupRun[];
+  bareRefreshes: Measured[];
+  incPulls: PullRun[];
+  bareIncPulls: BarePull[];
+  mutations: MutationSummary[];
+  /** the scale set: the rsnapshot way to a hard-linked generation (bare refresh, then `cp -al`) */
+  bareSnapshots?: Measured[];
+}
+
+/**
+ * The 1 % change rounds, one step list for the main and the scale set: change the data, back up
+ * beside a bare `rsync -a --delete` refresh (the scale set also times `cp -al` of the bare mirror),
+ * then pull incrementally beside a bare `rsync -a --link-dest` over the same ssh.
+ */
+async function changeRounds(
+  env: BenchEnv,
+  spec: DatasetSpec,
+  runs: number,
+  c: Collected,
+  set: 'main' | 'scale',
+  bareFullDir: string,
+  out: ChangeRoundRuns,
+  afterRound?: () => void,
+): Promise<void> {
+  const label = set === 'scale' ? 'scale ' : '';
+  let bareBase = bareFullDir;
+  for (let r = 0; r < runs; r++) {
+    say(`${label}1 % change, round ${r + 1}/${runs}: backup and incremental pull`);
+    const t = Date.now();
+    const mu = await mutateDataset(spec, env.appData, env.appLogs, r + 1);
+    out.mutations.push(mu);
+    c.dataset.push(
+      `${label}change round ${r + 1}: ${int(mu.rewritten)} small files rewritten, ${int(mu.added)} added, ${int(mu.deleted)} deleted, ` +
+        `${fmtBytes(mu.appendedLarge)} appended to a large file, ${fmtBytes(mu.appendedLogs)} to the logs: ${fmtBytes(mu.changedBytes)} new (${secs(Date.now() - t)})`,
+    );
+    const [b, bare] = await pair(
+      r,
+      () => withRetry(env, 'baton source backup', () => sourceBackup(env)),
+      () => withRetry(env, 'bare rsync refresh', () => bareRefresh(env)),
+    );
+    out.incBackups.push(b);
+    out.bareRefreshes.push(bare);
+    if (out.bareSnapshots) {
+      await sync();
+      out.bareSnapshots.push(
+        await measureOk('cp -al', ['cp', '-al', env.bareMirror, join(env.bareSink, `snap-${r + 1}`)]),
+      );
+    }
+    await trimLogHandover(env);
+    const incDir = join(env.bareSink, `inc-${r + 1}`);
+    const [p, barePulled] = await pair(
+      r,
+      () =>
+        withRetry(
+          env,
+          'baton sink pull',
+          () => sinkPull(env),
+          () => removeTree(join(env.sinkStream, '.incoming')),
+        ),
+      () =>
+        withRetry(
+          env,
+          'bare rsync --link-dest pull',
+          () => barePull(env, sourceGenerationDir(env, b.id), incDir, bareBase),
+          () => removeTree(incDir),
+        ),
+    );
+    bareBase = incDir;
+    out.incPulls.push(p);
+    out.bareIncPulls.push(barePulled);
+    c.details.push(
+      `${label}backup after change ${r + 1}: downtime ${secs(b.downtimeMs)}, wall ${secs(b.m.wallMs)} (CPU ${cpu(b.m)}), ${fmtBytes(b.bytesCopied)} copied, peak RSS ${mib(b.m.maxRssKiB)} (node alone ${mib(b.m.selfHwmKiB)}); ${b.breakdown}. ` +
+        `Bare \`rsync -a --delete\` refresh: ${secs(bare.wallMs)} (CPU ${cpu(bare)}), peak RSS ${mib(bare.maxRssKiB)}`,
+      `${label}incremental pull ${r + 1}: wall ${secs(p.m.wallMs)} (CPU ${cpu(p.m)}), peak RSS ${mib(p.m.maxRssKiB)} (node alone ${mib(p.m.selfHwmKiB)}); ${p.breakdown}. ` +
+        `Bare \`rsync -a --link-dest\` over ssh: ${secs(barePulled.wallMs)} (CPU ${cpu(barePulled)}), peak RSS ${mib(barePulled.maxRssKiB)}, then \`sync -f\` ${secs(barePulled.flushMs)}`,
+    );
+    afterRound?.();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The scale set (1,000,000 files): memory and time per file
 
@@ -396,7 +439,7 @@ export async function runScale(env: BenchEnv, spec: DatasetSpec, runs: number, c
   await removeTree(env.appData);
   await removeTree(env.appLogs);
   say(`generating the scale set: ${int(spec.smallFiles)} files`);
-  let t = Date.now();
+  const t = Date.now();
   const ds = await generateDataset(spec, env.appData, env.appLogs);
   c.dataset.push(
     `scale set (seed ${spec.seed}): ${int(ds.files)} files in ${int(ds.dirs)} leaf dirs, ${fmtBytes(ds.dataBytes)} app data ` +
@@ -534,58 +577,14 @@ export async function runScale(env: BenchEnv, spec: DatasetSpec, runs: number, c
     );
   }
   setFigures();
-  let bareBase = bareFullDir;
-  for (let r = 0; r < runs; r++) {
-    say(`scale: 1 % change, round ${r + 1}/${runs}`);
-    t = Date.now();
-    const mu = await mutateDataset(spec, env.appData, env.appLogs, r + 1);
-    c.dataset.push(
-      `scale change round ${r + 1}: ${int(mu.rewritten)} rewritten, ${int(mu.added)} added, ${int(mu.deleted)} deleted, ${fmtBytes(mu.appendedLogs)} appended to the logs (${secs(Date.now() - t)})`,
-    );
-    const [b, bare] = await pair(
-      r,
-      () => withRetry(env, 'baton source backup', () => sourceBackup(env)),
-      () => withRetry(env, 'bare rsync refresh', () => bareRefresh(env)),
-    );
-    incBackups.push(b);
-    bareRefreshes.push(bare);
-    // the plain tools' way to a hard-linked generation (rsnapshot): refresh a mirror, then cp -al it
-    await sync();
-    const snap = await measureOk('cp -al', [
-      'cp',
-      '-al',
-      env.bareMirror,
-      join(env.bareSink, `snap-${r + 1}`),
-    ]);
-    bareSnapshots.push(snap);
-    await trimLogHandover(env);
-    const incDir = join(env.bareSink, `inc-${r + 1}`);
-    const [p, barePulled] = await pair(
-      r,
-      () =>
-        withRetry(
-          env,
-          'baton sink pull',
-          () => sinkPull(env),
-          () => removeTree(join(env.sinkStream, '.incoming')),
-        ),
-      () =>
-        withRetry(
-          env,
-          'bare rsync --link-dest pull',
-          () => barePull(env, sourceGenerationDir(env, b.id), incDir, bareBase),
-          () => removeTree(incDir),
-        ),
-    );
-    bareBase = incDir;
-    incPulls.push(p);
-    bareIncPulls.push(barePulled);
-    c.details.push(
-      `scale backup after change ${r + 1}: downtime ${secs(b.downtimeMs)}, wall ${secs(b.m.wallMs)} (CPU ${cpu(b.m)}), peak RSS ${mib(b.m.maxRssKiB)} (node alone ${mib(b.m.selfHwmKiB)}); ${b.breakdown}. ` +
-        `Bare refresh: ${secs(bare.wallMs)} (CPU ${cpu(bare)}), peak RSS ${mib(bare.maxRssKiB)}`,
-      `scale incremental pull ${r + 1}: wall ${secs(p.m.wallMs)} (CPU ${cpu(p.m)}), peak RSS ${mib(p.m.maxRssKiB)} (node alone ${mib(p.m.selfHwmKiB)}); ${p.breakdown}. ` +
-        `Bare \`rsync -a --link-dest\` over ssh: ${secs(barePulled.wallMs)} (CPU ${cpu(barePulled)}), peak RSS ${mib(barePulled.maxRssKiB)}, then \`sync -f\` ${secs(barePulled.flushMs)}`,
-    );
-  }
-  setFigures();
+  await changeRounds(
+    env,
+    spec,
+    runs,
+    c,
+    'scale',
+    bareFullDir,
+    { incBackups, bareRefreshes, incPulls, bareIncPulls, mutations: [], bareSnapshots },
+    setFigures,
+  );
 }

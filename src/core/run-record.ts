@@ -31,6 +31,9 @@ export const sourceRunRecordSchema = z.object({
   id: generationId.optional(),
   /** how long the app was down (a successful backup) */
   downtimeMs: z.number().optional(),
+  /** of downtimeMs: the app's own stop command, and its start command with the health check */
+  appStopMs: z.number().optional(),
+  appStartMs: z.number().optional(),
   /** the previous generations were still not taken by the sink (a successful backup) */
   transportFailed: z.boolean().optional(),
   /** why the run failed */

@@ -41,6 +41,9 @@ export interface BackupResult {
   id: string;
   generations: BuiltGeneration[];
   downtimeMs: number;
+  /** the app's own stop command, and its start command with the health check: part of downtimeMs */
+  appStopMs?: number;
+  appStartMs?: number;
   transportFailed: boolean;
 }
 
@@ -124,6 +127,8 @@ export async function runSourceBackup(
       finishedAt: opts.now().toISOString(),
       id: result.id,
       downtimeMs: result.downtimeMs,
+      appStopMs: result.appStopMs,
+      appStartMs: result.appStartMs,
       transportFailed: result.transportFailed,
     });
     await ping(config.alerts.ping, 'success');
@@ -190,22 +195,31 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
     streamCollector(s, { state, ledger, log, progress: opts.progress === true && s.name === 'data' }),
   );
   const prepassLimit = AbortSignal.timeout(config.app.maxDowntime);
-  for (const c of collectors)
-    await c.beforeStop(opts.signal ? AbortSignal.any([opts.signal, prepassLimit]) : prepassLimit);
-  if (opts.signal?.aborted)
-    throw new JobError('interrupted before the app was stopped', { step: 'stop-app' });
+  try {
+    for (const c of collectors)
+      await c.beforeStop(opts.signal ? AbortSignal.any([opts.signal, prepassLimit]) : prepassLimit);
+    if (opts.signal?.aborted)
+      throw new JobError('interrupted before the app was stopped', { step: 'stop-app' });
+    // durable before the stop (a killed run leaves it for recover), written while the app still runs
+    await recordAppStopping(state.root, state.appStopped, opts.now());
+  } catch (e) {
+    await Promise.allSettled(collectors.map((c) => c.cleanup()));
+    throw e;
+  }
 
-  // 1.a – 1.d: the app is down only for the mirror refresh (or the snapshot).
+  // 1.a – 1.d: the app is down only for the mirror refresh (or the snapshot). The downtime counts
+  // from the stop command's start to the end of the start command (and its health check).
   const appStoppedAt = opts.now();
-  await recordAppStopping(state.root, state.appStopped, appStoppedAt);
   const failures: Error[] = [];
   let appStartedAt: Date | undefined;
+  let appStopMs: number | undefined;
+  let appStartMs: number | undefined;
   // The app's downtime is bounded: a collection that hangs (a stalled disk or network mount) or runs
   // far longer than planned is aborted (its processes killed) and the app is started again.
   const downLimit = AbortSignal.timeout(config.app.maxDowntime);
   const collectSignal = opts.signal ? AbortSignal.any([opts.signal, downLimit]) : downLimit;
   try {
-    await stopApp(config.app, log);
+    appStopMs = await stopApp(config.app, log);
     await crashPoint('app-stopped');
     const collected = await Promise.allSettled(collectors.map((c) => c.whileDown(collectSignal)));
     await crashPoint('snapshot-taken');
@@ -224,7 +238,9 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
     failures.push(asError(e));
   } finally {
     try {
+      const startAt = Date.now();
       appStartedAt = await startApp(config.app, log, opts.now);
+      appStartMs = Date.now() - startAt;
       await clearAppStoppedRecord(state.appStopped);
     } catch (e) {
       failures.push(asError(e));
@@ -278,7 +294,7 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
     await publishHandover(gen, log);
     generations.push(gen);
   }
-  return { id: plan.id, generations, downtimeMs, transportFailed: transport.failed };
+  return { id: plan.id, generations, downtimeMs, appStopMs, appStartMs, transportFailed: transport.failed };
 }
 
 function asError(e: unknown): Error {

@@ -1,4 +1,4 @@
-import { rename, rm, unlink } from 'node:fs/promises';
+import { lstat, readFile, rename, rm, statfs, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SourceStreamConfig, StreamName } from '../config/schema.js';
 import { JobError } from '../errors.js';
@@ -15,7 +15,8 @@ import {
   copyAncestorAttributes,
   removeStreamSnapshots,
   runSnapshotCreate,
-  takeBtrfsSnapshots,
+  armBtrfsSnapshots,
+  type ArmedBtrfsSnapshots,
   type FrozenView,
   type SnapshotLedger,
 } from './snapshot.js';
@@ -166,16 +167,57 @@ export async function finishClone(
 }
 
 /**
- * The pre-pass's "racily clean" margin (git's rule): a file whose mtime is within this of the
+ * The pre-pass's "racily clean" margin (git's rule): a file whose mtime is within the margin of the
  * pre-pass's start, or later, may have been rewritten within the same timestamp tick after it was
- * copied (same size, same mtime: rsync's quick check would skip it). Two seconds cover filesystems
- * with whole-second (ext3, NFSv2) or two-second (FAT) timestamps and a coarse kernel clock.
+ * copied (same size, same mtime: rsync's quick check would skip it), so it is copied again while
+ * the app is down. The margin is the filesystem's real timestamp granularity:
+ *
+ * - local filesystems that keep nanosecond mtimes (ext4 with large inodes, xfs, btrfs, tmpfs, f2fs)
+ *   stamp them from the kernel's coarse clock, one tick (1/HZ, at most 10 ms) behind the clock
+ *   baton reads: two ticks, FINE_RACY_MARGIN_MS;
+ * - anything else (ext4 with 128-byte inodes, NFS, FAT, a fuse mount, a filesystem mounted inside a
+ *   path): two whole seconds below the start's second, as before.
  */
-export const RACY_MARGIN_MS = 2000;
+export const FINE_RACY_MARGIN_MS = 20;
+export const COARSE_RACY_MARGIN_MS = 2000;
+
+/** statfs f_type of the local filesystems whose inodes keep nanosecond timestamps */
+const NANOSECOND_FILESYSTEMS = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0xf2f52010]);
+
+/** The mount points in /proc/self/mountinfo text (field 5, octal escapes undone). */
+export function mountPoints(mountinfo: string): string[] {
+  const out: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 5 || f[4] === undefined) continue;
+    out.push(f[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return out;
+}
+
+/**
+ * The racy margin for a stream's paths: fine only when every path is on a filesystem known to keep
+ * nanosecond mtimes and shows it (its own mtime has a non-zero sub-second part: ext4 with 128-byte
+ * inodes never does), and no other filesystem is mounted below a path (rsync crosses into it).
+ */
+export async function racyMarginMs(paths: readonly string[]): Promise<number> {
+  try {
+    const mounts = mountPoints(await readFile('/proc/self/mountinfo', 'utf8'));
+    for (const p of paths) {
+      if (mounts.some((m) => m !== p && m.startsWith(p === '/' ? '/' : `${p}/`)))
+        return COARSE_RACY_MARGIN_MS;
+      if (!NANOSECOND_FILESYSTEMS.has((await statfs(p)).type)) return COARSE_RACY_MARGIN_MS;
+      if ((await lstat(p, { bigint: true })).mtimeNs % 1_000_000_000n === 0n) return COARSE_RACY_MARGIN_MS;
+    }
+    return FINE_RACY_MARGIN_MS;
+  } catch {
+    return COARSE_RACY_MARGIN_MS;
+  }
+}
 
 /** The mtime (ms) from which a copy made by a pass that started at `startedMs` is racily clean. */
-export function racyCutoffMs(startedMs: number): number {
-  return Math.floor(startedMs / 1000) * 1000 - RACY_MARGIN_MS;
+export function racyCutoffMs(startedMs: number, marginMs: number): number {
+  return marginMs >= 1000 ? Math.floor(startedMs / 1000) * 1000 - marginMs : startedMs - marginMs;
 }
 
 /**
@@ -215,6 +257,7 @@ export async function prepassStream(
   log: Logger,
   signal?: AbortSignal,
 ): Promise<boolean> {
+  const marginMs = await racyMarginMs(stream.paths);
   const startedMs = Date.now();
   try {
     let dir: string;
@@ -224,9 +267,9 @@ export async function prepassStream(
       await collectStream(name, stream, target.mirror, target.pathsFile, log, signal);
       dir = target.mirror;
     }
-    const racy = await dropRacyFiles(dir, racyCutoffMs(startedMs), signal);
+    const racy = await dropRacyFiles(dir, racyCutoffMs(startedMs, marginMs), signal);
     log.info(
-      { step: 'prepass', stream: name, ms: Date.now() - startedMs, racy },
+      { step: 'prepass', stream: name, ms: Date.now() - startedMs, racy, racyMarginMs: marginMs },
       `${name} pre-pass done while the app runs (${racy} recently changed file(s) will be copied again while it is down)`,
     );
     return true;
@@ -289,14 +332,29 @@ export function streamCollector(s: StreamPlan, ctx: CollectorContext): StreamCol
   const mode = s.config.collect;
   if (mode === 'snapshot' || mode === 'command') {
     let view: FrozenView | undefined;
+    let armed: ArmedBtrfsSnapshots | undefined;
     const base = join(state.snapshotRoot, s.name);
+    const cleanup = async () => {
+      // no snapshot can appear after this: the helper is gone before the records are acted on
+      await armed?.disarm();
+      await removeStreamSnapshots(s.name, ledger, state.snapshotRoot, log);
+    };
     return {
-      beforeStop: () => Promise.resolve(),
+      // collect: snapshot — recorded and armed while the app runs; a failure stops the run before the stop
+      beforeStop: async () => {
+        if (mode !== 'snapshot') return;
+        try {
+          armed = await armBtrfsSnapshots(s.name, s.config, base, ledger, log);
+        } catch (e) {
+          await cleanup().catch(() => undefined);
+          throw e;
+        }
+      },
       whileDown: async (signal) => {
-        view =
-          mode === 'snapshot'
-            ? await takeBtrfsSnapshots(s.name, s.config, base, ledger, log, signal)
-            : await runSnapshotCreate(s.name, s.config, ledger, log, signal);
+        if (armed) {
+          await armed.take(signal);
+          view = armed.view;
+        } else view = await runSnapshotCreate(s.name, s.config, ledger, log, signal);
       },
       afterUp: async (signal) => {
         if (!view) throw new JobError(`${s.name}: no snapshot was taken`, { step: 'collect' });
@@ -313,7 +371,7 @@ export function streamCollector(s: StreamPlan, ctx: CollectorContext): StreamCol
         );
       },
       // also after a failed create: its remove runs; a recorded btrfs target never made is skipped
-      cleanup: () => removeStreamSnapshots(s.name, ledger, state.snapshotRoot, log),
+      cleanup,
     };
   }
   let prepassed = false;

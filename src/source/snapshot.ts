@@ -1,11 +1,12 @@
 import { chmod, lchown, lstat, rm, stat, statfs } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { SourceStreamConfig, StreamName } from '../config/schema.js';
 import { JobError } from '../errors.js';
 import { describeCommand, describeExit, runProcess } from '../adapters/run.js';
 import { exists, mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
+import { armSnapshots, type SnapshotJob } from '../adapters/btrfs-snapshot.js';
 
 /**
  * `collect: snapshot` (btrfs) and `collect: command` (any snapshot the operator's hooks make):
@@ -48,8 +49,8 @@ export class SnapshotLedger {
     readonly stateRoot: string,
   ) {}
 
-  add(e: SnapshotEntry): Promise<void> {
-    this.entries.push(e);
+  add(...e: SnapshotEntry[]): Promise<void> {
+    this.entries.push(...e);
     return this.flush();
   }
 
@@ -158,6 +159,9 @@ export async function checkBtrfsSnapshot(
     new JobError(`${name}: collect: snapshot refused: ${msg}`, { step: 'preflight' });
   const v = await runProcess(['btrfs', '--version'], { timeoutMs: 10_000 }).catch(() => undefined);
   if (!v || v.code !== 0) throw fail('the btrfs command is missing (apt-get install btrfs-progs)');
+  const py = await runProcess(['python3', '--version'], { timeoutMs: 10_000 }).catch(() => undefined);
+  if (!py || py.code !== 0)
+    throw fail('python3 is missing (it takes the snapshot while the app is down; apt-get install python3)');
   const subvolumes = new Set<string>();
   for (const p of paths) {
     let sv: string;
@@ -195,20 +199,32 @@ export async function checkBtrfsSnapshot(
       );
 }
 
+/** `collect: snapshot`, armed while the app runs: only `take` (one message to a waiting helper) is left for the down window. */
+export interface ArmedBtrfsSnapshots {
+  view: FrozenView;
+  /** while the app is down: makes every snapshot (no process is started) */
+  take(signal?: AbortSignal): Promise<void>;
+  /** ends the helper; after it no snapshot can appear any more (also when `take` was never called) */
+  disarm(): Promise<void>;
+}
+
 /**
- * While the app is down: a read-only snapshot of each path's subvolume S at
- * `<base>/<i>/<S>`, so that path P is frozen at `<base>/<i>/<P>`. Each is recorded first.
+ * Before the stop, while the app still runs: plans a read-only snapshot of each path's subvolume S
+ * at `<base>/<i>/<S>` (path P is frozen at `<base>/<i>/<P>`), records each durably in the ledger,
+ * and starts the helper that will take them (adapters/btrfs-snapshot.ts), which flushes the
+ * filesystem first. A failure here stops the run before the app is stopped.
  */
-export async function takeBtrfsSnapshots(
+export async function armBtrfsSnapshots(
   name: StreamName,
   stream: SourceStreamConfig,
   base: string,
   ledger: SnapshotLedger,
   log: Logger,
-  signal?: AbortSignal,
-): Promise<FrozenView> {
+): Promise<ArmedBtrfsSnapshots> {
   const view: FrozenView = { stream: name, sources: [], ancestors: [] };
   const roots = new Map<string, string>();
+  const jobs: SnapshotJob[] = [];
+  const entries: SnapshotEntry[] = [];
   for (const p of stream.paths) {
     const sv = await btrfsSubvolumeOf(p);
     let root = roots.get(sv);
@@ -216,22 +232,8 @@ export async function takeBtrfsSnapshots(
       root = join(base, String(roots.size));
       const target = join(root, rel(sv));
       await mkdirp(dirname(target), 0o700);
-      const entry: SnapshotEntry = { kind: 'btrfs', stream: name, path: target };
-      await ledger.add(entry);
-      const r = await runProcess(['btrfs', 'subvolume', 'snapshot', '-r', sv, target], {
-        timeoutMs: BTRFS_TIMEOUT_MS,
-        signal,
-        tailBytes: 4096,
-      });
-      if (r.code !== 0 || r.timedOut)
-        throw new JobError(
-          `${name}: btrfs subvolume snapshot -r ${sv} failed: ${describeExit(r)}${r.stderr.trim() ? `: ${r.stderr.trim().split('\n').at(-1)}` : ''}`,
-          { step: 'collect' },
-        );
-      log.info(
-        { step: 'collect', stream: name, subvolume: sv, ms: r.durationMs },
-        `${name}: snapshot of ${sv} taken`,
-      );
+      entries.push({ kind: 'btrfs', stream: name, path: target });
+      jobs.push({ source: sv, parent: dirname(target), name: basename(target) });
       roots.set(sv, root);
       // the dirs above the subvolume (the view's root itself stands for "/", which rsync never copies)
       for (let a = dirname(sv); a !== '/' && a !== '.'; a = dirname(a))
@@ -239,7 +241,34 @@ export async function takeBtrfsSnapshots(
     }
     view.sources.push(`${root}/./${rel(p)}`);
   }
-  return view;
+  // recorded before the helper can make anything: a killed run leaves the record for recover
+  await ledger.add(...entries);
+  const armed = await armSnapshots(jobs, BTRFS_TIMEOUT_MS).catch((e: unknown) => {
+    throw new JobError(`${name}: collect: snapshot: ${e instanceof Error ? e.message : String(e)}`, {
+      step: 'collect',
+    });
+  });
+  return {
+    view,
+    take: async (signal) => {
+      const onAbort = () => void armed.disarm();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        const ms = await armed.take();
+        log.info(
+          { step: 'collect', stream: name, subvolumes: jobs.map((j) => j.source), ms },
+          `${name}: snapshot of ${jobs.map((j) => j.source).join(', ')} taken`,
+        );
+      } catch (e) {
+        throw new JobError(`${name}: btrfs subvolume ${e instanceof Error ? e.message : String(e)}`, {
+          step: 'collect',
+        });
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    },
+    disarm: () => armed.disarm(),
+  };
 }
 
 /**

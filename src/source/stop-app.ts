@@ -33,7 +33,7 @@ export async function clearAppStoppedRecord(file: string): Promise<void> {
 }
 
 /** Step 1.a: runs `app.stop`, bounded by `stopTimeout` (the whole process group is killed). */
-export async function stopApp(app: SourceConfig['app'], log: Logger): Promise<void> {
+export async function stopApp(app: SourceConfig['app'], log: Logger): Promise<number> {
   log.info({ step: 'stop-app', command: describeCommand(app.stop) }, 'stopping the app');
   const r = await runProcess(app.stop, { timeoutMs: app.stopTimeout, killGraceMs: 3000 });
   if (r.code !== 0 || r.timedOut) {
@@ -42,4 +42,5 @@ export async function stopApp(app: SourceConfig['app'], log: Logger): Promise<vo
     });
   }
   log.info({ step: 'stop-app', ms: r.durationMs }, 'app stopped');
+  return r.durationMs;
 }
