@@ -37,7 +37,7 @@ export async function runOffsitePushJob(config: SinkConfig, opts: PushOptions): 
           () => undefined,
         );
       await sendAlert(
-        config.alerts.mail,
+        config.alerts,
         join(config.stateDir, 'pending-alerts'),
         {
           subject: alertSubject('sink', 'offsite push FAILED'),
