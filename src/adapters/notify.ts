@@ -1,11 +1,13 @@
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
-import type { MailConfig } from '../config/schema.js';
+import type { AlertChannels, MailConfig } from '../config/schema.js';
+import { alertEvent } from '../core/alert-event.js';
 import { oneLine } from '../errors.js';
 import type { Logger } from './log.js';
 import { mkdirp, writeFileAtomic } from './fsx.js';
 import { sendMail } from './mail.js';
+import { describeWebhookTarget, postWebhook, runAlertCommand } from './alert-channels.js';
 
 export interface Alert {
   subject: string;
@@ -13,18 +15,58 @@ export interface Alert {
 }
 
 /**
- * Sends an alert mail. A mail that cannot be sent is kept in `pendingDir` and retried by the next
- * run (`flushPendingAlerts`); a failing mail never hides or replaces the error it reports.
- * Returns whether the mail went out.
+ * Sends an alert through every configured channel at once: mail, webhook, command. Each channel is
+ * isolated (own timeout, own failure line in the log): a hanging webhook or a failing command never
+ * delays past its timeout, blocks the others, or fails the run. A mail that cannot be sent is kept
+ * in `pendingDir` and retried by the next run (`flushPendingAlerts`); a failing alert never hides or
+ * replaces the error it reports. Returns whether the mail went out.
  */
 export async function sendAlert(
+  channels: AlertChannels,
+  pendingDir: string,
+  alert: Alert,
+  log: Logger,
+): Promise<boolean> {
+  const ev = alertEvent(alert, hostname(), new Date());
+  const others = [
+    channels.webhook === undefined
+      ? undefined
+      : sendVia(
+          log,
+          `webhook ${describeWebhookTarget(channels.webhook)}`,
+          alert,
+          postWebhook(channels.webhook, ev),
+        ),
+    channels.command === undefined
+      ? undefined
+      : sendVia(log, 'command', alert, runAlertCommand(channels.command, ev)),
+  ].filter((p) => p !== undefined);
+  const [mailed] = await Promise.all([
+    sendAlertMail(channels.mail, others.length > 0, pendingDir, alert, log),
+    ...others,
+  ]);
+  return mailed;
+}
+
+async function sendVia(log: Logger, what: string, alert: Alert, sending: Promise<void>): Promise<void> {
+  try {
+    await sending;
+    log.info({ step: 'alert' }, `alert sent via ${what}: ${alert.subject}`);
+  } catch (e) {
+    log.error({ step: 'alert' }, `alert via ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+async function sendAlertMail(
   mail: MailConfig | undefined,
+  otherChannels: boolean,
   pendingDir: string,
   alert: Alert,
   log: Logger,
 ): Promise<boolean> {
   if (!mail) {
-    log.warn({ step: 'alert' }, `no alerts.mail configured; not mailed: ${alert.subject}`);
+    if (!otherChannels)
+      log.warn({ step: 'alert' }, `no alert channel configured; not sent: ${alert.subject}`);
     return false;
   }
   try {

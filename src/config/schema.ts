@@ -100,6 +100,39 @@ export const pingSchema = z
   })
   .describe('monitoring pings');
 
+export const webhookSchema = z
+  .strictObject({
+    url: z
+      .url({ protocol: /^https?$/ })
+      .describe('where the event is POSTed (for ntfy: the topic URL, e.g. https://ntfy.sh/my-topic)'),
+    preset: z
+      .enum(['generic', 'ntfy', 'slack'])
+      .default('generic')
+      .describe(
+        'body format: generic (the event as JSON), ntfy (JSON publishing), slack (Slack-compatible {text})',
+      ),
+    headers: z
+      .record(z.string().regex(/^[A-Za-z0-9-]+$/), z.string().regex(/^[^\r\n]*$/))
+      .default({})
+      .describe('extra HTTP headers (their values are never logged)'),
+    tokenFile: absPath('file holding a token sent as "Authorization: Bearer <token>"').optional(),
+    timeout: duration('timeout of each POST').prefault('10s'),
+  })
+  .refine((w) => w.preset !== 'ntfy' || new URL(w.url).pathname.replace(/\/+$/, '') !== '', {
+    error: 'an ntfy URL names its topic: https://ntfy.sh/TOPIC',
+    path: ['url'],
+  })
+  .describe('alert webhook: each alert is POSTed as JSON');
+
+export const alertCommandSchema = z
+  .strictObject({
+    run: command.describe(
+      'run for each alert with the event as JSON on stdin and BATON_EVENT_SUBJECT, BATON_EVENT_TEXT, BATON_EVENT_HOST, BATON_EVENT_TIME set (e.g. apprise)',
+    ),
+    timeout: duration('the command is killed after this long').prefault('30s'),
+  })
+  .describe('alert command: each alert is handed to a program');
+
 export const metricsSchema = z
   .strictObject({
     textfileDir: absPath(
@@ -229,6 +262,8 @@ export const sourceSchema = z
           'an un-acked generation older than this means the transport failed; unset: any generation left from an earlier run',
         ).optional(),
         mail: mailSchema.optional(),
+        webhook: webhookSchema.optional(),
+        command: alertCommandSchema.optional(),
         ping: pingSchema.optional(),
       })
       .default({})
@@ -449,6 +484,8 @@ export const sinkSchema = z
           'a pull that finds its source and stream locked by the same live run for longer than this alerts instead of skipping quietly (unset: limits.maxPullDuration + 1h)',
         ).optional(),
         mail: mailSchema.optional(),
+        webhook: webhookSchema.optional(),
+        command: alertCommandSchema.optional(),
         ping: pingSchema.optional(),
       })
       .default({})
@@ -476,6 +513,14 @@ export type SourceConfig = z.output<typeof sourceSchema>;
 export type SinkConfig = z.output<typeof sinkSchema>;
 export type MailConfig = z.output<typeof mailSchema>;
 export type PingConfig = z.output<typeof pingSchema>;
+export type WebhookConfig = z.output<typeof webhookSchema>;
+export type AlertCommandConfig = z.output<typeof alertCommandSchema>;
+/** The alert channels of either config (`alerts.mail`, `alerts.webhook`, `alerts.command`). */
+export interface AlertChannels {
+  mail?: MailConfig | undefined;
+  webhook?: WebhookConfig | undefined;
+  command?: AlertCommandConfig | undefined;
+}
 export { STREAMS, type StreamName } from '../core/streams.js';
 export type SourceStreamConfig =
   SourceConfig['streams']['data'] | NonNullable<SourceConfig['streams']['logs']>;

@@ -2,8 +2,10 @@ import type { StreamName } from './streams.js';
 
 /**
  * Prometheus text exposition for node-exporter's textfile collector: what baton writes after every
- * `source backup` and `sink pull` into `<stateDir>/metrics/baton_<job>.prom`. Gauges only, no
- * timestamps on samples (the collector refuses them).
+ * `source backup`, `sink pull`, `offsite push` and `verify --all` into
+ * `<stateDir>/metrics/baton_<task>.prom`. Gauges only, no timestamps on samples (the collector
+ * refuses them). The task is the label `task`, never `job` (Prometheus owns `job`: it would be
+ * renamed `exported_job` on scrape).
  */
 
 export const METRIC_HELP = {
@@ -12,9 +14,17 @@ export const METRIC_HELP = {
   baton_last_run_duration_seconds: 'Duration of the last run of this job for the source/stream.',
   baton_last_run_success: '1 when the last run of this job succeeded for the source/stream, else 0.',
   baton_generation_bytes: 'Bytes of the newest generation of the source/stream on this host.',
-  baton_generation_bytes_new: 'New or changed bytes of the newest generation of the source/stream.',
+  baton_generation_new_bytes: 'New or changed bytes of the newest generation of the source/stream.',
   baton_generations: 'Complete generations of the source/stream in each store on this host.',
+  baton_newest_generation_timestamp_seconds:
+    'Unix time the newest generation of the source/stream in each store was created (absent: none).',
   baton_app_downtime_seconds: 'App downtime (stop to started and healthy) of the newest generation.',
+  baton_uploaded_bytes: 'Bytes the last offsite push uploaded for the source/stream.',
+  baton_uploaded_objects: 'Generations the last offsite push committed for the source/stream.',
+  baton_verify_checked_generations: 'Generations of the source/stream the last verify run checked.',
+  baton_verify_failed_generations: 'Generations of the source/stream that failed the last verify run.',
+  baton_verify_deep: '1 when the last verify run hashed every byte (--deep), else 0.',
+  baton_build_info: 'Always 1; the baton version that wrote this file.',
 } as const;
 
 export type MetricName = keyof typeof METRIC_HELP;
@@ -27,8 +37,15 @@ export interface Sample {
   value: number;
 }
 
-/** `job` label value and file name part: `source_backup`, `sink_pull_data`, `sink_pull_logs`. */
-export type MetricsJob = 'source_backup' | 'sink_pull_data' | 'sink_pull_logs' | 'offsite_push';
+/** `task` label value and file name part: `source_backup`, `sink_pull_data`, `sink_pull_logs`, … */
+export type MetricsJob =
+  | 'source_backup'
+  | 'sink_pull_data'
+  | 'sink_pull_logs'
+  | 'offsite_push'
+  | 'verify'
+  | 'handover_data'
+  | 'handover_logs';
 
 export type MetricsStore = 'handover' | 'source_store' | 'sink_store' | 'offsite';
 
@@ -44,12 +61,19 @@ export interface StreamRunFacts {
   ok: boolean;
   durationSeconds: number;
   finishedAt: Date;
-  stores: ReadonlyArray<{ store: MetricsStore; generations: number }>;
+  /** per store: its complete generations (undefined: not counted, e.g. offsite) and the newest one's time */
+  stores: ReadonlyArray<{
+    store: MetricsStore;
+    generations: number | undefined;
+    newestAt?: Date | undefined;
+  }>;
   /** the newest generation of the stream on this host (its meta.json), if there is one */
   newest: { bytes: number; bytesNew: number; downtimeMs: number | undefined } | undefined;
+  /** task-specific values of this run (push: uploaded bytes/objects; verify: checked/failed) */
+  extra?: ReadonlyArray<{ name: MetricName; value: number }>;
 }
 
-const LABEL_ORDER = ['job', 'source', 'stream', 'store'];
+const LABEL_ORDER = ['task', 'source', 'stream', 'store'];
 
 function labelKey(labels: Readonly<Record<string, string>>): string {
   const keys = Object.keys(labels).sort((a, b) => {
@@ -59,6 +83,18 @@ function labelKey(labels: Readonly<Record<string, string>>): string {
   });
   return keys.map((k) => `${k}="${escapeLabelValue(labels[k] ?? '')}"`).join(',');
 }
+
+/** What a run measures (as opposed to what it finds in the stores): carried over when it did not run. */
+const RUN_METRICS: readonly MetricName[] = [
+  'baton_last_run_duration_seconds',
+  'baton_last_run_success',
+  'baton_last_success_timestamp_seconds',
+  'baton_uploaded_bytes',
+  'baton_uploaded_objects',
+  'baton_verify_checked_generations',
+  'baton_verify_failed_generations',
+  'baton_verify_deep',
+];
 
 const sameSeries = (a: Sample, name: MetricName, labels: Readonly<Record<string, string>>): boolean =>
   a.name === name && labelKey(a.labels) === labelKey(labels);
@@ -72,13 +108,15 @@ export function planJobMetrics(
   job: MetricsJob,
   streams: readonly StreamRunFacts[],
   previous: readonly Sample[],
-  opts: { appDowntime: boolean },
+  opts: { appDowntime: boolean; version?: string },
 ): Sample[] {
   const out: Sample[] = [];
+  if (opts.version !== undefined)
+    out.push({ name: 'baton_build_info', labels: { task: job, version: opts.version }, value: 1 });
   const prev = (name: MetricName, labels: Record<string, string>) =>
     previous.find((s) => sameSeries(s, name, labels));
   for (const s of streams) {
-    const labels = { job, source: s.source, stream: s.stream };
+    const labels = { task: job, source: s.source, stream: s.stream };
     if (s.ran) {
       out.push({ name: 'baton_last_run_duration_seconds', labels, value: s.durationSeconds });
       out.push({ name: 'baton_last_run_success', labels, value: s.ok ? 1 : 0 });
@@ -90,20 +128,29 @@ export function planJobMetrics(
           : (prev('baton_last_success_timestamp_seconds', labels)?.value ?? 0),
       });
     } else {
-      for (const name of [
-        'baton_last_run_duration_seconds',
-        'baton_last_run_success',
-        'baton_last_success_timestamp_seconds',
-      ] as const) {
+      for (const name of RUN_METRICS) {
         const p = prev(name, labels);
         if (p !== undefined) out.push({ name, labels, value: p.value });
       }
     }
-    for (const st of s.stores)
-      out.push({ name: 'baton_generations', labels: { ...labels, store: st.store }, value: st.generations });
+    for (const st of s.stores) {
+      if (st.generations !== undefined)
+        out.push({
+          name: 'baton_generations',
+          labels: { ...labels, store: st.store },
+          value: st.generations,
+        });
+      if (st.newestAt !== undefined)
+        out.push({
+          name: 'baton_newest_generation_timestamp_seconds',
+          labels: { ...labels, store: st.store },
+          value: Math.floor(st.newestAt.getTime() / 1000),
+        });
+    }
+    if (s.ran) for (const x of s.extra ?? []) out.push({ name: x.name, labels, value: x.value });
     if (s.newest !== undefined) {
       out.push({ name: 'baton_generation_bytes', labels, value: s.newest.bytes });
-      out.push({ name: 'baton_generation_bytes_new', labels, value: s.newest.bytesNew });
+      out.push({ name: 'baton_generation_new_bytes', labels, value: s.newest.bytesNew });
       if (opts.appDowntime && s.newest.downtimeMs !== undefined)
         out.push({ name: 'baton_app_downtime_seconds', labels, value: s.newest.downtimeMs / 1000 });
     }

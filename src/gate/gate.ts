@@ -9,6 +9,8 @@ import { existsOrFail, fsyncDirOrFail, removeTreeOrFail, renameOrFail } from '..
 import { proveChallenge, sampleChallenge } from '../generation/ack-proof.js';
 import { recordGateEvent } from '../adapters/gate-events.js';
 import { LineReader } from '../adapters/line-reader.js';
+import { rewriteOwnMetricsFile } from '../adapters/metrics.js';
+import { handoverMetricsText, handoverMetricsTextfile } from '../generation/handover-metrics.js';
 import {
   checkAnswer,
   formatChallenge,
@@ -119,6 +121,7 @@ export async function runGate(opts: GateOptions): Promise<number> {
           opts.stream === 'data'
             ? await ackData(opts.config.streams.data, request.id, request.manifestSha256, prove)
             : await ackLogs(stream.handover, request.id, request.manifestSha256, prove);
+        await refreshHandoverMetrics(opts.config, opts.stream);
         opts.stdout(`${JSON.stringify(result)}\n`);
         return ExitCode.ok;
       }
@@ -649,6 +652,21 @@ async function recordEvent(
     );
   } catch {
     /* best effort: the event file is the record */
+  }
+}
+
+/**
+ * After an ack: the handover count in the textfile copy of `baton_handover_<stream>.prom` (a file
+ * `source backup` handed to the stream user) drops at once. Best effort, silent: metrics never
+ * change an ack's answer.
+ */
+async function refreshHandoverMetrics(config: SourceConfig, stream: StreamName): Promise<void> {
+  const file = handoverMetricsTextfile(config, stream);
+  if (file === undefined) return;
+  try {
+    await rewriteOwnMetricsFile(file, await handoverMetricsText(config, stream));
+  } catch {
+    /* the next backup writes it again */
   }
 }
 

@@ -71,12 +71,12 @@ export async function readStoreContents(dir: string): Promise<StoreGeneration[]>
 export async function describeStores(
   stores: ReadonlyArray<{ store: MetricsStore; dir: string }>,
 ): Promise<Pick<StreamRunFacts, 'stores' | 'newest'>> {
-  const counted: Array<{ store: MetricsStore; generations: number }> = [];
+  const counted: StreamRunFacts['stores'][number][] = [];
   let newest: { id: string; meta: StreamRunFacts['newest'] } | undefined;
   for (const s of stores) {
     const gens = await readStoreContents(s.dir);
-    counted.push({ store: s.store, generations: gens.length });
     const last = gens.at(-1);
+    counted.push({ store: s.store, generations: gens.length, newestAt: last?.createdAt });
     if (last && (newest === undefined || last.id > newest.id)) {
       newest = {
         id: last.id,

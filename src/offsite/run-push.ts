@@ -6,7 +6,8 @@ import { alertFooter, alertSubject, sendAlert } from '../adapters/notify.js';
 import { writeJobMetrics } from '../adapters/metrics.js';
 import type { StreamRunFacts } from '../core/metrics.js';
 import { runOffsitePush, selectStreams, type PushOptions, type PushResult } from './push.js';
-import { recordPushState } from './push-state.js';
+import { readPushState, recordPushState } from './push-state.js';
+import { parseGenerationId } from '../generation/names.js';
 
 export interface PushOutcome {
   ok: boolean;
@@ -37,7 +38,7 @@ export async function runOffsitePushJob(config: SinkConfig, opts: PushOptions): 
           () => undefined,
         );
       await sendAlert(
-        config.alerts.mail,
+        config.alerts,
         join(config.stateDir, 'pending-alerts'),
         {
           subject: alertSubject('sink', 'offsite push FAILED'),
@@ -64,6 +65,8 @@ async function recordPushMetrics(
 ): Promise<void> {
   const facts: StreamRunFacts[] = [];
   for (const s of streams) {
+    const pushed = outcome.result?.pushed.filter((g) => g.source === s.source && g.stream === s.stream) ?? [];
+    const newest = (await readPushState(config, s.source, s.stream))?.newest;
     facts.push({
       source: s.source,
       stream: s.stream,
@@ -71,8 +74,18 @@ async function recordPushMetrics(
       ok: outcome.ok,
       durationSeconds: Math.max(0, finished.getTime() - started.getTime()) / 1000,
       finishedAt: finished,
-      stores: [],
+      stores: [
+        {
+          store: 'offsite',
+          generations: undefined,
+          newestAt: newest === undefined ? undefined : parseGenerationId(newest),
+        },
+      ],
       newest: undefined,
+      extra: [
+        { name: 'baton_uploaded_bytes', value: pushed.reduce((n, g) => n + g.bytesUploaded, 0) },
+        { name: 'baton_uploaded_objects', value: pushed.filter((g) => g.committed).length },
+      ],
     });
   }
   await writeJobMetrics({

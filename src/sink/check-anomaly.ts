@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { MailConfig, StreamName } from '../config/schema.js';
+import type { AlertChannels, StreamName } from '../config/schema.js';
 import { judgeSizeAnomaly, type GenerationSize } from '../core/anomaly.js';
 import { generationMetaSchema } from '../core/meta.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
@@ -17,7 +17,7 @@ export interface AnomalyCheckInput {
   id: string;
   size: GenerationSize;
   dropPercent: number;
-  mail: MailConfig | undefined;
+  alerts: AlertChannels;
   pendingAlerts: string;
   log: Logger;
 }
@@ -48,7 +48,7 @@ export async function checkSizeAnomaly(input: AnomalyCheckInput): Promise<string
     `retention frozen for ${input.source}/${input.stream} in this run`;
   input.log.warn({ step: 'anomaly', id: input.id, previous: previous.id, reasons: verdict.reasons }, warning);
   await sendAlert(
-    input.mail,
+    input.alerts,
     input.pendingAlerts,
     {
       subject: alertSubject('sink', `possible data loss or attack: ${input.source}/${input.stream} shrank`),

@@ -95,7 +95,7 @@ export async function checkStaleStreams(
     opts.log.error({ step: 'stale', source: v.source, stream: v.stream }, v.message);
     const age = v.ageMs === undefined ? '' : ` for ${formatAge(v.ageMs)}`;
     await sendAlert(
-      config.alerts.mail,
+      config.alerts,
       sinkPaths(config, v.source, v.stream).pendingAlerts,
       {
         subject: alertSubject('sink', `${v.source}/${v.stream} STALE: no new verified generation${age}`),

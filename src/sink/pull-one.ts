@@ -311,7 +311,7 @@ async function checkAnomaly(g: HandoverGeneration, v: VerifyResult, ctx: PullCon
     id: g.id,
     size: { files: v.files, bytes: v.bytes },
     dropPercent: ctx.streamCfg.anomalyDropPercent,
-    mail: ctx.config.alerts.mail,
+    alerts: ctx.config.alerts,
     pendingAlerts: ctx.paths.pendingAlerts,
     log: ctx.log,
   });

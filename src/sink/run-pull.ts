@@ -150,7 +150,7 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
   if (failed.length > 0) {
     const lines = failed.map((o) => `${o.source}/${o.stream}: ${o.error ?? 'failed'}`);
     await sendAlert(
-      config.alerts.mail,
+      config.alerts,
       pendingAlerts,
       {
         subject: alertSubject(
@@ -205,7 +205,7 @@ async function refuseStore(
       }).catch((e: unknown) => opts.log.error({ step: 'record' }, `could not record the run: ${oneLine(e)}`));
     }
     await sendAlert(
-      config.alerts.mail,
+      config.alerts,
       join(config.stateDir, 'pending-alerts'),
       {
         subject: alertSubject('sink', `pull of ${opts.stream} REFUSED: sink store not usable`),

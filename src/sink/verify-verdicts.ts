@@ -75,7 +75,7 @@ export async function recordSinkVerdicts(
   if (marked.length > 0) {
     const failed = checks.filter((c) => marked.includes(c.dir));
     await sendAlert(
-      config.alerts.mail,
+      config.alerts,
       join(config.stateDir, 'pending-alerts'),
       {
         subject: alertSubject(

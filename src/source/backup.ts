@@ -146,7 +146,7 @@ export async function runSourceBackup(
     const appDown = message.includes('APP DOWN');
     const step = err instanceof BatonError ? (err.step ?? 'backup') : 'backup';
     await sendAlert(
-      config.alerts.mail,
+      config.alerts,
       state.pendingAlerts,
       {
         subject: alertSubject(

@@ -31,7 +31,7 @@ export async function checkPreviousTransport(
   );
   const streams = [...new Set(j.overdue.map((p) => p.stream))].join(' and ');
   await sendAlert(
-    config.alerts.mail,
+    config.alerts,
     sourceState(config).pendingAlerts,
     {
       subject: alertSubject(

@@ -4,11 +4,21 @@ import { oneLine } from '../errors.js';
 import type { Logger } from '../adapters/log.js';
 import { writeJobMetrics } from '../adapters/metrics.js';
 import { describeStores } from '../generation/list.js';
+import { join } from 'node:path';
+import { lookupUser } from '../adapters/accounts.js';
+import { writeFileAtomic } from '../adapters/fsx.js';
+import {
+  handoverMetricsName,
+  handoverMetricsText,
+  handoverMetricsTextfile,
+} from '../generation/handover-metrics.js';
 
 /**
  * After a `source backup` run (ok or not): `<stateDir>/metrics/baton_source_backup.prom` (and a copy
- * in `metrics.textfileDir`), per stream: the run's result and duration, the last success time,
- * generation counts in the handover and source store, the newest generation's size and app downtime.
+ * in `metrics.textfileDir`), per stream: the run's result and duration, the last success time, the
+ * newest generation's size and app downtime; and per stream `baton_handover_<stream>.prom` (counts
+ * and newest times of the handover and source store), its textfile copy owned by the stream user so
+ * the gate can refresh it after an ack.
  */
 export async function recordBackupMetrics(
   config: SourceConfig,
@@ -24,7 +34,9 @@ export async function recordBackupMetrics(
       ok: run.ok,
       durationSeconds: (run.finishedAt.getTime() - run.startedAt.getTime()) / 1000,
       finishedAt: run.finishedAt,
-      ...(await describeStores(dirs)),
+      // the store counts live in baton_handover_<stream>.prom, which the gate refreshes after an ack
+      stores: [],
+      newest: (await describeStores(dirs)).newest,
     });
   try {
     await add('data', [
@@ -44,4 +56,23 @@ export async function recordBackupMetrics(
     appDowntime: true,
     log,
   });
+  await recordHandoverMetrics(config, log);
+}
+
+async function recordHandoverMetrics(config: SourceConfig, log: Logger): Promise<void> {
+  for (const [stream, s] of [
+    ['data', config.streams.data],
+    ['logs', config.streams.logs],
+  ] as const) {
+    if (s === undefined) continue;
+    try {
+      const text = await handoverMetricsText(config, stream);
+      await writeFileAtomic(join(config.stateDir, 'metrics', handoverMetricsName(stream)), text, 0o644);
+      const textfile = handoverMetricsTextfile(config, stream);
+      const owner = await lookupUser(s.user);
+      if (textfile !== undefined) await writeFileAtomic(textfile, text, 0o644, owner && { owner });
+    } catch (e) {
+      log.error({ step: 'metrics' }, `could not write the ${stream} handover metrics: ${oneLine(e)}`);
+    }
+  }
 }

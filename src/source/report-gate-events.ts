@@ -74,7 +74,7 @@ export async function reportGateEvents(config: SourceConfig, now: Date, log: Log
     const kinds = [...new Set(fresh.flatMap(({ events }) => events.map((e) => e.event.kind)))].join(', ');
     log.warn({ step: 'gate-events', events: lines.length }, `${lines.length} gate event(s): ${kinds}`);
     await sendAlert(
-      config.alerts.mail,
+      config.alerts,
       sourceState(config).pendingAlerts,
       {
         subject: alertSubject(config.name, `gate ${kinds}: ${lines.length} event(s)`),

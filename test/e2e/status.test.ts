@@ -191,10 +191,17 @@ test(
     assert.equal(b.code, 0, show(b));
     const srcProm = join(P.sourceState, 'metrics', 'baton_source_backup.prom');
     const src = await metrics(srcProm);
-    const data = { job: 'source_backup', source: 'stsrc', stream: 'data' };
+    const data = { task: 'source_backup', source: 'stsrc', stream: 'data' };
     assert.equal(valueOf(src, 'baton_last_run_success', data), 1);
-    assert.equal(valueOf(src, 'baton_generations', { ...data, store: 'handover' }), 1);
-    assert.equal(valueOf(src, 'baton_generations', { ...data, store: 'source_store' }), 0);
+    const handoverProm = join(P.textfile, 'baton_handover_data.prom');
+    const ho = await metrics(handoverProm);
+    const hoLabels = { task: 'handover_data', source: 'stsrc', stream: 'data' };
+    assert.equal(valueOf(ho, 'baton_generations', { ...hoLabels, store: 'handover' }), 1);
+    assert.equal(valueOf(ho, 'baton_generations', { ...hoLabels, store: 'source_store' }), 0);
+    assert.ok(
+      (valueOf(ho, 'baton_newest_generation_timestamp_seconds', { ...hoLabels, store: 'handover' }) ?? 0) > 0,
+    );
+    assert.equal(valueOf(src, 'baton_build_info', { task: 'source_backup' }), 1);
     assert.ok((valueOf(src, 'baton_app_downtime_seconds', data) ?? -1) >= 0);
     assert.ok((valueOf(src, 'baton_generation_bytes', data) ?? 0) > 0);
     const backupSuccess = valueOf(src, 'baton_last_success_timestamp_seconds', data) ?? 0;
@@ -237,12 +244,20 @@ test(
     assert.match(p1.stdout, /stsrc\/data: ok: pulled \S+/);
     const sinkProm = join(P.sinkState, 'metrics', 'baton_sink_pull_data.prom');
     const sink1 = await metrics(sinkProm);
-    const pull = { job: 'sink_pull_data', source: 'stsrc', stream: 'data' };
+    const pull = { task: 'sink_pull_data', source: 'stsrc', stream: 'data' };
     assert.equal(valueOf(sink1, 'baton_last_run_success', pull), 1);
     assert.equal(valueOf(sink1, 'baton_generations', { ...pull, store: 'sink_store' }), 3);
     const pullSuccess = valueOf(sink1, 'baton_last_success_timestamp_seconds', pull) ?? 0;
     assert.ok(Math.abs(pullSuccess * 1000 - (NOW.getTime() - 38 * H)) < 120_000, String(pullSuccess));
     assert.ok(existsSync(join(P.textfile, 'baton_sink_pull_data.prom')));
+    assert.ok(
+      (valueOf(sink1, 'baton_newest_generation_timestamp_seconds', { ...pull, store: 'sink_store' }) ?? 0) >
+        0,
+    );
+    // The gate refreshed the source's handover metrics after the ack: nothing waits, the store holds it.
+    const ho2 = await metrics(handoverProm);
+    assert.equal(valueOf(ho2, 'baton_generations', { ...hoLabels, store: 'handover' }), 0);
+    assert.equal(valueOf(ho2, 'baton_generations', { ...hoLabels, store: 'source_store' }), 1);
 
     // At NOW nothing new arrived for 40 h: stale alert mail naming source, stream and age; exit 1.
     const p2 = await baton(['sink', 'pull', 'data', '--config', sinkConfig], 0);

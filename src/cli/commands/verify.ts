@@ -10,6 +10,7 @@ import {
   type VerifyTarget,
 } from '../../generation/verify-command.js';
 import { listSinkStoreTargets, recordSinkVerdicts } from '../../sink/verify-verdicts.js';
+import { recordVerifyMetrics } from '../../generation/verify-metrics.js';
 
 function defaultConfigFile(): string {
   if (existsSync(DEFAULT_CONFIG.source)) return DEFAULT_CONFIG.source;
@@ -54,6 +55,7 @@ Exit codes: 0 all generations ok, 1 a mismatch was found, 2 usage or config erro
         // on a source: the handovers and the source store; on a sink: every directory of the sink store
         if (loaded?.kind === 'source') targets.push(...(await listSourceTargets(loaded.config)));
         if (loaded?.kind === 'sink') targets.push(...(await listSinkStoreTargets(loaded.config)));
+        const startedAt = ctx.now();
         const checks = await verifyGenerations(targets, {
           deep: opts.deep,
           progress: ctx.interactive,
@@ -68,6 +70,14 @@ Exit codes: 0 all generations ok, 1 a mismatch was found, 2 usage or config erro
         } else if (checks.length === 0) {
           process.stdout.write('no generations found\n');
         }
+        if (loaded !== undefined)
+          await recordVerifyMetrics(
+            loaded.config,
+            targets,
+            checks,
+            { deep: opts.deep, startedAt, finishedAt: ctx.now() },
+            ctx.log,
+          );
         if (loaded?.kind === 'sink')
           await recordSinkVerdicts(loaded.config, checks, { deep: opts.deep, now: ctx.now(), log: ctx.log });
         const failed = summarizeFailures(checks);
