@@ -38,6 +38,29 @@ export interface RetentionPolicy {
   futureAfter?: Date;
 }
 
+/** The calendar keys of a config block (sink stream, source data stream, offsite). */
+export interface CalendarRetention {
+  keepDaily?: number | undefined;
+  keepWeekly?: number | undefined;
+  keepMonthly?: number | undefined;
+  keepYearly?: number | undefined;
+}
+
+/** The calendar part of a policy from a config block: only the keys that are set. */
+export function calendarPolicy(c: CalendarRetention): CalendarRetention {
+  const out: CalendarRetention = {};
+  if (c.keepDaily !== undefined) out.keepDaily = c.keepDaily;
+  if (c.keepWeekly !== undefined) out.keepWeekly = c.keepWeekly;
+  if (c.keepMonthly !== undefined) out.keepMonthly = c.keepMonthly;
+  if (c.keepYearly !== undefined) out.keepYearly = c.keepYearly;
+  return out;
+}
+
+/** True when a config block sets any calendar rule above 0. */
+export function hasCalendarRules(c: CalendarRetention): boolean {
+  return [c.keepDaily, c.keepWeekly, c.keepMonthly, c.keepYearly].some((n) => (n ?? 0) > 0);
+}
+
 export interface RetentionDecision {
   id: string;
   reason: string;
