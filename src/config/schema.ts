@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DURATION_PATTERN, parseDuration } from '../core/duration.js';
+import { PULL_WINDOW_PATTERN } from '../core/pull-order.js';
 
 /**
  * The one schema of both config files. Validation, the JSON Schema for editors
@@ -144,6 +145,38 @@ export const metricsSchema = z
     'Prometheus textfile metrics: always written to <stateDir>/metrics/baton_<job>.prom after each run',
   );
 
+/**
+ * Calendar retention beside `generations` and `keepWithin` (restic/borg style, counted in the host's
+ * local time zone): the newest generation of each of the last N days / ISO weeks / months / years that
+ * have one is kept too. All rules are a union.
+ */
+const calendarRetention = {
+  keepDaily: z
+    .int()
+    .min(0)
+    .max(10000)
+    .optional()
+    .describe('also keep the newest generation of each of the last N days that have one (local time)'),
+  keepWeekly: z
+    .int()
+    .min(0)
+    .max(10000)
+    .optional()
+    .describe('also keep the newest generation of each of the last N ISO weeks (Monday first) that have one'),
+  keepMonthly: z
+    .int()
+    .min(0)
+    .max(10000)
+    .optional()
+    .describe('also keep the newest generation of each of the last N months that have one'),
+  keepYearly: z
+    .int()
+    .min(0)
+    .max(10000)
+    .optional()
+    .describe('also keep the newest generation of each of the last N years that have one'),
+};
+
 const streamBase = {
   paths: z.array(absPath('a directory or file to back up')).min(1).describe('what to collect'),
   exclude: z.array(z.string().min(1)).default([]).describe('rsync exclude patterns, e.g. "*.tmp", "cache/"'),
@@ -212,6 +245,7 @@ export const sourceSchema = z
               .max(10000)
               .default(3)
               .describe('data generations kept in the source store'),
+            ...calendarRetention,
           })
           .describe('the app data stream'),
         logs: z
@@ -279,6 +313,7 @@ const sinkStream = z.strictObject({
   keepWithin: duration(
     'generations within this of the newest one (by generation id, not the sink clock) are never pruned by count (a burst of tiny generations cannot push out older ones)',
   ).optional(),
+  ...calendarRetention,
   anomalyDropPercent: z
     .number()
     .min(0)
@@ -376,6 +411,7 @@ export const offsiteSchema = z
     keepWithin: duration(
       'offsite generations within this of the newest one are never pruned by count',
     ).optional(),
+    ...calendarRetention,
     parallel: z.int().min(1).max(64).default(4).describe('uploads at once'),
     bwlimit: byteSize('upload bandwidth limit per second for the whole push').optional(),
     packSize: byteSize('target size of a pack of small files and chunks').default(32 * 1024 * 1024),
@@ -460,6 +496,23 @@ export const sinkSchema = z
               .describe('ssh host name or address of the source'),
             port: z.int().min(1).max(65535).default(22).describe('ssh port of the source'),
             knownHosts: absPath('known_hosts file pinning the source host key (never accept-new)'),
+            bwlimit: byteSize('rsync bandwidth limit of each pull of this source, per second').optional(),
+            window: z
+              .string()
+              .regex(PULL_WINDOW_PATTERN, { error: 'expected a local time window like 01:00-06:00' })
+              .refine((w) => w.slice(0, 5) !== w.slice(6), { error: 'start and end must differ' })
+              .optional()
+              .describe(
+                'pull this source only between these local times (HH:MM-HH:MM, may cross midnight, e.g. 22:00-06:00); outside it a pull skips the source (not a failure)',
+              ),
+            priority: z
+              .int()
+              .min(-1000)
+              .max(1000)
+              .default(0)
+              .describe(
+                'parallel pulls start higher priorities first, then the source whose last successful pull is oldest',
+              ),
             streams: z
               .strictObject({ data: sinkStream.optional(), logs: sinkStream.optional() })
               .refine((s) => s.data !== undefined || s.logs !== undefined, {

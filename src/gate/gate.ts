@@ -38,7 +38,7 @@ import {
   type GateReject,
   type HandoverGeneration,
 } from '../core/gate-replies.js';
-import { planRetention } from '../core/retention.js';
+import { calendarPolicy, planRetention } from '../core/retention.js';
 import { BatonError, ConfigError, errnoCode, ExitCode, JobError, oneLine } from '../errors.js';
 
 /**
@@ -394,7 +394,7 @@ async function ackData(
       });
     }
     await prove(join(data.store, id), stored.manifestBytes);
-    return { acked: id, action: 'moved', pruned: await pruneStore(data.store, data.generations, id) };
+    return { acked: id, action: 'moved', pruned: await pruneStore(data.store, data, id) };
   }
   if (pending.manifestSha256 !== manifestSha256) {
     throw new GateRefusal(`manifest sha256 of ${id} does not match; nothing moved`, {
@@ -429,7 +429,7 @@ async function ackData(
   }
   await fsyncDirOrFail(data.store, 'ack');
   await fsyncDirOrFail(data.handover, 'ack');
-  return { acked: id, action: 'moved', pruned: await pruneStore(data.store, data.generations, id) };
+  return { acked: id, action: 'moved', pruned: await pruneStore(data.store, data, id) };
 }
 
 async function ackLogs(
@@ -462,11 +462,15 @@ async function ackLogs(
 }
 
 /**
- * Prunes the source store to `keep` generations (all count as verified: they were acked), never the one
- * just acked. Each victim is first renamed to `.<id>.deleting`, so a crash never leaves a half-deleted
+ * Prunes the source store to `generations` (+ the calendar rules `keepDaily` …, in this host's local
+ * time zone; all count as verified: they were acked), never the one just acked. Each victim is first renamed to `.<id>.deleting`, so a crash never leaves a half-deleted
  * generation under its real name; leftovers of such a crash are removed first.
  */
-async function pruneStore(store: string, keep: number, justAcked: string): Promise<string[]> {
+async function pruneStore(
+  store: string,
+  retention: SourceConfig['streams']['data'],
+  justAcked: string,
+): Promise<string[]> {
   const names = await readdir(store).catch((err: unknown) => {
     throw new JobError(`cannot read ${store}: ${errnoCode(err) ?? String(err)}`, {
       step: 'prune',
@@ -481,7 +485,7 @@ async function pruneStore(store: string, keep: number, justAcked: string): Promi
   const generations = await listCompleteGenerations(store);
   const plan = planRetention(
     generations.map((g) => ({ id: g.id, verified: true })),
-    { keep, protect: [justAcked] },
+    { keep: retention.generations, ...calendarPolicy(retention), protect: [justAcked] },
   );
   if (plan.remove.length === 0) return [];
   for (const { id } of plan.remove) await renameOrFail(join(store, id), join(store, deletingName(id)), 'ack');

@@ -1,6 +1,6 @@
 import type { OffsiteConfig, StreamName } from '../config/schema.js';
 import type { Logger } from '../adapters/log.js';
-import { planRetention } from '../core/retention.js';
+import { calendarPolicy, hasCalendarRules, planRetention } from '../core/retention.js';
 import {
   commitKey,
   genKey,
@@ -38,7 +38,7 @@ export interface PruneResult {
 
 /**
  * `baton offsite prune`: per source and stream, the retention plan over the committed generations
- * (`generations`, `keepWithin`; never the newest); the commits of the removed ones go first (then
+ * (`generations`, `keepWithin`, `keepDaily` … `keepYearly` in the sink's local time zone; never the newest); the commits of the removed ones go first (then
  * their objects), then every pack and index no remaining commit references. A delete that Object
  * Lock refuses is "retained": logged once in the summary and tried again by the next prune.
  */
@@ -65,7 +65,7 @@ export async function runOffsitePrune(opts: {
   for (const { source, stream } of opts.streams) {
     const mine = all.filter((c) => c.source === source && c.stream === stream);
     if (mine.length === 0) continue;
-    if (cfg.generations === undefined) {
+    if (cfg.generations === undefined && !hasCalendarRules(cfg)) {
       for (const c of mine)
         res.keep.push({ source, stream, id: c.id, reason: 'kept: offsite.generations is not set' });
       continue;
@@ -73,7 +73,8 @@ export async function runOffsitePrune(opts: {
     const plan = planRetention(
       mine.map((c) => ({ id: c.id, verified: true })),
       {
-        keep: cfg.generations,
+        keep: cfg.generations ?? 1,
+        ...calendarPolicy(cfg),
         ...(cfg.keepWithin === undefined ? {} : { keepWithin: cfg.keepWithin, now: opts.now }),
         protect: [mine.at(-1)?.id ?? ''].filter((x) => x !== ''),
       },

@@ -22,6 +22,7 @@ import {
 import { publishGeneration, quarantineGeneration } from './publish.js';
 import { boundQuarantine } from './quarantine-bound.js';
 import { pruneSinkStream } from './prune.js';
+import { calendarPolicy } from '../core/retention.js';
 import { checkSizeAnomaly } from './check-anomaly.js';
 import { ackGeneration, rejectGeneration } from './ack.js';
 import { prepareClonedTree } from './reflink-store.js';
@@ -341,7 +342,11 @@ async function prune(g: HandoverGeneration, ctx: PullContext): Promise<void> {
   } else {
     const plan = await pruneSinkStream(
       ctx.paths.streamDir,
-      { keep: ctx.streamCfg.generations, keepWithin: ctx.streamCfg.keepWithin },
+      {
+        keep: ctx.streamCfg.generations,
+        keepWithin: ctx.streamCfg.keepWithin,
+        ...calendarPolicy(ctx.streamCfg),
+      },
       [g.id],
       ctx.log,
       { clock: ctx.now(), skewMs: ctx.config.limits.futureSkew },

@@ -51,7 +51,7 @@ test('keepWithin counted from a future id would prune real generations; from the
   assert.deepEqual(plan.remove, []);
   assert.deepEqual(
     plan.keep.find((k) => k.id === FUTURE),
-    { id: FUTURE, reason: 'kept: dated in the future, not counted' },
+    { id: FUTURE, reason: 'kept: dated in the future, not counted', rules: ['future', 'within'] },
   );
 });
 

@@ -9,6 +9,16 @@ const D = '2026-11-28T061922Z';
 const E = '2026-11-29T061922Z';
 const DAY = 86_400_000;
 
+/** The rows below predate `rules` (checked in retention-calendar.test.ts): compare ids and reasons. */
+interface PlainPlan {
+  keep: Array<{ id: string; reason: string }>;
+  remove: Array<{ id: string; reason: string }>;
+}
+function withoutRules(plan: RetentionPlan): PlainPlan {
+  const strip = (d: RetentionPlan['keep'][number]) => ({ id: d.id, reason: d.reason });
+  return { keep: plan.keep.map(strip), remove: plan.remove.map(strip) };
+}
+
 const v = (id: string): RetentionCandidate => ({ id, verified: true });
 const u = (id: string): RetentionCandidate => ({ id, verified: false });
 
@@ -19,7 +29,7 @@ interface Row {
   protect?: string[];
   keepWithin?: number;
   now?: Date;
-  expected: RetentionPlan;
+  expected: PlainPlan;
 }
 
 const rows: Row[] = [
@@ -217,7 +227,7 @@ for (const row of rows) {
       ...(row.keepWithin === undefined ? {} : { keepWithin: row.keepWithin }),
       ...(row.now === undefined ? {} : { now: row.now }),
     };
-    assert.deepEqual(planRetention(row.generations, policy), row.expected);
+    assert.deepEqual(withoutRules(planRetention(row.generations, policy)), row.expected);
   });
 }
 

@@ -5,6 +5,7 @@ import { runSinkPull, type StreamOutcome } from '../../sink/run-pull.js';
 import { ExitCode, singleLine } from '../../errors.js';
 import { pushAfterPull } from '../../offsite/after-pull.js';
 import { checkOffsiteLag } from '../../sink/check-offsite-lag.js';
+import { formatPruneResults, runSinkPrune } from '../../sink/prune.js';
 
 /** 0 when every source went well, 75 when the only problem was a held lock, else 1. */
 export function pullExitCode(outcomes: readonly StreamOutcome[]): number {
@@ -22,7 +23,56 @@ export function registerSinkCommands(root: Root): void {
       `
 Examples:
   baton sink pull data                       # pull, verify, publish, ack every source's data
-  baton sink pull logs --source shop-prod`,
+  baton sink pull logs --source shop-prod
+  baton sink prune --dry-run                 # which retention rule keeps which generation`,
+    );
+  sink
+    .command('prune')
+    .summary('apply the retention settings to the sink store now (or show the plan with --dry-run)')
+    .description(
+      "apply each source and stream's retention (generations, keepWithin, keepDaily, keepWeekly, " +
+        "keepMonthly, keepYearly; calendar rules in this host's local time zone) to the sink store, as " +
+        'a pull does after publishing; never the newest verified generation, never a stream whose last ' +
+        'pull failed or froze retention, never while a pull of it runs',
+    )
+    .addOption(new Option('--config <file>', 'sink config file').default(DEFAULT_CONFIG.sink))
+    .option('--source <name>', 'only this source')
+    .addOption(new Option('--stream <stream>', 'only this stream').choices(['data', 'logs'] as const))
+    .option(
+      '--dry-run',
+      'print which rule keeps each generation and what would be dropped; remove nothing',
+      false,
+    )
+    .option('--json', 'print the plan per source and stream as JSON', false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  baton sink prune --dry-run                 # keep  2026-12-07T061922Z  last(1) daily(1) monthly(1)
+  baton sink prune --source shop-prod --stream data
+  baton sink prune --dry-run --json
+
+Exit codes: 0 pruned (or planned), 1 a stream was skipped (its last pull failed, or a run holds
+its lock) or removing failed, 2 config error or unusable store.`,
+    )
+    .action(async (opts) =>
+      runAction(root, async (ctx) => {
+        const config = await loadSinkConfig(opts.config);
+        const results = await runSinkPrune(config, {
+          only: opts.source,
+          stream: opts.stream,
+          dryRun: opts.dryRun,
+          now: ctx.now,
+          log: ctx.log,
+        });
+        process.stdout.write(
+          opts.json ? `${JSON.stringify(results, null, 2)}\n` : formatPruneResults(results),
+        );
+        const skipped = results.filter((r) => r.skipped !== undefined);
+        for (const r of skipped)
+          process.stderr.write(`baton: sink prune: ${r.source}/${r.stream}: skipped: ${r.skipped ?? ''}\n`);
+        return skipped.length ? ExitCode.failed : ExitCode.ok;
+      }),
     );
   sink
     .command('pull')
