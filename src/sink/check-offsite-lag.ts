@@ -68,7 +68,7 @@ export async function checkOffsiteLag(
     stale.push(v);
     opts.log.error({ step: 'offsite-stale', source: v.source, stream: v.stream }, v.message);
     await sendAlert(
-      config.alerts.mail,
+      config.alerts,
       sinkPaths(config, v.source, v.stream).pendingAlerts,
       {
         subject: alertSubject(

@@ -30,7 +30,7 @@ async function packedFiles(packs: number[][]) {
   const state = await mkdtemp(join(tmpdir(), 'baton-window-'));
   const store = new CountingStore();
   const repo = await openRepoForPush(store, { recipients: undefined, stateDir: state });
-  const files: Record<string, string[]> = {};
+  const files = new Map<string, string[]>();
   const blobs = new Map<string, BlobLocation>();
   const entries: ManifestEntry[] = [];
   const packKeys: string[] = [];
@@ -42,7 +42,7 @@ async function packedFiles(packs: number[][]) {
       const plain = randomBytes(size);
       const sha = sha256Hex(plain);
       const id = repo.blobId(sha);
-      files[sha] = [id];
+      files.set(sha, [id]);
       locs.push([id, { offset, length: size, plainLength: size }]);
       parts.push(plain);
       offset += size;
@@ -70,7 +70,7 @@ async function packedFiles(packs: number[][]) {
   store.bytes = 0;
   /** a new fetcher (windows are per fetcher, as per restore) and a reader of whole files through it */
   const reader = () => {
-    const fetcher = new FileFetcher(store, repo, { version: 1, files }, blobs);
+    const fetcher = new FileFetcher(store, repo, files, blobs);
     return async (e: ManifestEntry) => {
       const out: Uint8Array[] = [];
       await fetcher.fetch(e, (c) => {
