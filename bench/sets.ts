@@ -55,6 +55,60 @@ const rssMiB = (m: Measured) => (m.maxRssKiB ?? Number.NaN) / 1024;
 /** The largest value, NaN for none (shown as –). */
 const maxOf = (xs: number[]) => (xs.length ? Math.max(...xs) : Number.NaN);
 
+/** baton's pull of generation `id` and a bare `rsync -a [--link-dest=base]` of it into `dir`, in round r's order. */
+function pullBoth(
+  env: BenchEnv,
+  r: number,
+  id: string,
+  dir: string,
+  base?: string,
+): Promise<[PullRun, BarePull]> {
+  return pair(
+    r,
+    () =>
+      withRetry(
+        env,
+        'baton sink pull',
+        () => sinkPull(env),
+        () => removeTree(join(env.sinkStream, '.incoming')),
+      ),
+    () =>
+      withRetry(
+        env,
+        base === undefined ? 'bare rsync pull' : 'bare rsync --link-dest pull',
+        () => barePull(env, sourceGenerationDir(env, id), dir, base),
+        () => removeTree(dir),
+      ),
+  );
+}
+
+/** A figure of baton's pulls (wall time) against the bare rsync's, with baton's breakdowns below. */
+function pullFigure(
+  id: string,
+  title: string,
+  batonPulls: readonly PullRun[],
+  bare: readonly Measured[],
+  plainLabel: string,
+  target: number,
+): Figure {
+  return {
+    id,
+    title,
+    baton: side(
+      'baton sink pull',
+      batonPulls.map((p) => p.m.wallMs),
+      'ms',
+    ),
+    plain: side(
+      plainLabel,
+      bare.map((m) => m.wallMs),
+      'ms',
+    ),
+    target: { op: 'le', value: target },
+    detail: batonPulls.map((p) => p.breakdown).join(' | '),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // The main set (20,000 files; 2,000 in quick mode)
 
@@ -99,23 +153,7 @@ export async function runMain(env: BenchEnv, spec: DatasetSpec, runs: number, c:
     await unack(env, g0);
     await removeTree(env.sinkStore);
     await removeTree(bareFullDir);
-    const [p, bare] = await pair(
-      r,
-      () =>
-        withRetry(
-          env,
-          'baton sink pull',
-          () => sinkPull(env),
-          () => removeTree(join(env.sinkStream, '.incoming')),
-        ),
-      () =>
-        withRetry(
-          env,
-          'bare rsync pull',
-          () => barePull(env, sourceGenerationDir(env, g0), bareFullDir),
-          () => removeTree(bareFullDir),
-        ),
-    );
+    const [p, bare] = await pullBoth(env, r, g0, bareFullDir);
     fullPulls.push(p);
     bareFullPulls.push(bare);
     c.details.push(
@@ -132,7 +170,7 @@ export async function runMain(env: BenchEnv, spec: DatasetSpec, runs: number, c:
   const incPulls: PullRun[] = [];
   const bareIncPulls: BarePull[] = [];
   const mutations: MutationSummary[] = [];
-  await changeRounds(env, spec, runs, c, 'main', bareFullDir, {
+  let bareBase = await changeRounds(env, spec, runs, c, 'main', bareFullDir, {
     incBackups,
     bareRefreshes,
     incPulls,
@@ -153,23 +191,7 @@ export async function runMain(env: BenchEnv, spec: DatasetSpec, runs: number, c:
     const b = await withRetry(env, 'baton source backup', () => sourceBackup(env));
     await trimLogHandover(env);
     const smallDir = join(env.bareSink, `small-${r + 1}`);
-    const [p, barePulled] = await pair(
-      r,
-      () =>
-        withRetry(
-          env,
-          'baton sink pull',
-          () => sinkPull(env),
-          () => removeTree(join(env.sinkStream, '.incoming')),
-        ),
-      () =>
-        withRetry(
-          env,
-          'bare rsync --link-dest pull',
-          () => barePull(env, sourceGenerationDir(env, b.id), smallDir, bareBase),
-          () => removeTree(smallDir),
-        ),
-    );
+    const [p, barePulled] = await pullBoth(env, r, b.id, smallDir, bareBase);
     bareBase = smallDir;
     smallPulls.push(p);
     bareSmallPulls.push(barePulled);
@@ -178,23 +200,17 @@ export async function runMain(env: BenchEnv, spec: DatasetSpec, runs: number, c:
         `Bare \`rsync -a --link-dest\` over ssh: ${secs(barePulled.wallMs)} (CPU ${cpu(barePulled)})`,
     );
   }
-  c.figures.set('3b', {
-    id: '3b',
-    title:
+  c.figures.set(
+    '3b',
+    pullFigure(
+      '3b',
       'incremental pull after a 0.1 % change vs a bare `rsync -a --link-dest` into a new dir over the same ssh',
-    baton: side(
-      'baton sink pull',
-      smallPulls.map((p) => p.m.wallMs),
-      'ms',
-    ),
-    plain: side(
+      smallPulls,
+      bareSmallPulls,
       'rsync --link-dest',
-      bareSmallPulls.map((m) => m.wallMs),
-      'ms',
+      1.2,
     ),
-    target: { op: 'le', value: 1.2 },
-    detail: smallPulls.map((p) => p.breakdown).join(' | '),
-  });
+  );
 
   c.figures.set('1a', {
     id: '1a',
@@ -228,39 +244,28 @@ export async function runMain(env: BenchEnv, spec: DatasetSpec, runs: number, c:
     ),
     target: { op: 'le', value: 0.1 },
   });
-  c.figures.set('2', {
-    id: '2',
-    title: 'full pull (`baton sink pull data`, verification included) vs a bare `rsync -a` over the same ssh',
-    baton: side(
-      'baton sink pull',
-      fullPulls.map((p) => p.m.wallMs),
-      'ms',
-    ),
-    plain: side(
+  c.figures.set(
+    '2',
+    pullFigure(
+      '2',
+      'full pull (`baton sink pull data`, verification included) vs a bare `rsync -a` over the same ssh',
+      fullPulls,
+      bareFullPulls,
       'rsync -a',
-      bareFullPulls.map((m) => m.wallMs),
-      'ms',
+      1.1,
     ),
-    target: { op: 'le', value: 1.1 },
-    detail: fullPulls.map((p) => p.breakdown).join(' | '),
-  });
-  c.figures.set('3', {
-    id: '3',
-    title:
+  );
+  c.figures.set(
+    '3',
+    pullFigure(
+      '3',
       'incremental pull after the 1 % change vs a bare `rsync -a --link-dest` into a new dir over the same ssh',
-    baton: side(
-      'baton sink pull',
-      incPulls.map((p) => p.m.wallMs),
-      'ms',
-    ),
-    plain: side(
+      incPulls,
+      bareIncPulls,
       'rsync --link-dest',
-      bareIncPulls.map((m) => m.wallMs),
-      'ms',
+      1.2,
     ),
-    target: { op: 'le', value: 1.2 },
-    detail: incPulls.map((p) => p.breakdown).join(' | '),
-  });
+  );
 
   // 4: deep verification of the newest sink generation against sha256sum -c over the same files
   const newest = (await generationIds(env.sinkStream)).at(-1);
@@ -363,7 +368,8 @@ interface ChangeRoundRuns {
 /**
  * The 1 % change rounds, one step list for the main and the scale set: change the data, back up
  * beside a bare `rsync -a --delete` refresh (the scale set also times `cp -al` of the bare mirror),
- * then pull incrementally beside a bare `rsync -a --link-dest` over the same ssh.
+ * then pull incrementally beside a bare `rsync -a --link-dest` over the same ssh. Returns the last
+ * bare pull's dir (the next bare pull's --link-dest base).
  */
 async function changeRounds(
   env: BenchEnv,
@@ -374,7 +380,7 @@ async function changeRounds(
   bareFullDir: string,
   out: ChangeRoundRuns,
   afterRound?: () => void,
-): Promise<void> {
+): Promise<string> {
   const label = set === 'scale' ? 'scale ' : '';
   let bareBase = bareFullDir;
   for (let r = 0; r < runs; r++) {
@@ -401,23 +407,7 @@ async function changeRounds(
     }
     await trimLogHandover(env);
     const incDir = join(env.bareSink, `inc-${r + 1}`);
-    const [p, barePulled] = await pair(
-      r,
-      () =>
-        withRetry(
-          env,
-          'baton sink pull',
-          () => sinkPull(env),
-          () => removeTree(join(env.sinkStream, '.incoming')),
-        ),
-      () =>
-        withRetry(
-          env,
-          'bare rsync --link-dest pull',
-          () => barePull(env, sourceGenerationDir(env, b.id), incDir, bareBase),
-          () => removeTree(incDir),
-        ),
-    );
+    const [p, barePulled] = await pullBoth(env, r, b.id, incDir, bareBase);
     bareBase = incDir;
     out.incPulls.push(p);
     out.bareIncPulls.push(barePulled);
@@ -429,6 +419,7 @@ async function changeRounds(
     );
     afterRound?.();
   }
+  return bareBase;
 }
 
 // ---------------------------------------------------------------------------------------------

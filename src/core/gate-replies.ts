@@ -87,9 +87,8 @@ export const MAX_INLINE_MANIFEST_BYTES = 8 * 1024 * 1024;
 /** The header line between the listing and the manifest bytes: `manifest <id> <bytes>`. */
 const HEAD_LINE = /^manifest ([0-9TZ-]{1,32}) (0|[1-9][0-9]{0,9})$/;
 const MAX_HEAD_LINE_BYTES = 64;
-/** The most a `list-head` answer may be: the sink stops reading there. */
-export const MAX_LIST_HEAD_BYTES =
-  MAX_LISTING_BYTES + 1 + MAX_HEAD_LINE_BYTES + 1 + MAX_INLINE_MANIFEST_BYTES;
+/** The most a `list-head` answer may be (a listing, a header, a manifest and room): the sink stops reading there. */
+export const MAX_LIST_HEAD_BYTES = MAX_LISTING_BYTES + MAX_INLINE_MANIFEST_BYTES + 1024 * 1024;
 
 /** The header line the gate writes before the inline manifest of `id`. */
 export function formatHeadLine(id: string, bytes: number): string {

@@ -124,7 +124,7 @@ case "$last" in
       sleep 8
       echo "$last" >> '${F.delivered}'
     fi ;;
-  list) [ -e '${F.ackPid}' ] && verdict '${F.ackPid}' '${F.ackVerdict}' ;;
+  list|list-head) [ -e '${F.ackPid}' ] && verdict '${F.ackPid}' '${F.ackVerdict}' ;;
 esac
 exec /usr/bin/ssh "$@"
 `,
