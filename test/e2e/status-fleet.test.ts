@@ -34,13 +34,20 @@ after(async () => {
 });
 
 test('CLI: status text starts with PROBLEMS; the baton: line and the problem carry the whole verification detail', async () => {
-  const r = await runBaton(['status', '--config', fleet.configFile], { env: { BATON_NOW: now.toISOString() } });
+  const r = await runBaton(['status', '--config', fleet.configFile], {
+    env: { BATON_NOW: now.toISOString() },
+  });
   assert.equal(r.code, 1, show(r));
   const lines = r.stdout.split('\n');
   assert.equal(lines[2], 'PROBLEMS', r.stdout.slice(0, 400));
-  assert.ok(lines.some((l) => l.includes(singleLine(VERIFY_ERROR))), 'the whole verification detail on one line');
+  assert.ok(
+    lines.some((l) => l.includes(singleLine(VERIFY_ERROR))),
+    'the whole verification detail on one line',
+  );
   assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, r.stderr);
-  const j = await runBaton(['status', '--json', '--config', fleet.configFile], { env: { BATON_NOW: now.toISOString() } });
+  const j = await runBaton(['status', '--json', '--config', fleet.configFile], {
+    env: { BATON_NOW: now.toISOString() },
+  });
   assert.ok(j.stdout.includes('60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752'));
 });
 
@@ -49,7 +56,7 @@ test('offsiteStaleAfter: the sink alert path mails a lagging offsite copy over S
   const streams = fleet.config.sources.flatMap((s) =>
     (['data', 'logs'] as const).map((stream) => ({ source: s.name, stream, locked: false })),
   );
-  const log = createLogger({ level: 'silent' });
+  const log = createLogger({ format: 'text', level: 'silent' });
   const stale = await checkOffsiteLag(fleet.config, streams, { now: () => now, log });
   assert.deepEqual(
     stale.map((v) => `${v.source}/${v.stream}`),
@@ -58,7 +65,10 @@ test('offsiteStaleAfter: the sink alert path mails a lagging offsite copy over S
   const mails = await smtp.waitFor(before + 1);
   const m = mails.slice(before);
   assert.equal(m.length, 1);
-  assert.match(m[0]!.subject, /^\[baton\] sink: fleet02\/data OFFSITE STALE: the offsite copy is 44h 0m behind$/);
+  assert.match(
+    m[0]!.subject,
+    /^\[baton\] sink: fleet02\/data OFFSITE STALE: the offsite copy is 44h 0m behind$/,
+  );
   assert.match(m[0]!.text, /offsiteStaleAfter 1d/);
   // without offsiteStaleAfter nothing is checked
   const off = { ...fleet.config, alerts: { ...fleet.config.alerts, offsiteStaleAfter: undefined } };
@@ -139,7 +149,10 @@ test('HTML at 1400 px in headless Chromium: error column on screen, 24 chart car
       assert.ok(c.right <= probe.width, `the error column ends on screen: ${c.right} > ${probe.width}`);
       assert.ok(c.scroll <= c.client + 1, 'no error text cut off inside its cell');
     }
-    assert.ok(probe.runsCardOverflow <= 1, `the Last runs card does not scroll sideways: ${probe.runsCardOverflow}`);
+    assert.ok(
+      probe.runsCardOverflow <= 1,
+      `the Last runs card does not scroll sideways: ${probe.runsCardOverflow}`,
+    );
     assert.ok(probe.chartsHeight < 1600, `24 chart cards fit in ${probe.chartsHeight} px (was ~5,700)`);
     const shot = join(root, 'fleet.png');
     await runProcess(chromiumArgs(chromium, profile, [`--screenshot=${shot}`, `file://${html}`]), {
@@ -148,7 +161,8 @@ test('HTML at 1400 px in headless Chromium: error column on screen, 24 chart car
     const png = decodePng(await readFile(shot));
     assert.equal(png.width, 1400);
     assert.equal(png.height, 1000);
-    if (process.env.BATON_KEEP_SCREENSHOT) await writeFile(process.env.BATON_KEEP_SCREENSHOT, await readFile(shot));
+    if (process.env.BATON_KEEP_SCREENSHOT)
+      await writeFile(process.env.BATON_KEEP_SCREENSHOT, await readFile(shot));
   } finally {
     await rm(profile, { recursive: true, force: true });
   }
