@@ -144,7 +144,7 @@ function timeline(r: StatusReport): string {
       DOT_R * 2 + 1,
     );
     dots.forEach(({ st, g, cx }, k) => {
-      const cy = y + LANE_OFFSETS[(lanes[k] ?? 0) % LANE_OFFSETS.length]!;
+      const cy = y + (LANE_OFFSETS[(lanes[k] ?? 0) % LANE_OFFSETS.length] ?? 0);
       const fill = g.bad === true ? RED : st.kind === 'handover' ? '#fff' : STORE_COLOUR[st.kind];
       const stroke = overdue.has(g.id) || g.bad === true ? RED : STORE_COLOUR[st.kind];
       parts.push(
@@ -193,6 +193,24 @@ function generationsOf(s: StreamReport): GenerationReport[] {
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
+/**
+ * Labels for generation ids, as short as keeps them apart: `MM-DD`, else `MM-DD HH:MM`, else with
+ * seconds, else the whole id (two generations 6 s apart never carry the same label).
+ */
+export function generationLabels(ids: readonly string[]): string[] {
+  const formats = [
+    (id: string) => id.slice(5, 10),
+    (id: string) => `${id.slice(5, 10)} ${id.slice(11, 13)}:${id.slice(13, 15)}`,
+    (id: string) => `${id.slice(5, 10)} ${id.slice(11, 13)}:${id.slice(13, 15)}:${id.slice(15, 17)}`,
+  ];
+  for (const f of formats) {
+    const labels = ids.map(f);
+    if (new Set(labels).size === labels.length) return labels;
+  }
+  return [...ids];
+}
+
+/** A small bar chart (one bar per generation; a title on each bar), sized for a grid card. */
 function barChart(
   title: string,
   gens: readonly GenerationReport[],
@@ -200,67 +218,78 @@ function barChart(
   format: (v: number) => string,
   colour: string,
 ): string {
-  const w = 520;
-  const h = 150;
-  const left = 8;
-  const bottom = 22;
-  const top = 26;
+  const w = 300;
+  const h = 74;
+  const left = 4;
+  const bottom = 14;
+  const top = 16;
   const vals = gens.map(value);
   const max = Math.max(0, ...vals.map((v) => v ?? 0));
   const slot = (w - left * 2) / Math.max(1, gens.length);
-  const bw = Math.max(2, Math.min(28, slot * 0.7));
+  const bw = Math.max(1, Math.min(20, slot * 0.7));
+  const labels = generationLabels(gens.map((g) => g.id));
   const parts = [
-    `<text x="${left}" y="16" font-size="12" font-weight="600" fill="#374151">${esc(title)}</text>`,
-    `<text x="${w - left}" y="16" font-size="11" text-anchor="end" fill="#6b7280">max ${esc(max > 0 ? format(max) : '-')}</text>`,
+    `<text x="${left}" y="11" font-size="11" font-weight="600" fill="#374151">${esc(title)}</text>`,
+    `<text x="${w - left}" y="11" font-size="10" text-anchor="end" fill="#6b7280">max ${esc(max > 0 ? format(max) : '-')}</text>`,
     `<line x1="${left}" x2="${w - left}" y1="${h - bottom}" y2="${h - bottom}" stroke="#9ca3af"/>`,
   ];
   gens.forEach((g, i) => {
     const v = vals[i] ?? null;
     const cx = left + slot * i + slot / 2;
+    const bad = g.bad === true;
     if (v === null) {
       parts.push(
-        `<text x="${cx.toFixed(1)}" y="${h - bottom - 4}" font-size="10" text-anchor="middle" fill="#9ca3af">?</text>`,
+        `<rect class="bar" x="${(cx - bw / 2).toFixed(1)}" y="${h - bottom - 1}" width="${bw.toFixed(1)}" height="1" fill="#d1d5db"><title>${esc(`${g.id}: not recorded`)}</title></rect>`,
       );
     } else {
       const bh = max > 0 ? ((h - bottom - top) * v) / max : 0;
       parts.push(
-        `<rect x="${(cx - bw / 2).toFixed(1)}" y="${(h - bottom - bh).toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(bh, 0.5).toFixed(1)}" fill="${colour}"><title>${esc(`${g.id}: ${format(v)}`)}</title></rect>`,
+        `<rect class="bar" x="${(cx - bw / 2).toFixed(1)}" y="${(h - bottom - bh).toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(bh, 0.5).toFixed(1)}" fill="${bad ? RED : colour}"><title>${esc(`${g.id}: ${format(v)}${bad ? ' (DAMAGED)' : ''}`)}</title></rect>`,
       );
     }
-    if (gens.length <= 12 || i === 0 || i === gens.length - 1)
-      parts.push(
-        `<text x="${cx.toFixed(1)}" y="${h - 7}" font-size="10" text-anchor="middle" fill="#6b7280">${esc(gens.length <= 6 ? `${g.id.slice(5, 10)} ${g.id.slice(11, 13)}:${g.id.slice(13, 15)}` : g.id.slice(5, 10))}</text>`,
-      );
   });
+  // the first and the last generation's label, told apart even when close in time
+  const ends = gens.length > 1 ? [0, gens.length - 1] : gens.length === 1 ? [0] : [];
+  for (const i of ends)
+    parts.push(
+      `<text class="lbl" x="${i === 0 ? left : w - left}" y="${h - 2}" font-size="9" text-anchor="${i === 0 ? 'start' : 'end'}" fill="#6b7280">${esc(labels[i] ?? '')}</text>`,
+    );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(title)}">${parts.join('')}</svg>`;
 }
 
+/**
+ * One small card per stream in a grid: new bytes per generation, and the app downtime for the data
+ * stream only (a logs generation comes from the same backup: its downtime is the data stream's).
+ */
 function charts(r: StatusReport): string {
-  return r.streams
-    .map((s) => {
-      const gens = generationsOf(s);
-      const head = `<h3 style="margin:4px 0;font-size:14px"${s.stale ? ' class="stale"' : ''}>${esc(`${s.source}/${s.stream}`)}</h3>${s.stale ? `<div class="stale">⚠ ${esc(s.stale.message)}</div>` : ''}`;
-      if (gens.length === 0) return `<div class="card">${head}<p>No generations.</p></div>`;
-      return (
-        `<div class="card">${head}` +
-        barChart(
-          'app downtime per generation',
-          gens,
-          (g) => g.downtimeMs,
-          (v) => formatDowntime(v),
-          '#f59e0b',
-        ) +
-        barChart(
-          'new bytes per generation',
-          gens,
-          (g) => g.bytesNew,
-          (v) => formatBytes(v),
-          '#2563eb',
-        ) +
-        `</div>`
-      );
-    })
-    .join('');
+  const cards = r.streams.map((s) => {
+    const gens = generationsOf(s);
+    const flags = streamFlags(s);
+    const head = `<h3${flags.length ? ' class="stale"' : ''}>${esc(`${s.source}/${s.stream}`)}${flags.length ? ` <span class="flags">⚠ ${esc(flags.join(', '))}</span>` : ''}</h3>`;
+    const cls = flags.length ? 'card failed' : 'card';
+    if (gens.length === 0) return `<div class="${cls}">${head}<p>No generations.</p></div>`;
+    return (
+      `<div class="${cls}">${head}` +
+      (s.stream === 'logs'
+        ? ''
+        : barChart(
+            'app downtime per generation',
+            gens,
+            (g) => g.downtimeMs,
+            (v) => formatDowntime(v),
+            '#f59e0b',
+          )) +
+      barChart(
+        'new bytes per generation',
+        gens,
+        (g) => g.bytesNew,
+        (v) => formatBytes(v),
+        '#2563eb',
+      ) +
+      `</div>`
+    );
+  });
+  return `<div class="grid">${cards.join('')}</div>`;
 }
 
 function storesTable(r: StatusReport): string {
@@ -268,27 +297,65 @@ function storesTable(r: StatusReport): string {
     s.stores.map((st) => {
       const last = st.generations.at(-1);
       const first = st.generations[0];
-      const cls = s.stale ? ' class="stale"' : '';
-      return `<tr${cls}><td>${esc(`${s.source}/${s.stream}`)}</td><td>${esc(st.kind)}</td><td class="n">${st.generations.length}</td><td>${esc(first?.id ?? '-')}</td><td>${esc(last?.id ?? '-')}</td><td class="n">${last ? esc(formatAge(last.ageSeconds * 1000)) : '-'}</td><td class="n">${esc(formatBytes(last?.bytes ?? null))}</td><td>${s.stale ? esc(s.stale.reason === 'no-new-generation' ? 'STALE' : 'OVERDUE') : 'ok'}${st.kind === 'sink store' && s.quarantined.length ? `, ${s.quarantined.length} quarantined` : ''}</td><td class="dir"><code>${esc(st.dir)}</code></td></tr>`;
+      const cls = streamState(s).bad ? ' class="stale"' : '';
+      return `<tr${cls}><td>${esc(`${s.source}/${s.stream}`)}</td><td>${esc(st.kind)}</td><td class="n">${st.generations.length}</td><td>${esc(first?.id ?? '-')}</td><td>${esc(last?.id ?? '-')}</td><td class="n">${last ? esc(formatAge(last.ageSeconds * 1000)) : '-'}</td><td class="n">${last ? esc(formatBytes(last.bytes)) : '-'}</td><td>${esc(streamState(s).text)}${st.kind === 'sink store' && s.quarantined.length ? `, ${s.quarantined.length} quarantined` : ''}</td><td class="dir"><code>${esc(st.dir)}</code></td></tr>`;
     }),
   );
   return `<div class="card"><table><tr><th>stream</th><th>store</th><th>generations</th><th>oldest</th><th>newest</th><th>age</th><th>size</th><th>state</th><th>directory</th></tr>${rows.join('')}</table></div>`;
 }
 
+function runRow(run: RunReport): string {
+  return `<tr${run.ok ? '' : ' class="stale"'}><td>${esc(run.job)}</td><td>${esc(run.stream === null ? run.source : `${run.source}/${run.stream}`)}</td><td>${run.ok ? 'ok' : 'FAILED'}</td><td>${esc(run.finishedAt)}</td><td class="n">${esc(formatRunDuration(run.durationSeconds))}</td><td class="err">${esc(singleLine(run.error ?? ''))}</td></tr>`;
+}
+
+/** The last run per job; the error column wraps, so a long error stays on the page at any width. */
 function runsTable(r: StatusReport): string {
   if (r.lastRuns.length === 0) return '<div class="card">No run recorded yet.</div>';
-  const rows = r.lastRuns.map(
-    (run) =>
-      `<tr${run.ok ? '' : ' class="stale"'}><td>${esc(run.job)}</td><td>${esc(run.stream === null ? run.source : `${run.source}/${run.stream}`)}</td><td>${run.ok ? 'ok' : 'FAILED'}</td><td>${esc(run.finishedAt)}</td><td class="n">${esc(formatRunDuration(run.durationSeconds))}</td><td>${esc(singleLine(run.error ?? ''))}</td></tr>`,
-  );
-  return `<div class="card"><table><tr><th>job</th><th>for</th><th>result</th><th>finished</th><th>duration</th><th>error</th></tr>${rows.join('')}</table></div>`;
+  return `<div class="card"><table class="runs"><tr><th>job</th><th>for</th><th>result</th><th>finished</th><th>duration</th><th>error</th></tr>${r.lastRuns.map(runRow).join('')}</table></div>`;
+}
+
+/** Per job and stream a strip of its last runs (oldest left): green ok, red failed, a title on each. */
+function historyTable(r: StatusReport): string {
+  const groups = new Map<string, RunReport[]>();
+  for (const run of r.runHistory) {
+    const key = `${run.job}\u0000${run.source}\u0000${run.stream ?? ''}`;
+    groups.set(key, [...(groups.get(key) ?? []), run]);
+  }
+  if (groups.size === 0) return '<div class="card">No run history yet.</div>';
+  const rows = [...groups.values()].map((runs) => {
+    const first = runs[0];
+    if (!first) return '';
+    const cells = runs
+      .map(
+        (run, i) =>
+          `<rect class="run ${run.ok ? 'ok' : 'failed'}" x="${i * 12}" y="1" width="10" height="14" rx="2" fill="${run.ok ? GREEN : RED}"><title>${esc(`${run.finishedAt}: ${run.ok ? 'ok' : `FAILED: ${singleLine(run.error ?? '')}`} (${formatRunDuration(run.durationSeconds)})`)}</title></rect>`,
+      )
+      .join('');
+    const failed = runs.filter((run) => !run.ok).length;
+    return `<tr><td>${esc(first.job)}</td><td>${esc(first.stream === null ? first.source : `${first.source}/${first.stream}`)}</td><td><svg xmlns="http://www.w3.org/2000/svg" width="${runs.length * 12}" height="16" role="img" aria-label="run history">${cells}</svg></td><td class="n">${runs.length} run(s)${failed ? `, <span class="stale">${failed} failed</span>` : ''}</td></tr>`;
+  });
+  return `<div class="card"><table class="hist"><tr><th>job</th><th>for</th><th>last runs, oldest first</th><th></th></tr>${rows.join('')}</table></div>`;
+}
+
+/** The offsite tier per stream, as the last push recorded it (no network at status time). */
+function offsiteTable(r: StatusReport): string {
+  const rows = r.streams.flatMap((s) => {
+    const o = s.offsite;
+    if (o === null) return [];
+    const bad = o.stale || o.lastError !== null;
+    return [
+      `<tr${bad ? ' class="stale"' : ''}><td>${esc(`${s.source}/${s.stream}`)}</td><td>${esc(o.newest?.id ?? '-')}</td><td class="n">${o.newest ? esc(formatAge(o.newest.ageSeconds * 1000)) : '-'}</td><td class="n">${o.lagSeconds === null ? '-' : esc(formatAge(o.lagSeconds * 1000))}${o.stale ? ' (STALE)' : ''}</td><td>${esc(o.checkedAt ?? 'never')}</td><td class="err">${o.lastError === null ? (o.checkedAt === null ? '-' : 'ok') : esc(`FAILED ${o.lastErrorAt ?? ''}: ${singleLine(o.lastError)}`)}</td></tr>`,
+    ];
+  });
+  if (rows.length === 0) return '';
+  return `<h2>Offsite copy</h2><div class="card"><table class="runs"><tr><th>stream</th><th>newest offsite</th><th>age</th><th>behind the sink store</th><th>last checked</th><th>last push</th></tr>${rows.join('')}</table></div>`;
 }
 
 function pointsTable(r: StatusReport): string {
   if (r.recoveryPoints.length === 0) return '<div class="card">No recovery point yet.</div>';
   const rows = r.recoveryPoints.map(
     (p) =>
-      `<tr><td>${esc(p.kind)}</td><td>${esc(p.name)}</td><td>${esc(formatInstant(p.oldest))}</td><td>${p.kind === 'tier' ? 'now' : esc(formatInstant(p.newest))}</td><td class="n">${p.count ?? '-'}</td><td>${esc(p.scope)}${p.kind === 'tier' ? ` (${p.keepDays ?? '?'} days; not managed by baton)` : ''}</td></tr>`,
+      `<tr><td>${esc(p.kind)}</td><td>${esc(p.name)}</td><td>${p.oldest === null ? '-' : esc(formatInstant(p.oldest))}</td><td>${p.kind === 'tier' ? 'now' : esc(formatInstant(p.newest))}</td><td class="n">${p.count ?? '-'}</td><td>${esc(p.scope)}${p.kind === 'tier' ? ` (${p.keepDays ?? '?'} days; not managed by baton)` : ''}</td></tr>`,
   );
   return `<div class="card"><table><tr><th>where</th><th>what</th><th>from</th><th>to</th><th>count</th><th>scope</th></tr>${rows.join('')}</table></div>`;
 }
@@ -310,10 +377,13 @@ ${problems}
 ${timeline(r)}
 <h2>Downtime and new bytes per generation</h2>
 ${charts(r)}
+${offsiteTable(r)}
 <h2>Stores</h2>
 ${storesTable(r)}
 <h2>Last runs</h2>
 ${runsTable(r)}
+<h2>Run history</h2>
+${historyTable(r)}
 <h2>Recovery points</h2>
 ${pointsTable(r)}
 </body></html>
