@@ -11,6 +11,7 @@ import { treeListing } from '../helpers/listing.js';
 import { freePort, startMoto, type MotoServer } from '../helpers/moto.js';
 import {
   addSinkGeneration,
+  ageIdentity,
   bucketKeys,
   OffsiteFixture,
   offsiteRun,
@@ -36,9 +37,7 @@ before(async () => {
   smtp = await startSmtp();
   root = await mkdtemp(join(tmpdir(), 'baton-bzS-offsite-'));
   identity = join(root, 'identity.txt');
-  assert.equal((await runProcess(['age-keygen', '-o', identity], {})).code, 0);
-  const r = await runProcess(['age-keygen', '-y', identity], { captureStdout: true });
-  fx = new OffsiteFixture(root, moto, r.stdout.trim());
+  fx = new OffsiteFixture(root, moto, await ageIdentity(identity));
 });
 
 after(async () => {
