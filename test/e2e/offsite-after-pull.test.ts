@@ -1,23 +1,22 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { loadNameMaps } from '../../src/adapters/accounts.js';
 import { createLogger, recentLogLines } from '../../src/adapters/log.js';
 import { loadSinkConfig } from '../../src/config/load.js';
-import { buildGeneration } from '../../src/source/build-generation.js';
 import { pushAfterPull } from '../../src/offsite/after-pull.js';
 import { makeSinkStore } from '../helpers/sink-store.js';
+import { addSinkGeneration, offsiteBlock } from '../helpers/offsite-setup.js';
+import { makeGateFixture, pullJson, startE2e, writeSinkConfig } from '../helpers/e2e.js';
 import { startMoto, type MotoServer } from '../helpers/moto.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { needsRootOrSkipFile } from '../helpers/users.js';
 
 // offsite.afterPull: the function `baton sink pull` calls at its end (after its acks), run with a real
 // sink config, a real verified sink generation, moto_server as the bucket and a real SMTP server for
-// the alert. (A full `sink pull` over sshd is covered elsewhere; here only what it hands over: its
-// per-source outcomes.)
+// the alert; the last test runs a REAL `baton sink pull` (sshd, a restricted stream user, the gate).
 const NEEDS_ROOT = needsRootOrSkipFile('offsite afterPull', 'generations owned by root');
 
 let moto: MotoServer;
@@ -59,39 +58,14 @@ sources:
     knownHosts: ${join(dir, 'known_hosts')}
     streams:
       data: { user: nobody, identity: ${join(dir, 'key')}, generations: 5 }
-offsite:
-  endpoint: ${moto.endpoint}
-  region: ${moto.region}
-  bucket: ${opts.bucket ?? moto.bucket}
-  prefix: ${prefix}
-  provider: generic
-  forcePathStyle: true
-  afterPull: ${String(opts.afterPull)}
-`,
+${offsiteBlock(moto, { prefix, afterPull: opts.afterPull, ...(opts.bucket ? { bucket: opts.bucket } : {}) })}`,
   );
   // one verified sink generation, as a pull leaves it
   const mirror = join(dir, 'mirror');
   await mkdir(join(mirror, 'srv', 'app'), { recursive: true });
   await writeFile(join(mirror, 'srv', 'app', 'a.txt'), `after pull ${n}\n`);
-  const parent = join(store, 'shop', 'data');
-  await mkdir(parent, { recursive: true });
-  const id = `2026-11-0${n}T060000Z`;
-  const built = await buildGeneration({
-    source: 'shop',
-    stream: 'data',
-    id,
-    mirror,
-    paths: ['/srv/app'],
-    parent,
-    owner: { name: 'root', uid: 0, gid: 0, home: '/root' },
-    names: await loadNameMaps(),
-    previous: undefined,
-    appStoppedAt: new Date(),
-    appStartedAt: new Date(),
-    log: createLogger({ format: 'json', level: 'error' }),
-  });
-  await rename(built.work, built.dir);
-  return { config: await loadSinkConfig(config), prefix, id, genDir: built.dir };
+  const built = await addSinkGeneration(store, mirror);
+  return { config: await loadSinkConfig(config), prefix, id: built.id, genDir: built.dir };
 }
 
 async function commitKeys(prefix: string): Promise<string[]> {
@@ -148,3 +122,58 @@ test('afterPull: a failed push (missing bucket) is its own alert and log line, n
   assert.ok(recentLogLines().some((l) => l.includes('offsite push failed')));
   assert.deepEqual(await readFile(join(s.genDir, 'manifest')), manifestBefore);
 });
+
+test(
+  'afterPull through a real `baton sink pull`: the pulled generation is committed offsite; a failing endpoint is its own alert and the pull still exits 0, published and acked',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const e = await startE2e({
+      prefix: 'baton-bzS-afterpull-',
+      users: { data: 'bzSData' },
+      keys: ['data'],
+      smtp: true,
+    });
+    try {
+      const g = await makeGateFixture(e, { source: 'shop', baseDay: Date.UTC(2026, 10, 20) });
+      const sink = async (name: string, prefix: string, bucket?: string) => {
+        const file = await writeSinkConfig(join(e.root, name), {
+          store: g.H.sinkStore,
+          stateDir: g.H.sinkState,
+          sshd: e.sshd,
+          sources: [
+            { name: 'shop', streams: { data: { user: 'bzSData', identity: e.key('data').privateKey } } },
+          ],
+          mailUrl: e.smtp.url,
+        });
+        await appendFile(
+          file,
+          offsiteBlock(moto, { prefix, afterPull: true, ...(bucket ? { bucket } : {}) }),
+        );
+        return file;
+      };
+      const ok = await sink('sink-ok.yaml', 'pull-ok');
+      const w1 = await g.stage();
+      const { r, o } = await pullJson(ok, { timeoutMs: 150_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual([o.pulled, o.acked], [[w1.id], [w1.id]]);
+      assert.deepEqual(await commitKeys('pull-ok'), [`pull-ok/commits/shop/data/${w1.id}`]);
+
+      const failing = await sink('sink-failing.yaml', 'pull-fail', 'bzs-no-such-bucket');
+      const mails = e.smtp.messages.length;
+      const w2 = await g.stage();
+      const f = await pullJson(failing, { timeoutMs: 150_000 });
+      assert.equal(f.r.code, 0, f.r.stderr);
+      assert.deepEqual([f.o.ok, f.o.pulled, f.o.acked], [true, [w2.id], [w2.id]]);
+      const got = await e.smtp.waitFor(mails + 1);
+      assert.deepEqual(
+        got.slice(mails).map((m) => /offsite push FAILED/.test(m.subject)),
+        [true],
+      );
+      assert.match(f.r.stderr, /bzs-no-such-bucket/);
+      const published = await readFile(join(g.H.sinkData, w2.id, 'manifest'));
+      assert.ok(published.length > 0);
+    } finally {
+      await e.stop();
+    }
+  },
+);

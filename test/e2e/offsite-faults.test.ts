@@ -6,11 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeleteObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import { runProcess } from '../../src/adapters/run.js';
-import { show } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { BATON_MAIN, show } from '../helpers/cli.js';
+import { startFaultProxy } from '../helpers/s3-fault-proxy.js';
 import { treeListing } from '../helpers/listing.js';
 import { freePort, startMoto, type MotoServer } from '../helpers/moto.js';
 import {
   addSinkGeneration,
+  ageIdentity,
   bucketKeys,
   OffsiteFixture,
   offsiteRun,
@@ -36,9 +39,7 @@ before(async () => {
   smtp = await startSmtp();
   root = await mkdtemp(join(tmpdir(), 'baton-bzS-offsite-'));
   identity = join(root, 'identity.txt');
-  assert.equal((await runProcess(['age-keygen', '-o', identity], {})).code, 0);
-  const r = await runProcess(['age-keygen', '-y', identity], { captureStdout: true });
-  fx = new OffsiteFixture(root, moto, r.stdout.trim());
+  fx = new OffsiteFixture(root, moto, await ageIdentity(identity));
 });
 
 after(async () => {
@@ -298,6 +299,45 @@ test(
       }
     } finally {
       await refusing.stop();
+    }
+  },
+);
+
+test(
+  'SIGKILL in the middle of a pack upload (the PUT sent, its reply held by a loopback proxy): the rerun commits, every commit restores',
+  { skip: NEEDS_ROOT },
+  async () => {
+    const proxy = await startFaultProxy(moto.endpoint);
+    try {
+      const s = await fx.setup({ packSize: '1M', endpoint: proxy.endpoint });
+      const mirror = join(s.dir, 'mirror');
+      await writeMirror(mirror, 'mid-upload');
+      const g1 = await addSinkGeneration(s.store, mirror);
+      proxy.inject('slow', 1, { method: 'PUT', url: '/packs/', delayMs: 120_000 });
+      const child = spawn(process.execPath, [BATON_MAIN, 'offsite', 'push', '--config', s.config], {
+        env: { ...process.env, ...s.env },
+        stdio: 'ignore',
+      });
+      const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_c, sig) => r(sig)));
+      const deadline = Date.now() + 60_000;
+      while (!proxy.seen.some((q) => q.fault === 'slow') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      assert.ok(
+        proxy.seen.some((q) => q.fault === 'slow'),
+        'the push never sent a pack',
+      );
+      child.kill('SIGKILL');
+      assert.equal(await exited, 'SIGKILL');
+      const keys = await bucketKeys(moto.client(), moto.bucket, s.prefix);
+      assert.ok(!keys.some((k) => k.includes('/commits/')), keys.join('\n'));
+
+      const again = await offsiteRun(s, ['push']);
+      assert.equal(again.code, 0, show(again));
+      const v = await offsiteRun(s, ['verify']);
+      assert.equal(v.code, 0, show(v));
+      assert.deepEqual(await restoreAll(s, [g1]), [g1.id]);
+    } finally {
+      await proxy.stop();
     }
   },
 );

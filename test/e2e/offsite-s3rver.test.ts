@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runBaton, show } from '../helpers/cli.js';
 import { treeListing } from '../helpers/listing.js';
-import { addSinkGeneration, OffsiteFixture, offsiteRun } from '../helpers/offsite-setup.js';
+import { addSinkGeneration, OffsiteFixture, offsiteRun, withoutMtimes } from '../helpers/offsite-setup.js';
 import { startS3rver, type S3rverServer } from '../helpers/s3rver.js';
 import { needsRootOrSkipFile } from '../helpers/users.js';
 
@@ -28,18 +28,6 @@ after(async () => {
   await s3rver?.stop();
   await rm(root, { recursive: true, force: true });
 });
-
-/** The restored tree/ as the sink holds it; mtimes aside (the sink's are the builder's, see offsite.test.ts). */
-const withoutMtimes = (listing: string) =>
-  listing
-    .split('\n')
-    .map((l) =>
-      l
-        .split(' ')
-        .filter((_f, i) => i !== 6)
-        .join(' '),
-    )
-    .join('\n');
 
 test(
   'unencrypted round trip on s3rver: push, list, verify --deep, restore byte-exact, nothing sent twice',

@@ -9,7 +9,6 @@ import {
   mkdir,
   mkdtemp,
   readFile,
-  rename,
   rm,
   symlink,
   utimes,
@@ -17,15 +16,22 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { runProcess } from '../../src/adapters/run.js';
-import { loadNameMaps } from '../../src/adapters/accounts.js';
-import { createLogger } from '../../src/adapters/log.js';
-import { buildGeneration } from '../../src/source/build-generation.js';
 import { chunkLengths, DEFAULT_CHUNKER_PARAMS } from '../../src/offsite/chunker.js';
 import { runBaton, show } from '../helpers/cli.js';
-import { makeSinkStore } from '../helpers/sink-store.js';
-import { diffListings } from '../helpers/listing.js';
+import {
+  addSinkGeneration,
+  ageIdentity,
+  bucketKeys,
+  getRaw as getRawObject,
+  OffsiteFixture,
+  offsiteRun,
+  userLines,
+  withoutMtimes,
+  type OffsiteSetup,
+} from '../helpers/offsite-setup.js';
+import { diffListings, showName, treeListing } from '../helpers/listing.js';
 import { startMoto, type MotoServer } from '../helpers/moto.js';
 import { needsRootOrSkipFile } from '../helpers/users.js';
 
@@ -34,12 +40,11 @@ import { needsRootOrSkipFile } from '../helpers/users.js';
 const NEEDS_ROOT = needsRootOrSkipFile('offsite', 'chown, mknod, owners in the listing');
 
 const MARKER = 'PLAINTEXT-MARKER-7f3a9c1e';
-const log = createLogger({ format: 'json', level: 'error' });
 
 let moto: MotoServer;
 let root: string;
+let fx: OffsiteFixture;
 let identity: string;
-let recipient: string;
 let wrongIdentity: string;
 
 before(async () => {
@@ -48,10 +53,8 @@ before(async () => {
   root = await mkdtemp(join(tmpdir(), 'baton-offsite-'));
   identity = join(root, 'identity.txt');
   wrongIdentity = join(root, 'wrong-identity.txt');
-  assert.equal((await runProcess(['age-keygen', '-o', identity], {})).code, 0);
-  assert.equal((await runProcess(['age-keygen', '-o', wrongIdentity], {})).code, 0);
-  const r = await runProcess(['age-keygen', '-y', identity], { captureStdout: true });
-  recipient = r.stdout.trim();
+  fx = new OffsiteFixture(root, moto, await ageIdentity(identity));
+  await ageIdentity(wrongIdentity);
 });
 
 after(async () => {
@@ -59,56 +62,6 @@ after(async () => {
   await moto?.stop();
   await rm(root, { recursive: true, force: true });
 });
-
-interface Setup {
-  dir: string;
-  config: string;
-  store: string;
-  stateDir: string;
-  prefix: string;
-  env: NodeJS.ProcessEnv;
-}
-
-let setups = 0;
-async function makeSetup(
-  opts: {
-    encrypted?: boolean;
-    packSize?: string;
-    objectLock?: string;
-    generations?: number;
-    bucket?: string;
-    endpoint?: string;
-    extra?: string;
-  } = {},
-): Promise<Setup> {
-  const dir = join(root, `s${++setups}`);
-  const store = await makeSinkStore(join(dir, 'store'));
-  const stateDir = join(dir, 'state');
-  const prefix = `t${setups}`;
-  const config = join(dir, 'sink.yaml');
-  await writeFile(
-    config,
-    `store: ${store}
-stateDir: ${stateDir}
-sources:
-  - name: shop
-    host: 127.0.0.1
-    knownHosts: ${join(dir, 'known_hosts')}
-    streams:
-      data: { user: nobody, identity: ${join(dir, 'key')}, generations: 5 }
-offsite:
-  endpoint: ${opts.endpoint ?? moto.endpoint}
-  region: ${moto.region}
-  bucket: ${opts.bucket ?? moto.bucket}
-  prefix: ${prefix}
-  provider: generic
-  forcePathStyle: true
-  parallel: 2
-  packSize: ${opts.packSize ?? '4M'}
-${opts.encrypted === false ? '' : `  encryption:\n    recipients: [${recipient}]\n`}${opts.objectLock ? `  objectLock: { mode: governance, retain: ${opts.objectLock} }\n` : ''}${opts.generations ? `  generations: ${opts.generations}\n` : ''}${opts.extra ?? ''}`,
-  );
-  return { dir, config, store, stateDir, prefix, env: { ...moto.env } };
-}
 
 const ODD = [
   Buffer.from('new\nline.txt'),
@@ -141,41 +94,9 @@ async function writeMirror(mirror: string, big: Buffer): Promise<void> {
   await utimes(join(app, 'sub', 'deeper'), 1_400_000_000, 1_400_000_000);
 }
 
-let idSeq = 0;
-function nextId(): string {
-  const d = new Date(Date.UTC(2026, 10, 1, 6, 0, idSeq++));
-  const iso = d.toISOString();
-  return `${iso.slice(0, 10)}T${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}Z`;
-}
-
-/** A verified sink generation of `mirror`, hard-linked to `previous`, then `baton verify --deep` on it. */
-async function addGeneration(s: Setup, mirror: string, previous?: { id: string; dir: string }) {
-  const parent = join(s.store, 'shop', 'data');
-  await mkdir(parent, { recursive: true });
-  const id = nextId();
-  const built = await buildGeneration({
-    source: 'shop',
-    stream: 'data',
-    id,
-    mirror,
-    paths: ['/srv/app'],
-    parent,
-    owner: { name: 'root', uid: 0, gid: 0, home: '/root' },
-    names: await loadNameMaps(),
-    previous,
-    appStoppedAt: new Date(),
-    appStartedAt: new Date(),
-    log,
-  });
-  await rename(built.work, built.dir);
-  const v = await runBaton(['verify', '--deep', built.dir]);
-  assert.equal(v.code, 0, show(v));
-  return { id, dir: built.dir };
-}
-
-async function push(s: Setup, extraEnv: NodeJS.ProcessEnv = {}) {
-  return runBaton(['offsite', 'push', '--config', s.config, '--json'], { env: { ...s.env, ...extraEnv } });
-}
+const addGeneration = (s: OffsiteSetup, mirror: string, previous?: { id: string; dir: string }) =>
+  addSinkGeneration(s.store, mirror, previous);
+const push = (s: OffsiteSetup) => offsiteRun(s, ['push', '--json']);
 
 interface PushJson {
   ok: boolean;
@@ -190,100 +111,15 @@ interface PushJson {
   };
 }
 
-async function bucketKeys(prefix: string): Promise<string[]> {
-  const out: string[] = [];
-  let token: string | undefined;
-  do {
-    const r = await moto
-      .client()
-      .send(
-        new ListObjectsV2Command({ Bucket: moto.bucket, Prefix: `${prefix}/`, ContinuationToken: token }),
-      );
-    for (const o of r.Contents ?? []) if (o.Key) out.push(o.Key);
-    token = r.NextContinuationToken;
-  } while (token);
-  return out;
-}
-
-async function getRaw(key: string): Promise<Buffer> {
-  const r = await moto.client().send(new GetObjectCommand({ Bucket: moto.bucket, Key: key }));
-  return Buffer.from((await r.Body?.transformToByteArray()) ?? []);
-}
-
-/**
- * A listing of a tree that keeps any byte in names (test/helpers/listing.ts reads names as UTF-8):
- * path, type, mode, uid, gid, size, mtime (ns), hard-link group label, content hash or link target.
- */
-async function treeListing(rootDir: string): Promise<string> {
-  const { lstat, readdir, readlink } = await import('node:fs/promises');
-  const { createHash } = await import('node:crypto');
-  const labels = new Map<string, string>();
-  const out: string[] = [];
-  const visit = async (rel: Buffer): Promise<void> => {
-    const abs = rel.length ? Buffer.concat([Buffer.from(`${rootDir}/`), rel]) : Buffer.from(rootDir);
-    const st = await lstat(abs, { bigint: true });
-    const type = st.isFile()
-      ? 'f'
-      : st.isDirectory()
-        ? 'd'
-        : st.isSymbolicLink()
-          ? 'l'
-          : st.isFIFO()
-            ? 'p'
-            : st.isCharacterDevice()
-              ? 'c'
-              : 'o';
-    let group = '-';
-    if (type === 'f' && st.nlink > 1n) {
-      const k = `${st.dev}:${st.ino}`;
-      group = labels.get(k) ?? `g${labels.size + 1}`;
-      labels.set(k, group);
-    }
-    const content =
-      type === 'f'
-        ? createHash('sha256')
-            .update(await readFile(abs))
-            .digest('hex')
-            .slice(0, 16)
-        : type === 'l'
-          ? (await readlink(abs, { encoding: 'buffer' })).toString('hex')
-          : '-';
-    out.push(
-      [
-        rel.toString('hex'),
-        type,
-        (st.mode & 0o7777n).toString(8),
-        st.uid,
-        st.gid,
-        type === 'd' ? '-' : st.size,
-        st.mtimeNs,
-        group,
-        content,
-      ].join(' '),
-    );
-    if (type === 'd') {
-      const names = (await readdir(abs, { encoding: 'buffer' })).sort((x, y) => Buffer.compare(x, y));
-      for (const n of names) await visit(rel.length ? Buffer.concat([rel, Buffer.from('/'), n]) : n);
-    }
-  };
-  await visit(Buffer.alloc(0));
-  return `${out.join('\n')}\n`;
-}
-
-const hexName = (s: string) => Buffer.from(s).toString('hex');
-
-/** The lines baton prints for the user on stderr (log lines aside). */
-function lines(text: string): string[] {
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('baton:') || (l !== '' && !/^\d{4}-\d\d-\d\dT.* (INFO|WARN|ERROR) /.test(l)));
-}
+const keysOf = (prefix: string) => bucketKeys(moto.client(), moto.bucket, prefix);
+const getRaw = (key: string) => getRawObject(moto.client(), moto.bucket, key);
+const lines = userLines;
 
 test(
   'round trip: a generation restored from the bucket alone is the sink generation, byte for byte; no plaintext in the bucket',
   { skip: NEEDS_ROOT },
   async () => {
-    const s = await makeSetup();
+    const s = await fx.setup();
     const mirror = join(s.dir, 'mirror');
     await writeMirror(mirror, randomBytes(3 * 1024 * 1024));
     const gen = await addGeneration(s, mirror);
@@ -294,7 +130,7 @@ test(
     assert.equal(pj.result?.pushed.length, 1);
 
     // no object of the bucket holds the marker the data holds
-    const keys = await bucketKeys(s.prefix);
+    const keys = await keysOf(s.prefix);
     assert.ok(
       keys.some((k) => k.includes('/commits/shop/data/')),
       keys.join('\n'),
@@ -321,22 +157,12 @@ test(
     assert.equal(r.code, 0, show(r));
     // tree/ as the sink holds it (the sink's own mtimes are the builder's, to the microsecond; the
     // manifest's, to the nanosecond, are compared after `baton restore` below), the rest byte-exact
-    const noTimes = (l: string) =>
-      l
-        .split('\n')
-        .map((x) =>
-          x
-            .split(' ')
-            .filter((_f, i) => i !== 6)
-            .join(' '),
-        )
-        .join('\n');
     assert.equal(
       await diffListings(
         s.dir,
         'gen',
-        noTimes(await treeListing(join(gen.dir, 'tree'))),
-        noTimes(await treeListing(join(out, 'tree'))),
+        withoutMtimes(await treeListing(join(gen.dir, 'tree'))),
+        withoutMtimes(await treeListing(join(out, 'tree'))),
       ),
       '',
     );
@@ -362,15 +188,12 @@ test(
       '',
     );
     const listing = await treeListing(b);
-    assert.ok(listing.includes(`${hexName('srv/app/fifo')} p `), listing);
-    assert.ok(listing.includes(`${hexName('srv/app/null-dev')} c `), listing);
-    assert.ok(listing.includes(`${hexName('srv/app/notes.txt')} f 640 4321 4322 `), listing);
-    assert.ok(listing.includes(`${hexName('srv/app/setuid-tool')} f 4755 `), listing);
+    assert.ok(listing.includes(`"srv/app/fifo" p `), listing);
+    assert.ok(listing.includes(`"srv/app/null-dev" c `), listing);
+    assert.ok(listing.includes(`"srv/app/notes.txt" f 0640 4321 4322 `), listing);
+    assert.ok(listing.includes(`"srv/app/setuid-tool" f 4755 `), listing);
     for (const n of ODD)
-      assert.ok(
-        listing.includes(`${Buffer.concat([Buffer.from('srv/app/'), n]).toString('hex')} f `),
-        listing,
-      );
+      assert.ok(listing.includes(`${showName(Buffer.concat([Buffer.from('srv/app/'), n]))} f `), listing);
     assert.match(listing, / g1 /);
 
     // --path: one file copied out
@@ -461,7 +284,7 @@ test(
   'a 1 % day uploads only the new chunks; unchanged (hard-linked) files are not read again',
   { skip: NEEDS_ROOT },
   async () => {
-    const s = await makeSetup();
+    const s = await fx.setup();
     const mirror = join(s.dir, 'mirror');
     const big = randomBytes(24 * 1024 * 1024);
     await writeMirror(mirror, big);
@@ -490,7 +313,7 @@ test(
   'a tampered pack object: offsite verify --deep and offsite restore name it and exit 1',
   { skip: NEEDS_ROOT },
   async () => {
-    const s = await makeSetup();
+    const s = await fx.setup();
     const mirror = join(s.dir, 'mirror');
     await writeMirror(mirror, randomBytes(512 * 1024));
     await addGeneration(s, mirror);
@@ -502,7 +325,7 @@ test(
     });
     assert.equal(ok.code, 0, show(ok));
 
-    const packKey = (await bucketKeys(s.prefix)).find((k) => k.startsWith(`${s.prefix}/packs/`));
+    const packKey = (await keysOf(s.prefix)).find((k) => k.startsWith(`${s.prefix}/packs/`));
     assert.ok(packKey);
     const packId = packKey.split('/').pop() ?? '';
     const bytes = await getRaw(packKey);
@@ -544,7 +367,7 @@ test(
     // moto with IAM authentication on: the test keys are refused once the bucket exists
     const refusing = await startMoto({ rejectCredentials: true });
     try {
-      const s = await makeSetup({ endpoint: refusing.endpoint, bucket: refusing.bucket });
+      const s = await fx.setup({ endpoint: refusing.endpoint, bucket: refusing.bucket });
       for (const args of [
         ['offsite', 'list', '--config', s.config],
         ['offsite', 'push', '--config', s.config],

@@ -9,13 +9,13 @@ import { runProcess } from '../../src/adapters/run.js';
  * the content (sha256 of a file, target of a symlink). Group labels are normalised (`g1`, `g2`, … in
  * the order the first name of each shared inode appears), so two trees with the same links list
  * the same labels whatever their inode numbers. Directory sizes and link counts depend on the
- * filesystem and are left out (`-`).
+ * filesystem and are left out (`-`). Names are JSON strings, or `hex:…` when not UTF-8.
  */
 export async function treeListing(root: string): Promise<string> {
   const labels = new Map<string, string>();
   const lines: string[] = [];
-  const visit = async (rel: string): Promise<void> => {
-    const abs = rel === '.' ? root : join(root, rel);
+  const visit = async (rel: Buffer): Promise<void> => {
+    const abs = rel.length === 0 ? Buffer.from(root) : Buffer.concat([Buffer.from(`${root}/`), rel]);
     const st = await lstat(abs, { bigint: true });
     const type = st.isFile()
       ? 'f'
@@ -43,11 +43,11 @@ export async function treeListing(root: string): Promise<string> {
             .digest('hex')
             .slice(0, 16)
         : type === 'l'
-          ? `-> ${await readlink(abs)}`
+          ? `-> ${showName(await readlink(abs, { encoding: 'buffer' }))}`
           : '-';
     lines.push(
       [
-        JSON.stringify(rel),
+        rel.length === 0 ? '"."' : showName(rel),
         type,
         (st.mode & 0o7777n).toString(8).padStart(4, '0'),
         st.uid,
@@ -60,12 +60,18 @@ export async function treeListing(root: string): Promise<string> {
       ].join(' '),
     );
     if (type === 'd') {
-      const names = (await readdir(abs)).sort();
-      for (const n of names) await visit(rel === '.' ? n : join(rel, n));
+      const names = (await readdir(abs, { encoding: 'buffer' })).sort((x, y) => Buffer.compare(x, y));
+      for (const n of names) await visit(rel.length === 0 ? n : Buffer.concat([rel, Buffer.from('/'), n]));
     }
   };
-  await visit('.');
+  await visit(Buffer.alloc(0));
   return `${lines.join('\n')}\n`;
+}
+
+/** A name as JSON when it is UTF-8, else `hex:<bytes>` (any byte may be in a file name). */
+export function showName(name: Buffer): string {
+  const text = name.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(name) ? JSON.stringify(text) : `hex:${name.toString('hex')}`;
 }
 
 /** `diff -u` of two listings (written to files in `dir`): its output, empty when they are equal. */

@@ -17,6 +17,7 @@ import { createLogger } from '../../src/adapters/log.js';
 import type { RunResult } from '../../src/adapters/run.js';
 import { formatGenerationId } from '../../src/generation/names.js';
 import { buildGeneration } from '../../src/source/build-generation.js';
+import { runProcess } from '../../src/adapters/run.js';
 import { runBaton, show } from './cli.js';
 import { makeSinkStore } from './sink-store.js';
 
@@ -180,4 +181,28 @@ export async function bucketKeys(client: S3Client, bucket: string, prefix: strin
 export async function getRaw(client: S3Client, bucket: string, key: string): Promise<Buffer> {
   const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   return Buffer.from((await r.Body?.transformToByteArray()) ?? []);
+}
+
+/** A new age identity file (age-keygen); resolves with its public recipient. */
+export async function ageIdentity(file: string): Promise<string> {
+  assert.equal((await runProcess(['age-keygen', '-o', file], {})).code, 0);
+  const r = await runProcess(['age-keygen', '-y', file], { captureStdout: true });
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+/**
+ * A tree listing (test/helpers/listing.ts) without its mtime column: a sink generation's tree/ has the
+ * builder's mtimes (to the microsecond); the manifest's, to the nanosecond, come back with `baton restore`.
+ */
+export function withoutMtimes(listing: string): string {
+  return listing
+    .split('\n')
+    .map((l) =>
+      l
+        .split(' ')
+        .filter((_f, i) => i !== 6)
+        .join(' '),
+    )
+    .join('\n');
 }
