@@ -4,7 +4,7 @@
  * in one run. Main set: the first push, a 1 % day and a full restore of the main benchmark set
  * (bench/dataset.ts). Scale set: peak RSS of push and restore at many tiny files.
  *
- *   node --import tsx bench/offsite.ts [--quick] [--only main|scale] [--scale-files N]
+ *   node --import tsx bench/offsite.ts [--quick|--tiny] [--only main|scale] [--scale-files N]
  *        [--out bench/RESULTS-offsite.md] [--dir /var/tmp] [--keep]
  *
  * Needs root (the builder writes owners), moto_server, restic and age-keygen. No users, no sshd.
@@ -43,11 +43,25 @@ import {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const DEFAULT_OUT = fileURLToPath(new URL('./RESULTS-offsite.md', import.meta.url));
+/** The smoke test's main set: 200 small files, one 2 MiB file, 256 KiB of logs. */
+const TINY_SPEC: DatasetSpec = {
+  ...QUICK_SPEC,
+  name: 'quick',
+  smallFiles: 200,
+  largeFiles: 1,
+  largeMin: 2 * MiB,
+  largeMax: 2 * MiB,
+  logFiles: 1,
+  logBytes: 256 * KiB,
+  largeAppend: 64 * KiB,
+};
 /** issue #13: peak RSS of push and restore at 1,000,000 files */
 export const RSS_LIMIT_MIB = 150;
 
 export interface OffsiteOptions {
   quick: boolean;
+  /** a few hundred files: the smoke test's size (test/e2e/bench-smoke.test.ts) */
+  tiny: boolean;
   only: 'all' | 'main' | 'scale';
   scaleFiles: number;
   out: string;
@@ -60,6 +74,7 @@ export function parseOffsiteOptions(argv: string[]): OffsiteOptions {
     args: argv,
     options: {
       quick: { type: 'boolean', default: false },
+      tiny: { type: 'boolean', default: false },
       only: { type: 'string', default: 'all' },
       'scale-files': { type: 'string' },
       out: { type: 'string', default: DEFAULT_OUT },
@@ -77,8 +92,9 @@ export function parseOffsiteOptions(argv: string[]): OffsiteOptions {
     throw new Error(`--scale-files wants an integer ≥ 100, got "${values['scale-files']}"`);
   return {
     quick: values.quick,
+    tiny: values.tiny,
     only,
-    scaleFiles: n ?? (values.quick ? 2000 : SCALE_SPEC.smallFiles),
+    scaleFiles: n ?? (values.tiny ? 300 : values.quick ? 2000 : SCALE_SPEC.smallFiles),
     out: values.out,
     dir: values.dir,
     keep: values.keep,
@@ -337,7 +353,7 @@ async function main(): Promise<void> {
   const c: Collected = { rows: [], sets: [], details: [] };
   const w = await createWorld(root, '32M');
   try {
-    if (o.only !== 'scale') await runMain(w, o.quick ? QUICK_SPEC : FULL_SPEC, c);
+    if (o.only !== 'scale') await runMain(w, o.tiny ? TINY_SPEC : o.quick ? QUICK_SPEC : FULL_SPEC, c);
     loads.push(loadavg()[0] ?? 0);
     if (o.only !== 'main') await runScale(w, o.scaleFiles, c);
     loads.push(loadavg()[0] ?? 0);

@@ -80,3 +80,46 @@ test('the quick benchmark measures and reports every figure', async (t) => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+// `npm run bench:offsite` at its smallest (--tiny: ~3 MiB and 300 tiny files): baton offsite and
+// restic against one moto_server. Checks that every figure was measured and judged, never how fast.
+const OFFSITE = fileURLToPath(new URL('../../bench/offsite.ts', import.meta.url));
+
+test('the offsite benchmark measures baton and restic on every figure', async (t) => {
+  if (skipUnlessRoot(t, 'the generation builder writes owners')) return;
+  assert.ok(existsSync(BATON_MAIN), 'run `npm run build` first');
+  const dir = await mkdtemp(join(tmpdir(), 'baton-offsite-smoke-'));
+  try {
+    const out = join(dir, 'RESULTS-offsite.md');
+    const r = await runProcess(
+      [process.execPath, '--import', 'tsx', OFFSITE, '--tiny', '--out', out, '--dir', dir],
+      { cwd: REPO, timeoutMs: 170_000, captureStdout: true },
+    );
+    assert.equal(r.code, 0, show(r));
+    const md = await readFile(out, 'utf8');
+    assert.equal(r.stdout, md, 'the report is printed as written');
+    assert.match(md, /restic \d+\.\d+\.\d+/);
+    assert.match(md, /1-min load average/);
+    for (const id of ['P1', 'P2', 'B1', 'B2', 'R1', 'M1', 'M2', 'S1', 'S2', 'S3', 'S4']) {
+      const row = md.split('\n').find((l) => l.startsWith(`| ${id} |`));
+      assert.ok(row, `figure ${id} has a row`);
+      const cells = row.split(' | ');
+      assert.equal(cells.length, 6, `figure ${id}: 6 columns: ${row}`);
+      assert.match(cells[2] ?? '', /^\*\*[\d,.]+ (s|MiB|B)/, `figure ${id}: baton value`);
+      assert.match(cells[3] ?? '', /^[\d,.]+ (s|MiB|B)/, `figure ${id}: restic value`);
+      assert.match(cells[4] ?? '', /^[\d.]+×$/, `figure ${id}: ratio`);
+      assert.match(
+        cells[5] ?? '',
+        /^(met \(.+\)|\*\*missed\*\* by \d+ (%|MiB)|\(not a target\)) \|$/,
+        `figure ${id}: verdict`,
+      );
+    }
+    // the day stored something, and the restore was checked (baton verify --deep ran in the bench)
+    const growth = /\| B2 \| [^|]+ \| \*\*([\d,]+) B/.exec(md);
+    assert.ok(growth && Number(growth[1]?.replaceAll(',', '')) > 0, 'the 1 % day grew the bucket');
+    // the run cleaned up after itself
+    assert.deepEqual((await readdir(dir)).sort(), ['RESULTS-offsite.md']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
