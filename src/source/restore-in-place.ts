@@ -16,7 +16,7 @@ import { LinkRestore, openGeneration, restoreGeneration, scanManifest } from '..
 import { describeProblems, readGenerationMeta, verifyGeneration } from '../generation/verify.js';
 import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
 import { startApp } from './start-app.js';
-import { dropRacyFiles, racyCutoffMs } from './collect.js';
+import { COARSE_RACY_MARGIN_MS, dropRacyFiles, racyCutoffMs } from './collect.js';
 import { sourceState } from './state.js';
 
 const STEP = 'source restore';
@@ -300,7 +300,8 @@ async function restoreLocked(
     // a file rewritten with the same size within the same timestamp tick after this copy would
     // look unchanged to the pass while the app is down: drop the racily clean copies (the pre-pass's
     // rule), so that pass copies them again
-    await dropRacyFiles(safetyDir, racyCutoffMs(liveCopyStartedMs), opts.signal);
+    // (the wide whole-second window: a restore is rare and its downtime is not tuned)
+    await dropRacyFiles(safetyDir, racyCutoffMs(liveCopyStartedMs, COARSE_RACY_MARGIN_MS), opts.signal);
     if (opts.signal?.aborted)
       throw new JobError('interrupted before the app was stopped', { step: 'stop-app' });
 
