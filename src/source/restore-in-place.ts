@@ -16,7 +16,7 @@ import { LinkRestore, openGeneration, restoreGeneration, scanManifest } from '..
 import { describeProblems, readGenerationMeta, verifyGeneration } from '../generation/verify.js';
 import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
 import { startApp } from './start-app.js';
-import { dropRacyFiles, racyCutoffMs, racyMarginMs } from './collect.js';
+import { COARSE_RACY_MARGIN_MS, dropRacyFiles, racyCutoffMs } from './collect.js';
 import { sourceState } from './state.js';
 
 const STEP = 'source restore';
@@ -295,13 +295,13 @@ async function restoreLocked(
     const safetyDir = await uniqueSafetyDir(state.root, opts.now());
     const present = plans.filter((p) => p.before !== 'missing').map((p) => p.path);
     log.info({ step: 'safety-copy', safetyDir }, 'copying the current data aside');
-    const racyMargin = await racyMarginMs(present);
     const liveCopyStartedMs = Date.now();
     await rsyncSafetyCopy(present, safetyDir, opts.signal);
     // a file rewritten with the same size within the same timestamp tick after this copy would
     // look unchanged to the pass while the app is down: drop the racily clean copies (the pre-pass's
     // rule), so that pass copies them again
-    await dropRacyFiles(safetyDir, racyCutoffMs(liveCopyStartedMs, racyMargin), opts.signal);
+    // (the wide whole-second window: a restore is rare and its downtime is not tuned)
+    await dropRacyFiles(safetyDir, racyCutoffMs(liveCopyStartedMs, COARSE_RACY_MARGIN_MS), opts.signal);
     if (opts.signal?.aborted)
       throw new JobError('interrupted before the app was stopped', { step: 'stop-app' });
 

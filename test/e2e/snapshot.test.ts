@@ -232,6 +232,23 @@ test('SIGKILL between the snapshot and the start: `source recover` starts the ap
   await sha256sumCheck(await newest(s));
 });
 
+test('SIGKILL while the app is down and the snapshot helper waits: no snapshot is ever made, recover ends the helper, starts the app and clears the record', async (t) => {
+  if (skipped(t)) return;
+  const r = await backup(s.config, { BATON_CRASH_AT: 'app-stopped' });
+  assert.equal(r.signal ?? r.code, 'SIGKILL', show(r));
+  assert.ok(!s.app.isRunning(), 'the killed run left the app stopped');
+  // the intent was recorded before the stop; the helper (its stdin closed with baton) made nothing
+  assert.ok(existsSync(join(s.state, 'snapshots.json')), 'the snapshot intent is recorded');
+  await sleep(500);
+  assert.deepEqual(await subvolumesUnder(s.state), [], 'no snapshot was made after baton died');
+  const rec = await runBaton(['source', 'recover', '--config', s.config]);
+  assert.equal(rec.code, 0, show(rec));
+  assert.ok(s.app.isRunning(), 'recover started the app');
+  await noSnapshotLeft(s);
+  const left = await sh(`ps -eo args | grep -c '[B]TRFS_IOC\\|[S]NAP_CREATE_V2' || true`);
+  assert.equal(left.out.trim(), '0', 'no snapshot helper is left running');
+});
+
 test('a snapshot that cannot be created: the app is started again, the run fails with a record and an alert mail, nothing left', async (t) => {
   if (skipped(t)) return;
   // the stop command puts a file where the snapshot goes: btrfs refuses to create it there
