@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
-import { createLogger } from '../adapters/log.js';
+import { createLogger, errorLine, stderrIsJournal } from '../adapters/log.js';
 import { BatonError, ConfigError, ExitCode, oneLine } from '../errors.js';
 import { batonVersion } from '../version.js';
 import { NODE_FLAGS } from './node-flags.js';
@@ -42,8 +42,11 @@ Examples:
 /** The `CliContext` for the root's parsed global options. */
 export function contextOf(root: Root): CliContext {
   const o = root.opts();
+  const journal = stderrIsJournal(process.env.JOURNAL_STREAM);
   return {
-    log: createLogger({ format: o.logFormat === 'json' ? 'json' : 'text', level: o.logLevel }),
+    log: createLogger({ format: o.logFormat === 'json' ? 'json' : 'text', level: o.logLevel, journal }),
+    journal,
+    logFormat: o.logFormat === 'json' ? 'json' : 'text',
     interactive: process.stderr.isTTY,
     now: clockFrom(process.env.BATON_NOW),
   };
@@ -80,8 +83,9 @@ export async function runAction(root: Root, body: (ctx: CliContext) => Promise<u
 
 export function reportError(ctx: CliContext | undefined, err: unknown): number {
   if (err instanceof BatonError) {
-    ctx?.log.error({ step: err.step, exitCode: err.exitCode }, err.message.split('\n')[0] ?? '');
-    process.stderr.write(`baton: ${oneLine(err)}\n`);
+    // Printed once: the `baton:` line in text (the log line said the same), the log record in json.
+    if (ctx?.logFormat === 'json') ctx.log.error({ step: err.step, exitCode: err.exitCode }, oneLine(err));
+    else process.stderr.write(errorLine(oneLine(err), ctx?.journal ?? false));
     return err.exitCode;
   }
   if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : ExitCode.usage;

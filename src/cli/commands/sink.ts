@@ -1,3 +1,4 @@
+import { errorLine } from '../../adapters/log.js';
 import { Argument, Option } from '@commander-js/extra-typings';
 import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 import { loadSinkConfig } from '../../config/load.js';
@@ -79,7 +80,10 @@ Exit codes: 0 all sources ok, 1 a source failed (alert sent; nothing acked or pr
         const failed = outcomes.filter((o) => !o.ok);
         if (failed.length) {
           process.stderr.write(
-            `baton: sink pull ${stream}: ${failed.length} of ${outcomes.length} source(s) failed: ${failed.map((o) => `${o.source}: ${(o.error ?? '').split('\n')[0] ?? ''}`).join('; ')}\n`,
+            errorLine(
+              `sink pull ${stream}: ${failed.length} of ${outcomes.length} source(s) failed: ${failed.map((o) => `${o.source}: ${o.error ?? ''}`).join('; ')}`,
+              ctx.journal ?? false,
+            ),
           );
         }
         return pullExitCode(outcomes);
