@@ -47,7 +47,8 @@ export function contextOf(root: Root): CliContext {
     log: createLogger({ format: o.logFormat === 'json' ? 'json' : 'text', level: o.logLevel, journal }),
     journal,
     logFormat: o.logFormat === 'json' ? 'json' : 'text',
-    interactive: process.stderr.isTTY,
+    // a progress bar redraws its line: not on a dumb terminal
+    interactive: process.stderr.isTTY && process.env.TERM !== 'dumb',
     now: clockFrom(process.env.BATON_NOW),
   };
 }
