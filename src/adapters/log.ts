@@ -1,6 +1,6 @@
-import { pino, type Logger as PinoLogger } from 'pino';
+import { pino, stdTimeFunctions, type Logger as PinoLogger } from 'pino';
 import { Writable } from 'node:stream';
-import { writeSync } from 'node:fs';
+import { fstatSync, writeSync } from 'node:fs';
 
 export type Logger = PinoLogger;
 export type LogFormat = 'text' | 'json';
@@ -8,33 +8,77 @@ export type LogFormat = 'text' | 'json';
 // Keys whose values never reach a log line (SMTP passwords, URLs with credentials).
 const REDACT = ['password', 'pass', '*.password', '*.pass', 'auth', '*.auth', 'smtp.auth'];
 
-const LEVEL_NAMES: Record<number, string> = {
-  10: 'TRACE',
-  20: 'DEBUG',
-  30: 'INFO',
-  40: 'WARN',
-  50: 'ERROR',
-  60: 'FATAL',
-};
+/** sd-daemon(3) priority prefixes, for a stderr that is the journal's stream. */
+const JOURNAL_PRIORITY: Record<string, number> = { trace: 7, debug: 7, info: 6, warn: 4, error: 3, fatal: 2 };
 
-/** pino JSON line → `2026-11-28T06:19:22.123Z INFO  collect: message key=value`. */
-export function formatTextLine(line: string): string {
+/** Control characters (a newline above all) shown escaped: one log line is one line. */
+function escapeControls(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) =>
+    c === '\n'
+      ? '\\n'
+      : c === '\r'
+        ? '\\r'
+        : c === '\t'
+          ? '\\t'
+          : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+
+/**
+ * pino JSON line → `2026-11-28T06:19:22.123Z INFO  collect: message key=value`, one line whatever
+ * the message holds; under the journal (`journal`) `<6>INFO  collect: …`, no timestamp (journald
+ * stamps each line itself).
+ */
+export function formatTextLine(line: string, journal = false): string {
   let rec: Record<string, unknown>;
   try {
     rec = JSON.parse(line) as Record<string, unknown>;
   } catch {
-    return line;
+    return `${escapeControls(line)}\n`;
   }
   const { level, time, msg, step, ...rest } = rec;
   delete rest.pid;
   delete rest.hostname;
-  const lvl = (typeof level === 'number' ? (LEVEL_NAMES[level] ?? String(level)) : 'INFO').padEnd(5);
-  const ts = typeof time === 'number' ? new Date(time).toISOString() : '';
+  const name = typeof level === 'string' ? level : 'info';
+  const lvl = name.toUpperCase().padEnd(5);
   const kv = Object.entries(rest)
-    .map(([k, v]) => `${k}=${typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v)}`)
+    .map(
+      ([k, v]) =>
+        // eslint-disable-next-line no-control-regex
+        `${k}=${typeof v === 'string' && /^[^\s"\\\u0000-\u001f]*$/.test(v) ? v : JSON.stringify(v)}`,
+    )
     .join(' ');
-  const stepText = typeof step === 'string' ? `${step}: ` : '';
-  return `${ts} ${lvl} ${stepText}${typeof msg === 'string' ? msg : ''}${kv ? `  ${kv}` : ''}\n`;
+  const stepText = typeof step === 'string' ? `${escapeControls(step)}: ` : '';
+  const body = `${lvl} ${stepText}${typeof msg === 'string' ? escapeControls(msg) : ''}${kv ? `  ${kv}` : ''}`;
+  if (journal) return `<${JOURNAL_PRIORITY[name] ?? 6}>${body}\n`;
+  const ts = typeof time === 'string' ? time : '';
+  return `${ts} ${body}\n`;
+}
+
+/**
+ * Whether stderr is connected to the journal: `JOURNAL_STREAM` (`device:inode`, set by systemd)
+ * names the very file descriptor 2 points at (a child's stderr redirected elsewhere does not count).
+ */
+export function stderrIsJournal(journalStream: string | undefined, fd = 2): boolean {
+  if (journalStream === undefined || journalStream === '') return false;
+  const [dev, ino] = journalStream.split(':');
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    return String(st.dev) === dev && String(st.ino) === ino;
+  } catch {
+    return false;
+  }
+}
+
+/** The `baton: …` line for an error, one line (newlines shown as `; `), `<3>`-prefixed for the journal. */
+export function errorLine(message: string, journal: boolean): string {
+  const one = message
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .join('; ');
+  return `${journal ? '<3>' : ''}baton: ${escapeControls(one)}\n`;
 }
 
 // The last lines logged, for failure mails ("what happened just before").
@@ -47,7 +91,13 @@ export function recentLogLines(): string[] {
 }
 
 /** A synchronous logger to stderr (no worker threads: nothing is lost when the process exits). */
-export function createLogger(opts: { format: LogFormat; level?: string; fd?: number }): Logger {
+export function createLogger(opts: {
+  format: LogFormat;
+  level?: string;
+  fd?: number;
+  /** stderr is the journal's: sd-daemon `<N>` prefixes, no own timestamp (text format) */
+  journal?: boolean;
+}): Logger {
   const fd = opts.fd ?? 2;
   const dest = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -63,7 +113,7 @@ export function createLogger(opts: { format: LogFormat; level?: string; fd?: num
           : text
               .split('\n')
               .filter((l) => l.length > 0)
-              .map(formatTextLine)
+              .map((l) => formatTextLine(l, opts.journal === true))
               .join('');
       try {
         writeSync(fd, out);
@@ -78,6 +128,9 @@ export function createLogger(opts: { format: LogFormat; level?: string; fd?: num
       level: opts.level ?? 'info',
       base: { pid: process.pid },
       redact: { paths: REDACT, censor: '[secret]' },
+      // level names and ISO times, for `--log-format json` and the text formatter alike
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: stdTimeFunctions.isoTime,
     },
     dest,
   );

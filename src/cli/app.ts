@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
-import { createLogger } from '../adapters/log.js';
-import { BatonError, ConfigError, ExitCode, oneLine, singleLine } from '../errors.js';
+import { createLogger, errorLine, stderrIsJournal } from '../adapters/log.js';
+import { BatonError, ConfigError, ExitCode, oneLine } from '../errors.js';
 import { batonVersion } from '../version.js';
 import { NODE_FLAGS } from './node-flags.js';
 import type { CliContext } from './context.js';
@@ -42,9 +42,13 @@ Examples:
 /** The `CliContext` for the root's parsed global options. */
 export function contextOf(root: Root): CliContext {
   const o = root.opts();
+  const journal = stderrIsJournal(process.env.JOURNAL_STREAM);
   return {
-    log: createLogger({ format: o.logFormat === 'json' ? 'json' : 'text', level: o.logLevel }),
-    interactive: process.stderr.isTTY,
+    log: createLogger({ format: o.logFormat === 'json' ? 'json' : 'text', level: o.logLevel, journal }),
+    journal,
+    logFormat: o.logFormat === 'json' ? 'json' : 'text',
+    // a progress bar redraws its line: not on a dumb terminal
+    interactive: process.stderr.isTTY && process.env.TERM !== 'dumb',
     now: clockFrom(process.env.BATON_NOW),
   };
 }
@@ -80,8 +84,9 @@ export async function runAction(root: Root, body: (ctx: CliContext) => Promise<u
 
 export function reportError(ctx: CliContext | undefined, err: unknown): number {
   if (err instanceof BatonError) {
-    ctx?.log.error({ step: err.step, exitCode: err.exitCode }, singleLine(err.message));
-    process.stderr.write(`baton: ${singleLine(oneLine(err))}\n`);
+    // Printed once: the `baton:` line in text (the log line said the same), the log record in json.
+    if (ctx?.logFormat === 'json') ctx.log.error({ step: err.step, exitCode: err.exitCode }, oneLine(err));
+    else process.stderr.write(errorLine(oneLine(err), ctx?.journal ?? false));
     return err.exitCode;
   }
   if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : ExitCode.usage;

@@ -18,7 +18,9 @@ export async function startApp(
   const deadline = Date.now() + app.startTimeout;
   let lastProblem = '';
   for (let attempt = 1; attempt <= 2 && Date.now() < deadline; attempt++) {
-    log.info({ step: 'start-app', command: describeCommand(app.start), attempt }, 'starting the app');
+    // the script itself (often many lines) at debug: it is config, not news
+    log.debug({ step: 'start-app', command: describeCommand(app.start) }, 'start command');
+    log.info({ step: 'start-app', attempt }, 'starting the app');
     const r = await runProcess(app.start, {
       timeoutMs: Math.max(1000, deadline - Date.now()),
       killGraceMs: 3000,

@@ -34,7 +34,8 @@ export async function clearAppStoppedRecord(file: string): Promise<void> {
 
 /** Step 1.a: runs `app.stop`, bounded by `stopTimeout` (the whole process group is killed). */
 export async function stopApp(app: SourceConfig['app'], log: Logger): Promise<number> {
-  log.info({ step: 'stop-app', command: describeCommand(app.stop) }, 'stopping the app');
+  log.debug({ step: 'stop-app', command: describeCommand(app.stop) }, 'stop command');
+  log.info({ step: 'stop-app' }, 'stopping the app');
   const r = await runProcess(app.stop, { timeoutMs: app.stopTimeout, killGraceMs: 3000 });
   if (r.code !== 0 || r.timedOut) {
     throw new JobError(`stop command \`${describeCommand(app.stop)}\` failed: ${describeExit(r)}`, {

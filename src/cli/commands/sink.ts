@@ -1,8 +1,9 @@
+import { errorLine } from '../../adapters/log.js';
 import { Argument, Option } from '@commander-js/extra-typings';
 import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 import { loadSinkConfig } from '../../config/load.js';
 import { runSinkPull, type StreamOutcome } from '../../sink/run-pull.js';
-import { ExitCode, singleLine } from '../../errors.js';
+import { ExitCode } from '../../errors.js';
 import { pushAfterPull } from '../../offsite/after-pull.js';
 import { checkOffsiteLag } from '../../sink/check-offsite-lag.js';
 import { formatPruneResults, runSinkPrune } from '../../sink/prune.js';
@@ -132,7 +133,10 @@ Exit codes: 0 all sources ok, 1 a source failed (alert sent; nothing acked or pr
         const failed = outcomes.filter((o) => !o.ok);
         if (failed.length) {
           process.stderr.write(
-            `baton: sink pull ${stream}: ${failed.length} of ${outcomes.length} source(s) failed: ${failed.map((o) => `${o.source}: ${singleLine(o.error ?? '')}`).join('; ')}\n`,
+            errorLine(
+              `sink pull ${stream}: ${failed.length} of ${outcomes.length} source(s) failed: ${failed.map((o) => `${o.source}: ${o.error ?? ''}`).join('; ')}`,
+              ctx.journal ?? false,
+            ),
           );
         }
         return pullExitCode(outcomes);

@@ -1,3 +1,4 @@
+import { colorEnabled } from '../../core/color.js';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
@@ -64,7 +65,7 @@ earlier run when that is unset), a failed or unreadable last run; 2 config or us
         process.stdout.write(
           opts.json
             ? `${JSON.stringify(report, null, 2)}\n`
-            : renderStatus(report, { color: process.stdout.isTTY }),
+            : renderStatus(report, { color: colorEnabled(process.env, process.stdout.isTTY) }),
         );
         if (report.ok) return ExitCode.ok;
         const [first] = report.problems;
