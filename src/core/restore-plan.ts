@@ -86,15 +86,25 @@ export interface ReplacedPath {
 /**
  * The argv lists that undo an in-place restore from its safety copy (run with the app stopped):
  * directories are synced back with --delete, other paths copied back, paths that did not exist
- * before removed.
+ * before removed. `--modify-window=-1`: rsync's quick check compares whole seconds by default, so a
+ * file of the same size changed within the same second as its restored version would be skipped
+ * and keep the restored content.
  */
 export function undoCommands(safetyDir: string, paths: readonly ReplacedPath[]): string[][] {
   const base = safetyDir.replace(/\/+$/, '');
   return paths.map((p) => {
     if (p.before === 'missing') return ['rm', '-rf', '--', p.path];
     if (p.before === 'dir')
-      return ['rsync', '-aH', '--delete', '--numeric-ids', `${base}${p.path}/`, `${p.path}/`];
-    return ['rsync', '-aH', '--numeric-ids', `${base}${p.path}`, p.path];
+      return [
+        'rsync',
+        '-aH',
+        '--modify-window=-1',
+        '--delete',
+        '--numeric-ids',
+        `${base}${p.path}/`,
+        `${p.path}/`,
+      ];
+    return ['rsync', '-aH', '--modify-window=-1', '--numeric-ids', `${base}${p.path}`, p.path];
   });
 }
 

@@ -16,6 +16,7 @@ import { LinkRestore, openGeneration, restoreGeneration, scanManifest } from '..
 import { describeProblems, readGenerationMeta, verifyGeneration } from '../generation/verify.js';
 import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
 import { startApp } from './start-app.js';
+import { dropRacyFiles, racyCutoffMs } from './collect.js';
 import { sourceState } from './state.js';
 
 const STEP = 'source restore';
@@ -134,11 +135,13 @@ async function rsyncSafetyCopy(
   signal?: AbortSignal,
 ): Promise<void> {
   if (paths.length === 0) return;
-  // -H: the data's hard links are kept in the safety copy too
+  // -H: the data's hard links are kept in the safety copy too. --modify-window=-1: the pass while
+  // the app is down must not skip a file changed within the same second as the live pass's copy.
   const argv = [
     'rsync',
     '-a',
     '-H',
+    '--modify-window=-1',
     '--relative',
     '--numeric-ids',
     '--delete',
@@ -292,7 +295,12 @@ async function restoreLocked(
     const safetyDir = await uniqueSafetyDir(state.root, opts.now());
     const present = plans.filter((p) => p.before !== 'missing').map((p) => p.path);
     log.info({ step: 'safety-copy', safetyDir }, 'copying the current data aside');
+    const liveCopyStartedMs = Date.now();
     await rsyncSafetyCopy(present, safetyDir, opts.signal);
+    // a file rewritten with the same size within the same timestamp tick after this copy would
+    // look unchanged to the pass while the app is down: drop the racily clean copies (the pre-pass's
+    // rule), so that pass copies them again
+    await dropRacyFiles(safetyDir, racyCutoffMs(liveCopyStartedMs), opts.signal);
     if (opts.signal?.aborted)
       throw new JobError('interrupted before the app was stopped', { step: 'stop-app' });
 

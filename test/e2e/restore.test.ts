@@ -463,7 +463,10 @@ test(
     const safety = join(state, 'restore-safety', stamp);
     assert.equal(await readFile(join(safety, rel(tricky), 'added.txt'), 'utf8'), 'added after the backup\n');
     assert.equal(await readFile(join(safety, rel(app.dataDir), 'extra.txt'), 'utf8'), 'new app data\n');
-    assert.match(r.stdout, new RegExp(`rsync -aH --delete --numeric-ids ${safety}${tricky}/ ${tricky}/`));
+    assert.match(
+      r.stdout,
+      new RegExp(`rsync -aH --modify-window=-1 --delete --numeric-ids ${safety}${tricky}/ ${tricky}/`),
+    );
     // no work dirs left next to the data paths
     assert.deepEqual((await readdir(join(root, 'src'))).sort(), ['tricky']);
     assert.deepEqual(

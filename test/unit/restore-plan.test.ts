@@ -116,6 +116,7 @@ test('undoCommands: directories synced back with --delete, files copied back, ne
       [
         'rsync',
         '-aH',
+        '--modify-window=-1',
         '--delete',
         '--numeric-ids',
         '/var/lib/baton/state/restore-safety/2026-11-28T061922Z/srv/shop/data/',
@@ -124,6 +125,7 @@ test('undoCommands: directories synced back with --delete, files copied back, ne
       [
         'rsync',
         '-aH',
+        '--modify-window=-1',
         '--numeric-ids',
         '/var/lib/baton/state/restore-safety/2026-11-28T061922Z/etc/shop.conf',
         '/etc/shop.conf',
