@@ -5,13 +5,14 @@
 # (systemd-analyze verify for the generated units), chromium (the HTML report's screenshot),
 # time (/usr/bin/time -v for the benchmark's peak memory), xfsprogs (mkfs.xfs for the reflink tests),
 # btrfs-progs (snapshot collection on btrfs loop images), age (by-hand decryption of offsite objects),
+# man-db (`man baton` from the installed .deb) and fish (its completion script),
 # and every other rsync version Debian offers (e.g. 3.2.7 beside 3.5.0), unpacked side by side into
 # $BATON_TEST_CACHE/rsync-<version>/ (default /var/cache/baton-test) for the gate's e2e tests
 # (test/helpers/rsync-versions.ts); a version that cannot be fetched is reported as SKIP, not an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=(rsync openssh-server openssh-client python3)
-if [ "${1:-}" = "--test" ]; then need+=(systemd chromium time xfsprogs btrfs-progs age); fi
+if [ "${1:-}" = "--test" ]; then need+=(systemd chromium time xfsprogs btrfs-progs age man-db fish); fi
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { buildInfo } from './build-info.js';
 
 /**
  * The package's version from its package.json: one level up from src/version.ts and dist/version.js,
@@ -19,4 +20,5 @@ function readVersion(): string {
   return '0.0.0';
 }
 
-export const batonVersion: string = readVersion();
+/** The bundle carries its version (build-info.ts); tsc's dist/ and tsx read package.json. */
+export const batonVersion: string = buildInfo?.version ?? readVersion();

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { buildInfo } from '../build-info.js';
 import { ConfigError, JobError } from '../errors.js';
 import { describeValue, explainIssue, formatProblems, type ConfigProblem } from './explain.js';
 import { sinkSchema, sourceSchema, type ConfigKind, type SinkConfig, type SourceConfig } from './schema.js';
@@ -113,6 +114,8 @@ export function exampleConfigFile(kind: ConfigKind): string {
 
 /** The commented example config of a kind (`baton config example`). */
 export async function readExampleConfig(kind: ConfigKind): Promise<string> {
+  const embedded = buildInfo?.examples[kind];
+  if (embedded !== undefined) return embedded;
   const file = exampleConfigFile(kind);
   try {
     return await readFile(file, 'utf8');

@@ -139,6 +139,11 @@ After=network-online.target
 Type=oneshot
 ExecStart=${systemdJoin([...o.baton, 'sink', 'pull', stream, '--config', o.configFile])}
 SyslogIdentifier=baton-sink
+# A pull is background work on the backup server (nothing waits on it, no app is down meanwhile):
+# lowest CPU and I/O priority, so restores, status and the host's other work go first.
+# (Not on the source backup: the app is down while it collects, and its start command inherits this.)
+Nice=10
+IOSchedulingClass=idle
 # The sink runs only ssh, rsync and mail: it needs to write its store and state, nothing in /usr or /etc.
 # (No NoNewPrivileges: alerts.mail.sendmail may hand over to a setgid postdrop.)
 ProtectSystem=full

@@ -39,7 +39,7 @@ const rows: Array<[string, string[], string[]]> = [
   ['baton sink pull l<TAB> -> logs', ['baton', 'sink', 'pull', 'l'], ['logs']],
   ['baton s<TAB> -> the commands starting with s', ['baton', 's'], ['source', 'sink', 'status']],
   ['baton install <TAB> -> the kinds', ['baton', 'install', ''], ['source', 'sink']],
-  ['baton completion <TAB> -> the shells', ['baton', 'completion', ''], ['bash', 'zsh']],
+  ['baton completion <TAB> -> the shells', ['baton', 'completion', ''], ['bash', 'zsh', 'fish']],
   [
     'options and their values before the stream are skipped',
     ['baton', '--log-format', 'json', 'sink', 'pull', '--config', '/etc/baton/sink.yaml', ''],
@@ -95,4 +95,42 @@ t baton --log-format json install ''
     '(files)',
     'source sink',
   ]);
+});
+
+test('fish: the script loads and offers the same words', async (t) => {
+  const which = await runProcess(['sh', '-c', 'command -v fish'], { timeoutMs: 10_000 });
+  if (which.code !== 0) {
+    if (process.env.CI === 'true') assert.fail('fish is not installed (scripts/setup.sh --test installs it)');
+    const reason = 'fish not installed (Debian package "fish")';
+    process.stderr.write(`SKIP ${t.name}: ${reason}\n`);
+    t.skip(reason);
+    return;
+  }
+  const cases: Array<[string, string[]]> = [
+    ['baton sink pull ', ['data', 'logs']],
+    ['baton s', ['sink', 'source', 'status']],
+    ['baton --log-format json install ', ['sink', 'source']],
+    ['baton sink pull --config /etc/x ', ['data', 'logs']],
+    ['baton sink pull data ', []],
+    ['baton sink pull --', ['--config', '--help', '--json', '--log-format', '--log-level', '--source']],
+    ['baton --log-level ', ['debug', 'error', 'info', 'warn']],
+  ];
+  const script = [
+    `${q(process.execPath)} ${q(BATON_MAIN)} completion fish | source`,
+    ...cases.map(([line]) => `complete -C ${q(line)}; echo '==='`),
+  ].join('\n');
+  const r = await runProcess(['fish', '--no-config', '-c', script], {
+    timeoutMs: 30_000,
+    captureStdout: true,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  const answers = r.stdout.split('===\n').slice(0, cases.length);
+  cases.forEach(([line, expected], i) => {
+    const words = (answers[i] ?? '')
+      .split('\n')
+      .filter((w) => w !== '')
+      .map((w) => w.split('\t')[0] ?? '');
+    assert.deepEqual(words.sort(), expected, line);
+  });
 });

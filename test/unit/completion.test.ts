@@ -69,7 +69,7 @@ describe('completionTree', () => {
       ['gate', ['data', 'logs']],
       ['install', ['source', 'sink']],
       ['config check', ['source', 'sink']],
-      ['completion', ['bash', 'zsh']],
+      ['completion', ['bash', 'zsh', 'fish']],
     ] as const) {
       assert.deepEqual(byPath(tree, path)?.args[0], { kind: 'choices', choices }, path);
     }

@@ -258,7 +258,7 @@ describe('planInstall source', () => {
     );
     assert.match(service, /^KillMode=process$/m);
     assert.match(service, /^TimeoutStopSec=240s$/m, 'startTimeout 3m + 60s');
-    assert.doesNotMatch(service, /^(NoNewPrivileges|PrivateTmp|ProtectSystem)=/m);
+    assert.doesNotMatch(service, /^(NoNewPrivileges|PrivateTmp|ProtectSystem|Nice|IOSchedulingClass)=/m);
     const timer = f.get('/etc/systemd/system/baton-source-backup.timer')?.content ?? '';
     assert.match(timer, /^OnCalendar=\*-\*-\* 02:15:00$/m);
     assert.match(timer, /^Persistent=true$/m);
@@ -573,6 +573,12 @@ describe('planInstall sink', () => {
       f.get('/etc/systemd/system/baton-sink-pull-logs.service')?.content ?? '',
       /^ExecStart=\/usr\/bin\/baton sink pull logs --config \/etc\/baton\/sink\.yaml$/m,
     );
+    // background priority for the pulls (issue 15), never for the source backup (app down meanwhile)
+    for (const stream of ['data', 'logs']) {
+      const service = f.get(`/etc/systemd/system/baton-sink-pull-${stream}.service`)?.content ?? '';
+      assert.match(service, /^Nice=10$/m);
+      assert.match(service, /^IOSchedulingClass=idle$/m);
+    }
   });
 
   test('store marker made by hand (empty, 0600, not root) -> left alone; a directory there -> JobError', () => {
