@@ -33,6 +33,7 @@ const age = (s: number) => formatAge(s * 1000);
 
 function streamState(s: StreamReport, c: Colors): Cell {
   if (s.stale) return cell(s.stale.reason === 'no-new-generation' ? 'STALE' : 'OVERDUE', c.red);
+  if (s.waiting !== undefined) return cell('waiting', c.yellow);
   if (s.newest === null) return cell('empty', c.yellow);
   return cell('ok', c.green);
 }

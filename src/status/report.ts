@@ -62,6 +62,8 @@ export interface StreamReport {
   /** the newest generation in any of this host's stores */
   newest: { id: string; ageSeconds: number } | null;
   stale: StaleReport | null;
+  /** sink: set while the source is outside its `window:` (pulls skip it; not a problem) */
+  waiting?: string;
 }
 
 export interface RunReport {

@@ -3,6 +3,7 @@ import type { SinkConfig, SourceConfig, StreamName } from '../config/schema.js';
 import { formatDuration } from '../core/duration.js';
 import { isGenerationId } from '../generation/names.js';
 import { sinkRunRecordSchema, sourceRunRecordSchema } from '../core/run-record.js';
+import { outsideWindow } from '../sink/pull-schedule.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import { readStoreContents, type StoreGeneration } from '../generation/list.js';
@@ -342,6 +343,8 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
         newest: newestOf([store], now, config.limits.futureSkew),
         stale,
       };
+      const waiting = outsideWindow(src, now);
+      if (waiting !== undefined) r.waiting = waiting;
       problems.push(...futureProblems([store], { source: src.name, stream }, now, config.limits.futureSkew));
       streams.push(r);
       recoveryPoints.push(...storePoints(r, `the ${stream} stream of ${src.name}`));
