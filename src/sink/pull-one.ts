@@ -134,6 +134,7 @@ function planPull(g: HandoverGeneration, stored: readonly StoredGeneration[], ct
       progress: ctx.progress,
       signal: ctx.deadline,
       minThroughput: { bytes: limits.minThroughput.bytes, windowMs: limits.minThroughput.window },
+      bwlimitBytes: ctx.src.bwlimit,
     },
   };
 }

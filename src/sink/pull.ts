@@ -33,6 +33,8 @@ export interface PullInput {
   progress?: boolean;
   /** hashes files as rsync completes them (the tree phase only) */
   early?: EarlyHashes;
+  /** rsync `--bwlimit` (the source's `bwlimit:`), bytes per second; passed in KiB, at least 1 */
+  bwlimitBytes?: number | undefined;
   /** rsync `--max-size`: no file larger than this is written (the largest one the manifest declares) */
   maxFileBytes?: number | undefined;
   /** rsync is killed once it has read more than this (the source sends more than it declared) */
@@ -78,7 +80,7 @@ export const STORE_CHMOD = 'Fa-wt,Fug-s,Fu+r,Dgo-w,Dug-s,Da-t,Du+rwx';
 export function pullArgv(
   input: Pick<
     PullInput,
-    'transport' | 'id' | 'incoming' | 'linkDest' | 'ioTimeoutMs' | 'inplace' | 'maxFileBytes'
+    'transport' | 'id' | 'incoming' | 'linkDest' | 'ioTimeoutMs' | 'inplace' | 'maxFileBytes' | 'bwlimitBytes'
   >,
   headOnly = false,
 ): string[] {
@@ -104,6 +106,10 @@ export function pullArgv(
     `--timeout=${Math.max(1, Math.round(input.ioTimeoutMs / 1000))}`,
     // plain bytes; at least 1 (older rsyncs read 0 as "no limit")
     ...(input.maxFileBytes === undefined ? [] : [`--max-size=${Math.max(1, Math.ceil(input.maxFileBytes))}`]),
+    // KiB per second, rsync's unit on every version (a suffix is not understood by all)
+    ...(input.bwlimitBytes === undefined
+      ? []
+      : [`--bwlimit=${Math.max(1, Math.ceil(input.bwlimitBytes / 1024))}`]),
     // in place: a changed file keeps its cloned extents and only the differing blocks are written
     ...(input.inplace ? (headOnly ? [] : ['--inplace', '--no-whole-file']) : []),
     // never for the head: a manifest of the same size and second as the base's would be linked, not
@@ -138,6 +144,11 @@ async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> 
         }
       : (shown.onStdout ?? early?.onStdout);
   const [rsync, ...rest] = pullArgv(input, headOnly);
+  if (input.bwlimitBytes !== undefined)
+    input.log.info(
+      { step: 'pull', id: input.id, argv: [rsync, ...rest] },
+      `rsync limited to ${Math.max(1, Math.ceil(input.bwlimitBytes / 1024))} KiB/s (bwlimit)`,
+    );
   const quietMs = stallAfterMs(input.ioTimeoutMs);
   const watch = watchReads('rsync', {
     quietMs,

@@ -16,7 +16,7 @@ import { sinkPaths } from './state.js';
 export async function recordPullMetrics(
   config: SinkConfig,
   stream: StreamName,
-  outcomes: ReadonlyArray<{ source: string; ok: boolean; locked: boolean }>,
+  outcomes: ReadonlyArray<{ source: string; ok: boolean; locked: boolean; waiting?: string | undefined }>,
   now: Date,
   log: Logger,
 ): Promise<void> {
@@ -34,7 +34,8 @@ export async function recordPullMetrics(
       streams.push({
         source: src.name,
         stream,
-        ran: o !== undefined && !o.locked,
+        // a source outside its window did not run: its last success stays what it was
+        ran: o !== undefined && !o.locked && o.waiting === undefined,
         ok: o?.ok ?? false,
         durationSeconds: Math.max(0, finishedAt.getTime() - startedAt.getTime()) / 1000,
         finishedAt,

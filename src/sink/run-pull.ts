@@ -24,6 +24,7 @@ import { checkStaleStreams } from './check-stale.js';
 import { recordPullMetrics } from './record-metrics.js';
 import { checkStoreMarker } from './check-store.js';
 import { pullOne, type PullContext } from './pull-one.js';
+import { outsideWindow, schedulePulls } from './pull-schedule.js';
 
 export type TransportFactory = (
   src: SinkSourceConfig,
@@ -55,6 +56,8 @@ export interface StreamOutcome {
   quarantined: string[];
   /** things that did not fail the run but need a human (e.g. a suspicious size drop) */
   warnings: string[];
+  /** not pulled this run, and not a failure: outside the source's `window:` */
+  waiting?: string;
   error?: string;
 }
 
@@ -132,7 +135,10 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
   let outcomes: StreamOutcome[];
   try {
     outcomes = await Promise.race([
-      mapLimited(sources, config.parallel, (src) => pullSourceStream(config, src, opts, runAbort.signal)),
+      // started by priority, then the oldest last success; reported in the configured order
+      schedulePulls(config, sources, opts.stream, (order) =>
+        mapLimited(order, config.parallel, (src) => pullSourceStream(config, src, opts, runAbort.signal)),
+      ),
       crash.crashed,
     ]);
   } catch (e) {
@@ -240,6 +246,11 @@ async function pullSourceStream(
   const streamCfg = src.streams[stream];
   const out = emptyOutcome(src.name, stream);
   if (!streamCfg) return { ...out, ok: true };
+  const waiting = outsideWindow(src, opts.now());
+  if (waiting !== undefined) {
+    opts.log.info({ step: 'window', source: src.name, stream }, `${src.name}/${stream}: ${waiting}`);
+    return { ...out, ok: true, waiting };
+  }
   const paths = sinkPaths(config, src.name, stream);
   const log = opts.log.child({ source: src.name, stream });
   const startedAt = opts.now();

@@ -54,5 +54,6 @@ export function streamFlags(s: StreamReport): string[] {
 export function streamState(s: StreamReport): { text: string; bad: boolean } {
   const flags = streamFlags(s);
   if (flags.length > 0) return { text: flags.join(', '), bad: true };
+  if (s.waiting !== undefined) return { text: 'waiting', bad: false };
   return { text: s.newest === null ? 'empty' : 'ok', bad: false };
 }

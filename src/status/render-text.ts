@@ -34,7 +34,7 @@ const age = (s: number) => formatAge(s * 1000);
 
 function stateCell(s: StreamReport, c: Colors): Cell {
   const st = streamState(s);
-  return cell(st.text, st.bad ? c.red : st.text === 'empty' ? c.yellow : c.green);
+  return cell(st.text, st.bad ? c.red : st.text === 'empty' || st.text === 'waiting' ? c.yellow : c.green);
 }
 
 /**

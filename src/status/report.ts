@@ -64,6 +64,8 @@ export interface StreamReport {
   stale: StaleReport | null;
   /** how the last run for this stream ended (sink: its last pull; source: the last backup); null when none is recorded */
   lastRunOk: boolean | null;
+  /** sink: set while the source is outside its `window:` (pulls skip it; not a problem) */
+  waiting?: string;
   /** sink with `offsite:` configured: the offsite tier as the last push recorded it; null otherwise */
   offsite: OffsiteReport | null;
 }

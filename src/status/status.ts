@@ -10,6 +10,7 @@ import {
   type SinkRunRecord,
   type SourceRunRecord,
 } from '../core/run-record.js';
+import { outsideWindow } from '../sink/pull-schedule.js';
 import { DEFAULT_FUTURE_SKEW_MS, judgeOverdueHandovers, judgeStale } from '../core/stale.js';
 import { readJsonIfExists } from '../adapters/fsx.js';
 import { readStoreContents, type StoreGeneration } from '../generation/list.js';
@@ -436,6 +437,8 @@ export async function sinkStatus(config: SinkConfig, now: Date): Promise<StatusR
         lastRunOk: run?.ok ?? null,
         offsite: null,
       };
+      const waiting = outsideWindow(src, now);
+      if (waiting !== undefined) r.waiting = waiting;
       if (config.offsite !== undefined) {
         const o = await offsiteReport(config, src.name, stream, now);
         r.offsite = o.report;

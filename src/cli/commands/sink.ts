@@ -113,11 +113,13 @@ Exit codes: 0 all sources ok, 1 a source failed (alert sent; nothing acked or pr
           process.stdout.write(`${JSON.stringify(outcomes, null, 2)}\n`);
         } else {
           for (const o of outcomes) {
-            const what = o.ok
-              ? `ok: pulled ${o.pulled.length ? o.pulled.join(', ') : 'nothing new'}${o.pruned.length ? `; pruned ${o.pruned.join(', ')}` : ''}`
-              : o.locked
-                ? 'skipped: another run holds the lock'
-                : `FAILED: ${o.error ?? ''}`;
+            const what = o.waiting
+              ? `waiting: ${o.waiting}`
+              : o.ok
+                ? `ok: pulled ${o.pulled.length ? o.pulled.join(', ') : 'nothing new'}${o.pruned.length ? `; pruned ${o.pruned.join(', ')}` : ''}`
+                : o.locked
+                  ? 'skipped: another run holds the lock'
+                  : `FAILED: ${o.error ?? ''}`;
             process.stdout.write(`${o.source}/${o.stream}: ${what}\n`);
           }
         }
