@@ -98,7 +98,10 @@ function refuse(reason: string): GateRequest {
 // --no-whole-file`, `--link-dest=…`, `--info=progress2 --no-inc-recursive --no-h`, `--out-format=…`), the
 // server argv is, on both versions:
 //
-//   rsync --server --sender -l[H]tpre.[i]LsfxCIvu --timeout=N --numeric-ids [--inplace] . <id>/
+//   rsync --server --sender -l[H]tpre.[i]LsfxCIvu --timeout=N [--bwlimit=K] --numeric-ids [--inplace] . <id>/
+//
+// (`--bwlimit=K`, K KiB/s as a whole number, when the sink config sets the source's `bwlimit:`: the
+// sender paces what it writes, nothing more.)
 //
 // Everything else (--delete, --partial, --max-size, --chmod, --link-dest, filters, progress, out-format) acts
 // on the receiving side and never reaches the server argv; filter rules travel inside the protocol and
@@ -129,6 +132,9 @@ export const RSYNC_PULL_CAPABILITIES = 'iLsfxCIvu';
 /** Longest `--timeout` accepted, in seconds (a week): 0 (none) and absurd values are refused. */
 export const MAX_RSYNC_TIMEOUT_SECONDS = 7 * 24 * 3600;
 
+/** Highest `--bwlimit` accepted, in KiB/s (about 1 TiB/s): 0 would mean none, absurd values are refused. */
+export const MAX_RSYNC_BWLIMIT_KIB = 1024 ** 3;
+
 /** A read-only rsync pull of one generation, as parsed from the server argv. */
 export interface RsyncPullRequest {
   /** The allowed short option letters present, in the order of {@link RSYNC_PULL_SHORT_FLAGS}. */
@@ -137,6 +143,8 @@ export interface RsyncPullRequest {
   capabilities: string;
   /** `--timeout=N` (the sender's own I/O timeout), when sent. */
   timeoutSeconds: number | undefined;
+  /** `--bwlimit=K` (the sender paces its output to K KiB/s), when sent. */
+  bwlimitKiB?: number | undefined;
   /** `--numeric-ids`: uid/gid numbers only, no name lookups (baton always sends it). */
   numericIds: boolean;
   /** `--inplace` (storeMode reflink): changes how the receiver writes; the sender only learns of it. */
@@ -146,13 +154,14 @@ export interface RsyncPullRequest {
 }
 
 const TIMEOUT_OPTION = /^--timeout=([1-9][0-9]{0,9})$/;
+const BWLIMIT_OPTION = /^--bwlimit=([1-9][0-9]{0,12})$/;
 const SHORT_GROUP = /^-([A-Za-z]*)e\.([A-Za-z]*)$/;
 
 /**
  * Given the words after `rsync --server --sender ` (single-space separated), returns the pull they ask
  * for, or why it is refused. Accepted, exactly:
  *
- * `-<flags>e.<capabilities> [--timeout=N] [--numeric-ids] [--inplace] . <generation id>/`
+ * `-<flags>e.<capabilities> [--timeout=N] [--bwlimit=K] [--numeric-ids] [--inplace] . <generation id>/`
  *
  * with flags from {@link RSYNC_PULL_SHORT_FLAGS} and capabilities from {@link RSYNC_PULL_CAPABILITIES}
  * (each letter at most once), each long option at most once (any order), and one path: a valid
@@ -171,6 +180,7 @@ export function parseRsyncPull(rest: string): RsyncPullRequest | string {
   if (capabilities.error !== undefined) return capabilities.error;
 
   let timeoutSeconds: number | undefined;
+  let bwlimitKiB: number | undefined;
   let numericIds = false;
   let inplace = false;
   let i = 0;
@@ -182,6 +192,10 @@ export function parseRsyncPull(rest: string): RsyncPullRequest | string {
       const n = Number(timeout[1]);
       if (n > MAX_RSYNC_TIMEOUT_SECONDS) return `rsync pull: --timeout above ${MAX_RSYNC_TIMEOUT_SECONDS} s`;
       timeoutSeconds = n;
+    } else if (BWLIMIT_OPTION.test(word) && bwlimitKiB === undefined) {
+      const n = Number(BWLIMIT_OPTION.exec(word)?.[1]);
+      if (n > MAX_RSYNC_BWLIMIT_KIB) return `rsync pull: --bwlimit above ${MAX_RSYNC_BWLIMIT_KIB} KiB/s`;
+      bwlimitKiB = n;
     } else if (word === '--numeric-ids' && !numericIds) {
       numericIds = true;
     } else if (word === '--inplace' && !inplace) {
@@ -202,6 +216,7 @@ export function parseRsyncPull(rest: string): RsyncPullRequest | string {
     flags: flags.letters,
     capabilities: capabilities.letters,
     timeoutSeconds,
+    ...(bwlimitKiB === undefined ? {} : { bwlimitKiB }),
     numericIds,
     inplace,
     generation: id,
@@ -219,6 +234,7 @@ export function rsyncServerArgv(pull: RsyncPullRequest): string[] {
     '--sender',
     `-${pull.flags}e.${pull.capabilities}`,
     ...(pull.timeoutSeconds === undefined ? [] : [`--timeout=${pull.timeoutSeconds}`]),
+    ...(pull.bwlimitKiB === undefined ? [] : [`--bwlimit=${pull.bwlimitKiB}`]),
     ...(pull.numericIds ? ['--numeric-ids'] : []),
     ...(pull.inplace ? ['--inplace'] : []),
     '.',

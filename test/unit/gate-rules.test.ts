@@ -59,6 +59,11 @@ const allowed: Array<{ name: string; input: string; expected: GateRequest }> = [
     expected: pull({ capabilities: 'LsfxCIvu' }),
   },
   {
+    name: "baton's pull with the source's bwlimit (3.2.7 / 3.5.0 client: --bwlimit=KiB) -> rsync pull with bwlimitKiB",
+    input: `rsync --server --sender -lHtpre.iLsfxCIvu --timeout=60 --bwlimit=1024 --numeric-ids . ${ID}/`,
+    expected: pull({ flags: 'rltpH', timeoutSeconds: 60, bwlimitKiB: 1024 }),
+  },
+  {
     name: 'long options in another order and no timeout -> rsync pull',
     input: `rsync --server --sender -rlte. --inplace --numeric-ids . ${ID}/`,
     expected: pull({ flags: 'rlt', capabilities: '', timeoutSeconds: undefined, inplace: true }),
@@ -178,6 +183,11 @@ const refused: Array<{ name: string; input: string | undefined; reason: RegExp }
     ['--timeout=0 (none)', `-ltpre.iLsfxCIvu --timeout=0 . ${ID}/`, /--timeout=0/],
     ['--timeout above a week', `-ltpre.iLsfxCIvu --timeout=999999999 . ${ID}/`, /--timeout above/],
     ['--timeout twice', `-ltpre.iLsfxCIvu --timeout=5 --timeout=9 . ${ID}/`, /--timeout=9/],
+    ['--bwlimit=0 (none)', `-ltpre.iLsfxCIvu --bwlimit=0 . ${ID}/`, /--bwlimit=0/],
+    ['--bwlimit with a unit', `-ltpre.iLsfxCIvu --bwlimit=1M . ${ID}/`, /--bwlimit=1M/],
+    ['--bwlimit as two words', `-ltpre.iLsfxCIvu --bwlimit 1024 . ${ID}/`, /--bwlimit/],
+    ['--bwlimit above 1 TiB/s', `-ltpre.iLsfxCIvu --bwlimit=9999999999999 . ${ID}/`, /--bwlimit above/],
+    ['--bwlimit twice', `-ltpre.iLsfxCIvu --bwlimit=5 --bwlimit=9 . ${ID}/`, /--bwlimit=9/],
     ['--numeric-ids twice', `-ltpre.iLsfxCIvu --numeric-ids --numeric-ids . ${ID}/`, /--numeric-ids/],
     ['an option after the paths', `-ltpre.iLsfxCIvu . ${ID}/ --copy-links`, /exactly one path/],
     ['no "." before the path', `-ltpre.iLsfxCIvu ${ID}/`, /expected "\."/],
@@ -259,5 +269,15 @@ test('rsyncServerArgv of a parsed pull -> the same words, which parse to the sam
     '.',
     `${ID}/`,
   ]);
+  assert.deepEqual(parseGateRequest(`rsync ${argv.join(' ')}`), r);
+});
+
+test('rsyncServerArgv keeps a bwlimit, and the rebuilt words parse to the same pull', () => {
+  const r = parseGateRequest(
+    `rsync --server --sender -ltpre.iLsfxCIvu --bwlimit=512 --timeout=30 --numeric-ids . ${ID}/`,
+  );
+  assert.equal(r.kind, 'rsync');
+  const argv = rsyncServerArgv(r.kind === 'rsync' ? r.pull : PULLED);
+  assert.ok(argv.includes('--bwlimit=512'));
   assert.deepEqual(parseGateRequest(`rsync ${argv.join(' ')}`), r);
 });
