@@ -27,7 +27,8 @@ export const int = (n: number) => n.toLocaleString('en-US');
 // Running baton and the plain tools
 
 const logLineSchema = z.looseObject({
-  time: z.number(),
+  // `--log-format json` writes ISO times (epoch milliseconds before)
+  time: z.union([z.number(), z.iso.datetime({ offset: true }).transform((s) => Date.parse(s))]),
   msg: z.string().optional(),
   step: z.string().optional(),
 });
