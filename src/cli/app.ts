@@ -102,8 +102,15 @@ export const DEFAULT_CONFIG = { source: '/etc/baton/source.yaml', sink: '/etc/ba
 
 /**
  * argv that starts this baton again the way an installed one starts: node, its flags, the entry
- * script (dist/cli/main.js, bundled or not).
+ * script (dist/cli/main.js, bundled or not). In the split bundle this code sits in a chunk,
+ * dist/cli/chunks/*.js (scripts/bundle.mjs): the entry is then one level up.
  */
 export function cliArgv(): string[] {
-  return [process.execPath, ...NODE_FLAGS, fileURLToPath(new URL('./main.js', import.meta.url))];
+  return [process.execPath, ...NODE_FLAGS, cliEntry(import.meta.url)];
+}
+
+/** The entry script beside the module at `moduleUrl`: `main.js` in its dir, or above a `chunks/` dir. */
+export function cliEntry(moduleUrl: string): string {
+  const inChunk = new URL('.', moduleUrl).pathname.endsWith('/chunks/');
+  return fileURLToPath(new URL(inChunk ? '../main.js' : './main.js', moduleUrl));
 }
