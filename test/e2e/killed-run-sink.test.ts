@@ -157,9 +157,13 @@ async function killPullAt(pidFile: string): Promise<number> {
   for (let i = 0; i < 600 && !existsSync(pidFile); i++) await sleep(100);
   assert.ok(existsSync(pidFile), 'the pull reached the point');
   const child = Number((await readFile(pidFile, 'utf8')).trim());
-  const recorded = JSON.parse(await readFile(childrenFile(), 'utf8')) as {
-    children: Array<{ pgid: number }>;
-  };
+  // the record is written right after the spawn; the child may write its pid first (a loaded machine)
+  let recorded: { children: Array<{ pgid: number }> } = { children: [] };
+  for (let i = 0; i < 100 && !recorded.children.some((c) => c.pgid === pgrpOf(child)); i++) {
+    if (i > 0) await sleep(50);
+    if (existsSync(childrenFile()))
+      recorded = JSON.parse(await readFile(childrenFile(), 'utf8')) as typeof recorded;
+  }
   assert.ok(
     recorded.children.some((c) => c.pgid === pgrpOf(child)),
     `its process group is recorded: ${JSON.stringify(recorded)}`,
