@@ -90,6 +90,23 @@ export function recentLogLines(): string[] {
   return [...recent];
 }
 
+/** A line the terminal shows below the log (a progress bar): cleared before each log line, drawn again after. */
+export interface StatusLine {
+  clear(): void;
+  redraw(): void;
+}
+let statusLine: StatusLine | undefined;
+
+/** Sets the status line the log lines go above. */
+export function setStatusLine(line: StatusLine): void {
+  statusLine = line;
+}
+
+/** Ends `line` as the status line (a newer one set meanwhile stays). */
+export function endStatusLine(line: StatusLine): void {
+  if (statusLine === line) statusLine = undefined;
+}
+
 /** A synchronous logger to stderr (no worker threads: nothing is lost when the process exits). */
 export function createLogger(opts: {
   format: LogFormat;
@@ -116,7 +133,9 @@ export function createLogger(opts: {
               .map((l) => formatTextLine(l, opts.journal === true))
               .join('');
       try {
+        statusLine?.clear();
         writeSync(fd, out);
+        statusLine?.redraw();
       } catch {
         /* stderr closed: nothing better to do */
       }

@@ -1,4 +1,6 @@
+import { writeSync } from 'node:fs';
 import cliProgress from 'cli-progress';
+import { endStatusLine, setStatusLine, type StatusLine } from './log.js';
 
 /** A progress display on stderr; a no-op unless stderr is a terminal (cron logs stay clean). */
 export interface Progress {
@@ -17,10 +19,17 @@ export function createProgress(label: string, enabled: boolean): Progress {
       hideCursor: true,
       clearOnComplete: false,
       barsize: 30,
+      // drawn again after a log line cleared it, even when its text did not change
+      forceRedraw: true,
     },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
+  // log lines go above the bar: the bar's line is cleared first and the bar drawn again below them
+  const line: StatusLine = {
+    clear: () => writeSync(2, '\r\x1b[2K'),
+    redraw: () => bar.render(),
+  };
   return {
     update(done, total) {
       const mib = (n: number) => (n / 2 ** 20).toFixed(1);
@@ -28,12 +37,15 @@ export function createProgress(label: string, enabled: boolean): Progress {
       if (!started) {
         bar.start(t, done, { done: mib(done), all: mib(t) });
         started = true;
+        setStatusLine(line);
       }
       bar.setTotal(t);
       bar.update(done, { done: mib(done), all: mib(t) });
     },
     stop() {
-      if (started) bar.stop();
+      if (!started) return;
+      endStatusLine(line);
+      bar.stop();
     },
   };
 }

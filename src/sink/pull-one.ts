@@ -52,6 +52,8 @@ export interface PullContext {
     pruned: string[];
     quarantined: string[];
     warnings: string[];
+    pulledFiles?: number;
+    pulledBytes?: number;
   };
   /** set by a quarantine or a suspicious size drop: nothing is pruned for this stream for the rest of this run */
   retentionFrozen: boolean;
@@ -94,6 +96,8 @@ export async function pullOne(g: HandoverGeneration, ctx: PullContext): Promise<
   if (v === undefined) return;
   await checkAnomaly(g, v, ctx);
   await publish(g, ctx);
+  ctx.out.pulledFiles = (ctx.out.pulledFiles ?? 0) + v.files;
+  ctx.out.pulledBytes = (ctx.out.pulledBytes ?? 0) + v.bytes;
   await prune(g, ctx);
   await ack(g, ctx);
 }

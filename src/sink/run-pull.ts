@@ -12,6 +12,7 @@ import { describeExceeded } from '../adapters/run.js';
 import { mkdirp } from '../adapters/fsx.js';
 import { alertFooter, alertSubject, flushPendingAlerts, sendAlert } from '../adapters/notify.js';
 import { ping } from '../adapters/ping.js';
+import { pullSummary } from '../core/run-summary.js';
 import { recentLogLines, type Logger } from '../adapters/log.js';
 import { mapLimited } from '../adapters/concurrency.js';
 import { withChildRecords } from '../adapters/children.js';
@@ -56,6 +57,9 @@ export interface StreamOutcome {
   quarantined: string[];
   /** things that did not fail the run but need a human (e.g. a suspicious size drop) */
   warnings: string[];
+  /** files and bytes of the generations pulled this run (for the ping's summary) */
+  pulledFiles?: number;
+  pulledBytes?: number;
   /** not pulled this run, and not a failure: outside the source's `window:` */
   waiting?: string;
   error?: string;
@@ -176,7 +180,7 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
     );
     await ping(config.alerts.ping, 'fail', lines.join('\n'));
   } else {
-    await ping(config.alerts.ping, 'success');
+    await ping(config.alerts.ping, 'success', pullSummary(outcomes));
   }
   await checkStaleStreams(config, outcomes, opts);
   await recordPullMetrics(config, opts.stream, outcomes, opts.now(), opts.log);

@@ -11,6 +11,7 @@ import { acquireLock } from '../adapters/lock.js';
 import { mkdirp } from '../adapters/fsx.js';
 import { alertFooter, alertSubject, flushPendingAlerts, sendAlert } from '../adapters/notify.js';
 import { ping } from '../adapters/ping.js';
+import { backupSummary } from '../core/run-summary.js';
 import { recentLogLines, type Logger } from '../adapters/log.js';
 import { planBackup, type BackupPlan } from './preflight.js';
 import { checkPreviousTransport } from './check-previous-transport.js';
@@ -131,7 +132,15 @@ export async function runSourceBackup(
       appStartMs: result.appStartMs,
       transportFailed: result.transportFailed,
     });
-    await ping(config.alerts.ping, 'success');
+    await ping(
+      config.alerts.ping,
+      'success',
+      backupSummary(
+        result.id,
+        result.downtimeMs,
+        result.generations.map((g) => g.meta),
+      ),
+    );
     await recordBackupMetrics(config, { ok: true, startedAt, finishedAt: opts.now() }, log);
     return result;
   } catch (err) {

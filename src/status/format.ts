@@ -1,19 +1,7 @@
 /** Small formatters shared by the text and HTML status reports. */
 import type { StreamReport } from './report.js';
 
-/** 1536 → `1.5 KiB`; null → `?`. */
-export function formatBytes(b: number | null): string {
-  if (b === null) return '?';
-  if (b < 1024) return `${b} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = b / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i] ?? 'PiB'}`;
-}
+export { formatBytes } from '../core/run-summary.js';
 
 /** 3200 → `3.20s`, 95000 → `1m 35s`, 2 h → `2h 0m`; null → `` (unknown). */
 export function formatDowntime(ms: number | null): string {

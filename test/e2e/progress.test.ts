@@ -64,3 +64,77 @@ test('on a terminal verify --deep shows a hashing progress bar', { skip: NEEDS_R
   assert.equal(plain.code, 0, show(plain));
   assert.doesNotMatch(plain.stderr + plain.stdout, /verify [0-9T-]+Z \[/);
 });
+
+/**
+ * What a terminal shows of each line of `out`: `\r` and ESC[nG move the cursor, ESC[2K clears the
+ * line, ESC[K / ESC[0K clear to its end, other escapes (colour, cursor, ESC 7 / 8) draw nothing.
+ */
+function screenLines(out: string): string[] {
+  return out.split('\n').map((raw) => {
+    let line: string[] = [];
+    let x = 0;
+    for (let i = 0; i < raw.length; i++) {
+      const ch = raw[i] ?? '';
+      if (ch === '\r') x = 0;
+      else if (ch === '\x1b') {
+        const m = /^.\[([?0-9;]*)([A-Za-z])/.exec(raw.slice(i)); // ESC [ args command
+        if (!m) {
+          i++; // ESC 7 / ESC 8: cursor save / restore
+          continue;
+        }
+        i += m[0].length - 1;
+        const [, arg = '', cmd] = m;
+        if (cmd === 'G') x = Math.max(0, Number(arg || '1') - 1);
+        else if (cmd === 'K' && arg === '2') line = [];
+        else if (cmd === 'K') line = line.slice(0, x);
+      } else {
+        while (line.length < x) line.push(' ');
+        line[x++] = ch;
+      }
+    }
+    return line.join('');
+  });
+}
+
+test('on a terminal a log line never lands on the progress bar’s line', { skip: NEEDS_ROOT }, async () => {
+  // no pre-pass: the data bar runs while the app is down, and the logs stream, collected beside
+  // it, logs "logs collected" meanwhile (retried when the small logs stream ended before the bar began)
+  const s2 = await makeSourceSetup(root, {
+    name: 'prg2',
+    dataUser: 'batonPrgData',
+    logsUser: 'batonPrgLogs',
+    prepass: false,
+  });
+  try {
+    const bar = /collect data \[/;
+    let out = '';
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      await writeFile(join(s2.app.dataDir, 'big.bin'), Buffer.alloc(192 * 2 ** 20, attempt));
+      const cmd = `${process.execPath} ${BATON_MAIN} source backup --config ${s2.config}`;
+      const r = await runProcess(['script', '-qefc', cmd, '/dev/null'], {
+        timeoutMs: 180_000,
+        captureStdout: true,
+      });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const logged = r.stdout.lastIndexOf('logs collected');
+      const firstBar = r.stdout.search(bar);
+      if (firstBar >= 0 && logged > firstBar) {
+        out = r.stdout;
+        break;
+      }
+    }
+    assert.notEqual(out, '', 'a log line came while the bar was shown');
+    assert.match(
+      out.slice(out.lastIndexOf('logs collected')),
+      bar,
+      'the bar is drawn again after the log line',
+    );
+    const lines = screenLines(out);
+    assert.ok(lines.some((l) => l.includes('logs collected')));
+    for (const l of lines) {
+      assert.ok(!(bar.test(l) && /(INFO|WARN|collected)/.test(l)), JSON.stringify(l));
+    }
+  } finally {
+    s2.app.kill();
+  }
+});
