@@ -105,5 +105,8 @@ export const DEFAULT_CONFIG = { source: '/etc/baton/source.yaml', sink: '/etc/ba
  * script (dist/cli/main.js, bundled or not).
  */
 export function cliArgv(): string[] {
-  return [process.execPath, ...NODE_FLAGS, fileURLToPath(new URL('./main.js', import.meta.url))];
+  // Bundled (scripts/bundle.mjs), this code may sit in dist/cli/chunks/, one level below main.js.
+  const here = new URL('.', import.meta.url);
+  const main = new URL(here.pathname.endsWith('/chunks/') ? '../main.js' : './main.js', here);
+  return [process.execPath, ...NODE_FLAGS, fileURLToPath(main)];
 }
