@@ -31,6 +31,22 @@ export interface UnitFile {
   content: string;
 }
 
+/** Hardening of the background units (sink pulls, verifies): they write their store and state only. */
+const BACKGROUND_HARDENING = `ProtectSystem=full
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+LockPersonality=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+`;
+
 /** The failure handler template of one host kind: `baton-<kind>-failure@.service`. */
 export const failureTemplate = (kind: 'source' | 'sink'): string => `baton-${kind}-failure@.service`;
 
@@ -80,20 +96,7 @@ SyslogIdentifier=baton-${kind}
 # Reads every generation once a week; nothing waits on it: last in line for CPU and disk.
 Nice=19
 IOSchedulingClass=idle
-ProtectSystem=full
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictNamespaces=yes
-RestrictRealtime=yes
-LockPersonality=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-`;
+${BACKGROUND_HARDENING}`;
   const timer = `${HEADER(kind)}[Unit]
 Description=baton: weekly deep verify of ${what}
 
@@ -236,20 +239,7 @@ Nice=10
 IOSchedulingClass=idle
 # The sink runs only ssh, rsync and mail: it needs to write its store and state, nothing in /usr or /etc.
 # (No NoNewPrivileges: alerts.mail.sendmail may hand over to a setgid postdrop.)
-ProtectSystem=full
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictNamespaces=yes
-RestrictRealtime=yes
-LockPersonality=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-`;
+${BACKGROUND_HARDENING}`;
     const timer = `${HEADER('sink')}[Unit]
 Description=baton: pull the ${stream} stream from every source
 
