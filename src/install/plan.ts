@@ -406,7 +406,7 @@ function wantSource(config: SourceConfig, opts: InstallOptions): Wanted[] {
       mode: 0o644,
       owner: 'root',
       content: sourceCronFile({ ...schedule, cronFields: cronFields('--on-calendar', onCalendar) }),
-      why: 'cron: nightly backup, recover at boot',
+      why: 'cron: nightly backup, recover at boot, weekly deep verify',
     });
   } else {
     for (const u of sourceUnits(schedule)) {
@@ -453,7 +453,7 @@ function sourceNextSteps(opts: InstallOptions, streams: ReadonlyArray<{ name: St
   ];
   if (opts.scheduler === 'systemd') {
     steps.push(
-      '      then: systemctl daemon-reload && systemctl enable --now baton-source-backup.timer baton-source-recover.service',
+      '      then: systemctl daemon-reload && systemctl enable --now baton-source-backup.timer baton-source-verify.timer baton-source-recover.service',
     );
   }
   steps.push(
@@ -588,7 +588,7 @@ function wantSink(config: SinkConfig, opts: InstallOptions): Wanted[] {
           ),
         })),
       }),
-      why: 'cron: nightly pulls',
+      why: 'cron: nightly pulls, weekly deep verify',
     });
   } else {
     const units = sinkUnits({
@@ -617,7 +617,7 @@ function wantSink(config: SinkConfig, opts: InstallOptions): Wanted[] {
         `next: baton config check --config ${cfg}; once a source has handed over a generation: ${streams.map((s) => `baton sink pull ${s} --config ${cfg}`).join('; ')}`,
         ...(opts.scheduler === 'systemd'
           ? [
-              `      then: systemctl daemon-reload && systemctl enable --now ${streams.map((s) => `baton-sink-pull-${s}.timer`).join(' ')}`,
+              `      then: systemctl daemon-reload && systemctl enable --now ${streams.map((s) => `baton-sink-pull-${s}.timer`).join(' ')} baton-sink-verify.timer`,
             ]
           : []),
         `      and: baton status --config ${cfg}`,

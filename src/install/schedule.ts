@@ -9,7 +9,15 @@ import { cronCommand, hasControlCharacters, systemdJoin } from './quote.js';
 export const DEFAULT_CALENDAR = {
   sourceBackup: '*-*-* 02:15:00',
   sinkPull: { data: '*-*-* 04:00:00', logs: '*-*-* 04:30:00' },
-} as const satisfies { sourceBackup: string; sinkPull: Record<StreamName, string> };
+  /** the weekly `verify --all --deep`: Sunday morning, after the night's backup and pulls */
+  verify: 'Sun *-*-* 06:00:00',
+} as const satisfies { sourceBackup: string; sinkPull: Record<StreamName, string>; verify: string };
+
+/** DEFAULT_CALENDAR.verify as cron fields (the cron mode's weekly verify line). */
+const VERIFY_CRON_FIELDS = '0 6 * * 0';
+
+/** The weekly verify reads every byte once: spread it over an hour, nothing waits on it. */
+const VERIFY_RANDOMIZED_DELAY = '1h';
 
 /** A small spread so many hosts do not start at the same second; small, because the app goes down. */
 const RANDOMIZED_DELAY = '5min';
@@ -21,6 +29,89 @@ export interface UnitFile {
   /** file name, e.g. `baton-source-backup.service` */
   name: string;
   content: string;
+}
+
+/** Hardening of the background units (sink pulls, verifies): they write their store and state only. */
+const BACKGROUND_HARDENING = `ProtectSystem=full
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+LockPersonality=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+`;
+
+/** The failure handler template of one host kind: `baton-<kind>-failure@.service`. */
+export const failureTemplate = (kind: 'source' | 'sink'): string => `baton-${kind}-failure@.service`;
+
+/** `OnFailure=` of every baton service: its failure handler instance, named after the failed unit. */
+const onFailure = (kind: 'source' | 'sink') => `OnFailure=${failureTemplate(kind).replace('@', '@%n')}\n`;
+
+/**
+ * `baton-<kind>-failure@.service`: started by systemd when a baton unit fails (`OnFailure=`), with
+ * the failed unit's name as instance; alerts through the config's channels with the unit's last
+ * journal lines. `baton notify-failure` exits 0 whatever happens, so the handler does not fail itself.
+ */
+export function failureUnit(kind: 'source' | 'sink', baton: readonly string[], configFile: string): UnitFile {
+  // %i stays a specifier (systemdJoin would double the %): the instance, i.e. the failed unit's name.
+  const argv = `${systemdJoin([...baton, 'notify-failure'])} %i ${systemdJoin(['--config', configFile])}`;
+  return {
+    name: failureTemplate(kind),
+    content: `${HEADER(kind)}[Unit]
+Description=baton: alert that %i failed (mail, webhook, command of the ${kind} config)
+
+[Service]
+Type=oneshot
+ExecStart=${argv}
+SyslogIdentifier=baton-${kind}
+`,
+  };
+}
+
+/** Shared by the weekly verify units of both kinds. */
+export interface VerifySchedule {
+  baton: readonly string[];
+  configFile: string;
+}
+
+/**
+ * `baton-<kind>-verify.service` + `.timer`: a weekly `baton verify --all --deep` of the host's stores
+ * (source: handovers + source store; sink: sink store), at the lowest CPU and I/O priority.
+ */
+export function verifyUnits(kind: 'source' | 'sink', o: VerifySchedule): UnitFile[] {
+  const what = kind === 'source' ? 'the handovers and the source store' : 'the sink store';
+  const service = `${HEADER(kind)}[Unit]
+Description=baton: weekly deep verify of ${what} (every byte against its manifest)
+${onFailure(kind)}
+[Service]
+Type=oneshot
+ExecStart=${systemdJoin([...o.baton, 'verify', '--all', '--deep', '--config', o.configFile])}
+SyslogIdentifier=baton-${kind}
+# Reads every generation once a week; nothing waits on it: last in line for CPU and disk.
+Nice=19
+IOSchedulingClass=idle
+${BACKGROUND_HARDENING}`;
+  const timer = `${HEADER(kind)}[Unit]
+Description=baton: weekly deep verify of ${what}
+
+[Timer]
+OnCalendar=${DEFAULT_CALENDAR.verify}
+Persistent=true
+RandomizedDelaySec=${VERIFY_RANDOMIZED_DELAY}
+
+[Install]
+WantedBy=timers.target
+`;
+  return [
+    { name: `baton-${kind}-verify.service`, content: service },
+    { name: `baton-${kind}-verify.timer`, content: timer },
+  ];
 }
 
 /** Why an OnCalendar= expression is not acceptable, or undefined when it is. */
@@ -67,7 +158,7 @@ export function sourceUnits(o: SourceSchedule): UnitFile[] {
   const stopSeconds = Math.ceil(o.appStartTimeoutMs / 1000) + 60;
   const backup = `${HEADER('source')}[Unit]
 Description=baton: app-consistent backup of this source (stop app, collect, start app, hand over)
-Wants=network-online.target
+${onFailure('source')}Wants=network-online.target
 After=network-online.target
 
 [Service]
@@ -104,7 +195,7 @@ Description=baton: at boot, start the app again if a backup interrupted by a cra
 After=local-fs.target network-online.target
 Wants=network-online.target
 Before=baton-source-backup.service
-
+${onFailure('source')}
 [Service]
 Type=oneshot
 ExecStart=${run('source', 'recover')}
@@ -117,6 +208,8 @@ WantedBy=multi-user.target
     { name: 'baton-source-backup.service', content: backup },
     { name: 'baton-source-backup.timer', content: timer },
     { name: 'baton-source-recover.service', content: recover },
+    ...verifyUnits('source', o),
+    failureUnit('source', o.baton, o.configFile),
   ];
 }
 
@@ -129,10 +222,10 @@ export interface SinkSchedule {
 
 /** `baton-sink-pull-<stream>.service` + `.timer` per stream. */
 export function sinkUnits(o: SinkSchedule): UnitFile[] {
-  return o.streams.flatMap(({ stream, onCalendar }) => {
+  const pulls = o.streams.flatMap(({ stream, onCalendar }) => {
     const service = `${HEADER('sink')}[Unit]
 Description=baton: pull, verify, publish and ack the ${stream} generations of every source
-Wants=network-online.target
+${onFailure('sink')}Wants=network-online.target
 After=network-online.target
 
 [Service]
@@ -146,20 +239,7 @@ Nice=10
 IOSchedulingClass=idle
 # The sink runs only ssh, rsync and mail: it needs to write its store and state, nothing in /usr or /etc.
 # (No NoNewPrivileges: alerts.mail.sendmail may hand over to a setgid postdrop.)
-ProtectSystem=full
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictNamespaces=yes
-RestrictRealtime=yes
-LockPersonality=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-`;
+${BACKGROUND_HARDENING}`;
     const timer = `${HEADER('sink')}[Unit]
 Description=baton: pull the ${stream} stream from every source
 
@@ -176,6 +256,7 @@ WantedBy=timers.target
       { name: `baton-sink-pull-${stream}.timer`, content: timer },
     ];
   });
+  return [...pulls, ...verifyUnits('sink', o), failureUnit('sink', o.baton, o.configFile)];
 }
 
 // cron's PATH is /usr/bin:/bin; baton runs rsync, ssh and the app's commands (systemctl, …).
@@ -186,7 +267,7 @@ export function sourceCronFile(o: SourceSchedule & { cronFields: string }): stri
   const run = (...args: string[]) => cronCommand([...o.baton, ...args, '--config', o.configFile]);
   return `${HEADER('source')}${CRON_ENV}${o.cronFields} root ${run('source', 'backup')}
 @reboot root ${run('source', 'recover')}
-`;
+${verifyCronLine(o)}`;
 }
 
 /** /etc/cron.d/baton-sink: one pull line per stream. */
@@ -199,5 +280,11 @@ export function sinkCronFile(
     ({ stream, cronFields }) =>
       `${cronFields} root ${cronCommand([...o.baton, 'sink', 'pull', stream, '--config', o.configFile])}\n`,
   );
-  return `${HEADER('sink')}${CRON_ENV}${lines.join('')}`;
+  return `${HEADER('sink')}${CRON_ENV}${lines.join('')}${verifyCronLine(o)}`;
+}
+
+/** The weekly `verify --all --deep` line of a cron file, at the lowest CPU and I/O priority. */
+function verifyCronLine(o: VerifySchedule): string {
+  const argv = ['nice', '-n', '19', 'ionice', '-c', '3', ...o.baton, 'verify', '--all', '--deep'];
+  return `${VERIFY_CRON_FIELDS} root ${cronCommand([...argv, '--config', o.configFile])}\n`;
 }

@@ -198,8 +198,19 @@ describe('baton install source', { skip: NEEDS_ROOT }, () => {
     assert.deepEqual((await readdir(units)).sort(), [
       'baton-source-backup.service',
       'baton-source-backup.timer',
+      'baton-source-failure@.service',
       'baton-source-recover.service',
+      'baton-source-verify.service',
+      'baton-source-verify.timer',
     ]);
+    assert.match(
+      await readFile(join(units, 'baton-source-verify.service'), 'utf8'),
+      new RegExp(`^ExecStart=.* verify --all --deep --config ${sourceConfig}$`, 'm'),
+    );
+    assert.match(
+      await readFile(join(units, 'baton-source-backup.service'), 'utf8'),
+      /^OnFailure=baton-source-failure@%n\.service$/m,
+    );
     assert.deepEqual(await modeOwner(join(units, 'baton-source-backup.service')), ['644', 0, 0]);
   });
 
@@ -320,6 +331,13 @@ describe('baton install source', { skip: NEEDS_ROOT }, () => {
       r.stdout,
       new RegExp(`^45 3 \\* \\* \\* root .* source backup --config ${sourceConfig}$`, 'm'),
     );
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `^0 6 \\* \\* 0 root nice -n 19 ionice -c 3 .* verify --all --deep --config ${sourceConfig}$`,
+        'm',
+      ),
+    );
     assert.equal(existsSync(cronDir), false);
   });
 
@@ -407,7 +425,10 @@ sources:
       ...(await readdir(units)).map((f) => join(units, f)),
       ...(await readdir(sinkUnits)).map((f) => join(sinkUnits, f)),
     ];
-    assert.equal(all.length, 7);
+    // source: backup .service/.timer, recover, verify .service/.timer, failure@ template;
+    // sink: pull .service/.timer per stream, verify .service/.timer, failure@ template
+    assert.equal(all.length, 13);
+    assert.equal(all.filter((f) => f.endsWith('@.service')).length, 2, 'the templates are verified too');
     const r = await runProcess(['systemd-analyze', 'verify', ...all], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     // Unknown keys and bad values are only warnings: none may mention our units.

@@ -123,7 +123,9 @@ describe('the Debian package', { concurrency: false }, () => {
     const units = (await readdir(dir)).filter((n) => n.startsWith('baton-')).map((n) => join(dir, n));
     assert.ok(units.some((u) => u.endsWith('baton-source-backup.timer')));
     assert.ok(units.some((u) => u.endsWith('baton-sink-pull-data.timer')));
-    const r = await run(['systemd-analyze', 'verify', ...units.filter((u) => !u.includes('@'))]);
+    assert.ok(units.some((u) => u.endsWith('baton-sink-verify.timer')));
+    assert.ok(units.some((u) => u.endsWith('baton-source-failure@.service')));
+    const r = await run(['systemd-analyze', 'verify', ...units]);
     assert.equal(r.code, 0, show(r));
     const ours = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.includes('baton-'));
     assert.deepEqual(ours, []);

@@ -18,6 +18,8 @@ import {
 import { parsePublicKey } from '../../src/install/public-key.js';
 import { cronCommand, shellQuote, systemdQuote } from '../../src/install/quote.js';
 import { checkCalendar, cronScheduleOf } from '../../src/install/schedule.js';
+import { packagedUnits } from '../../src/cli/packaged-units.js';
+import { isUnitName } from '../../src/adapters/journal.js';
 
 const SINK_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPATqA8NLav1/5ENNuF5sBMKhmdMFVRzl1jsAbsIP7V3 sink-data';
 const CA_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOWiAF8vRU3lUxJLHQfsE9N72D7ZB3ip9bZ3GTVWtda7 backup-ca';
@@ -170,6 +172,9 @@ describe('planInstall source', () => {
       'create file /etc/systemd/system/baton-source-backup.service',
       'create file /etc/systemd/system/baton-source-backup.timer',
       'create file /etc/systemd/system/baton-source-recover.service',
+      'create file /etc/systemd/system/baton-source-verify.service',
+      'create file /etc/systemd/system/baton-source-verify.timer',
+      'create file /etc/systemd/system/baton-source-failure@.service',
     ]);
     const d = dirs(actions);
     assert.deepEqual(
@@ -555,6 +560,9 @@ describe('planInstall sink', () => {
       'create file /etc/systemd/system/baton-sink-pull-data.timer',
       'create file /etc/systemd/system/baton-sink-pull-logs.service',
       'create file /etc/systemd/system/baton-sink-pull-logs.timer',
+      'create file /etc/systemd/system/baton-sink-verify.service',
+      'create file /etc/systemd/system/baton-sink-verify.timer',
+      'create file /etc/systemd/system/baton-sink-failure@.service',
     ]);
     const d = dirs(actions);
     assert.equal(d.get('/srv/backups/baton')?.mode, 0o750);
@@ -667,6 +675,9 @@ describe('planInstall sink', () => {
         '/srv/backups/baton/.baton-store',
         '/etc/systemd/system/baton-sink-pull-data.service',
         '/etc/systemd/system/baton-sink-pull-data.timer',
+        '/etc/systemd/system/baton-sink-verify.service',
+        '/etc/systemd/system/baton-sink-verify.timer',
+        '/etc/systemd/system/baton-sink-failure@.service',
       ],
     );
     const cron = files(
@@ -775,4 +786,112 @@ describe('authorized_keys, quoting, schedules, public keys', () => {
       else assert.match(r.ok ? '' : r.error, expected);
     });
   }
+});
+
+describe('weekly deep verify and OnFailure= hooks (issue 15)', () => {
+  const plans = {
+    source: () => files(planInstall('source', SOURCE, options(baseHost()))),
+    sink: () => files(planInstall('sink', SINK, options(baseHost(), { configFile: SINK_FILE }))),
+  };
+  const configOf = { source: SOURCE_FILE, sink: SINK_FILE };
+  const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+  for (const kind of ['source', 'sink'] as const) {
+    test(`${kind}: weekly verify --all --deep of its stores, Nice=19, idle I/O, persistent, randomized`, () => {
+      const f = plans[kind]();
+      const service = f.get(`/etc/systemd/system/baton-${kind}-verify.service`)?.content ?? '';
+      const timer = f.get(`/etc/systemd/system/baton-${kind}-verify.timer`)?.content ?? '';
+      assert.match(
+        service,
+        new RegExp(`^ExecStart=/usr/bin/baton verify --all --deep --config ${esc(configOf[kind])}$`, 'm'),
+      );
+      assert.match(service, /^Type=oneshot$/m);
+      assert.match(service, /^Nice=19$/m);
+      assert.match(service, /^IOSchedulingClass=idle$/m);
+      assert.match(timer, /^OnCalendar=Sun \*-\*-\* 06:00:00$/m);
+      assert.match(timer, /^Persistent=true$/m);
+      assert.match(timer, /^RandomizedDelaySec=1h$/m);
+      assert.match(timer, /^WantedBy=timers\.target$/m);
+    });
+
+    test(`${kind}: every service has OnFailure= its failure template; the template runs notify-failure %i`, () => {
+      const f = plans[kind]();
+      const template = `/etc/systemd/system/baton-${kind}-failure@.service`;
+      const services = [...f.keys()].filter((p) => p.endsWith('.service') && p !== template);
+      assert.ok(services.length >= 2, services.join(' '));
+      for (const p of services) {
+        const content = f.get(p)?.content ?? '';
+        assert.match(content, new RegExp(`^OnFailure=baton-${kind}-failure@%n\\.service$`, 'm'), p);
+        // in [Unit], before [Service]
+        assert.ok(content.indexOf('OnFailure=') < content.indexOf('[Service]'), p);
+      }
+      const handler = f.get(template)?.content ?? '';
+      assert.match(
+        handler,
+        new RegExp(`^ExecStart=/usr/bin/baton notify-failure %i --config ${esc(configOf[kind])}$`, 'm'),
+      );
+      assert.doesNotMatch(handler, /OnFailure=/, 'the handler does not trigger itself');
+      assert.doesNotMatch(handler, /\[Install\]/, 'started by OnFailure= only');
+    });
+
+    test(`${kind} --cron: a weekly nice/ionice verify --all --deep line, no units`, () => {
+      const f = files(
+        planInstall(
+          kind,
+          kind === 'source' ? SOURCE : SINK,
+          options(baseHost(), { scheduler: 'cron', configFile: configOf[kind] }),
+        ),
+      );
+      assert.deepEqual(
+        [...f.keys()].filter((p) => p.startsWith('/etc/systemd')),
+        [],
+      );
+      const cron = f.get(`/etc/cron.d/baton-${kind}`)?.content ?? '';
+      assert.match(
+        cron,
+        new RegExp(
+          `^0 6 \\* \\* 0 root nice -n 19 ionice -c 3 /usr/bin/baton verify --all --deep --config ${esc(configOf[kind])}$`,
+          'm',
+        ),
+      );
+    });
+  }
+
+  test('a baton path with % -> doubled in the template, while %i stays the failed unit', () => {
+    const f = files(
+      planInstall('sink', SINK, options(baseHost(), { baton: ['/opt/b%n/baton'], configFile: SINK_FILE })),
+    );
+    assert.match(
+      f.get('/etc/systemd/system/baton-sink-failure@.service')?.content ?? '',
+      /^ExecStart=\/opt\/b%%n\/baton notify-failure %i --config \/etc\/baton\/sink\.yaml$/m,
+    );
+  });
+
+  test('the packaged units: both kinds side by side, no two with the same name', () => {
+    const names = packagedUnits(['/usr/bin/baton']).map((u) => u.name);
+    assert.equal(new Set(names).size, names.length);
+    for (const n of [
+      'baton-source-verify.timer',
+      'baton-sink-verify.timer',
+      'baton-source-failure@.service',
+      'baton-sink-failure@.service',
+    ])
+      assert.ok(names.includes(n), n);
+  });
+
+  test('isUnitName: what %n gives passes; options, paths, spaces and control characters do not', () => {
+    for (const ok of ['baton-sink-pull-data.service', 'baton-source-failure@x.service', 'a\\x2db.timer'])
+      assert.equal(isUnitName(ok), true, ok);
+    for (const bad of [
+      '',
+      '-u.service',
+      '--all',
+      'a b.service',
+      'a/b.service',
+      'x.service\n',
+      'noext',
+      `${'a'.repeat(300)}.service`,
+    ])
+      assert.equal(isUnitName(bad), false, JSON.stringify(bad));
+  });
 });

@@ -10,6 +10,7 @@ import { registerCompletionCommand } from './completion.js';
 import { registerVerifyCommand } from './verify.js';
 import { registerRestoreCommand } from './restore.js';
 import { registerOffsiteCommands } from './offsite.js';
+import { registerNotifyFailureCommand } from './notify-failure.js';
 
 /** Every command file exports one register function; this is the whole command tree. */
 export function registerCommands(root: Root): void {
@@ -24,4 +25,5 @@ export function registerCommands(root: Root): void {
   registerVerifyCommand(root);
   registerRestoreCommand(root);
   registerOffsiteCommands(root);
+  registerNotifyFailureCommand(root);
 }
