@@ -11,8 +11,9 @@ function commands(cmd: CommandUnknownOpts): CommandUnknownOpts[] {
   return [cmd, ...cmd.commands.flatMap(commands)];
 }
 
-/** The page with roff's escapes undone, as a reader sees the words. */
-const plain = (roff: string) => roff.replaceAll('\\-', '-').replaceAll('\\e', '\\').replaceAll('\\&', '');
+/** The page with roff's escapes undone (in one pass, left to right), as a reader sees the words. */
+const plain = (roff: string) =>
+  roff.replace(/\\([-e&])/g, (_m, c: string) => (c === 'e' ? '\\' : c === '-' ? '-' : ''));
 
 describe('manPage', () => {
   const root = createRoot();
