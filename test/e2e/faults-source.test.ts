@@ -167,8 +167,10 @@ test(
       env: { ...process.env, BATON_CRASH_AT: 'pause:collected' },
       timeoutMs: 60_000,
     });
-    // wait until the app is down (stop record written), then signal baton
-    for (let i = 0; i < 100 && !existsSync(join(s.state, 'app-stopped.json')); i++) await sleep(50);
+    // wait until the app is down (stop record written; the live pre-pass comes first and takes a
+    // while on a loaded machine), then signal baton
+    for (let i = 0; i < 1200 && !existsSync(join(s.state, 'app-stopped.json')); i++) await sleep(50);
+    assert.ok(existsSync(join(s.state, 'app-stopped.json')), 'the app was stopped within 60 s');
     await sleep(500);
     const pids = await runProcess(['pgrep', '-f', `${BATON_MAIN} source backup --config ${s.config}`]);
     const pid = Number(pids.stdout.trim().split('\n')[0]);

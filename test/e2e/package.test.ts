@@ -1,3 +1,4 @@
+// test-lock: dpkg (installs the package system-wide)
 /**
  * The packages of `npm run package` (scripts/package.mjs), installed for real on this machine:
  * the .deb with dpkg -i (baton on PATH, its version, its example config, `man baton`, the shipped

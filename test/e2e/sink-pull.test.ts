@@ -1,3 +1,4 @@
+// test-lock: backup-users (dataBackupSource / logBackupSource, the contract's fixed names)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';

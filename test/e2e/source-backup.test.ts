@@ -1,3 +1,4 @@
+// test-lock: backup-users (dataBackupSource / logBackupSource, the contract's fixed names)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
