@@ -1,6 +1,7 @@
 import { pino, stdTimeFunctions, type Logger as PinoLogger } from 'pino';
 import { Writable } from 'node:stream';
 import { fstatSync, writeSync } from 'node:fs';
+import { singleLine } from '../errors.js';
 
 export type Logger = PinoLogger;
 export type LogFormat = 'text' | 'json';
@@ -71,14 +72,9 @@ export function stderrIsJournal(journalStream: string | undefined, fd = 2): bool
   }
 }
 
-/** The `baton: …` line for an error, one line (newlines shown as `; `), `<3>`-prefixed for the journal. */
+/** The `baton: …` line for an error: one whole line ({@link singleLine}), `<3>`-prefixed for the journal. */
 export function errorLine(message: string, journal: boolean): string {
-  const one = message
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '')
-    .join('; ');
-  return `${journal ? '<3>' : ''}baton: ${escapeControls(one)}\n`;
+  return `${journal ? '<3>' : ''}baton: ${escapeControls(singleLine(message))}\n`;
 }
 
 // The last lines logged, for failure mails ("what happened just before").

@@ -44,8 +44,11 @@ test('the baton: error line is one whole line, the detail not cut', () => {
       'pull: generation X failed verification (not acked):\n  a/b: sha256 1 != 2\n  c: missing',
       false,
     ),
-    'baton: pull: generation X failed verification (not acked):; a/b: sha256 1 != 2; c: missing\n',
+    'baton: pull: generation X failed verification (not acked): a/b: sha256 1 != 2; c: missing\n',
   );
+  // the same fold as status' problem lines (singleLine): CR LF and a lone CR end a line too
+  assert.equal(errorLine('a:\r\n  b\r  c\n', false), 'baton: a: b; c\n');
+  assert.equal(errorLine('one\ttab\u0007bell', false), 'baton: one\\ttab\\x07bell\n');
   assert.match(errorLine('x', true), /^<3>baton: x\n$/);
 });
 
