@@ -28,7 +28,7 @@ await build({
   format: 'esm',
   target: 'node20',
   define: { __BATON_BUILD_INFO__: JSON.stringify(buildInfo) },
-  // CommonJS dependencies (nodemailer, pino) call require() for Node's own modules
+  // CommonJS dependencies (nodemailer) call require() for Node's own modules
   banner: {
     js: "import { createRequire as __batonCreateRequire } from 'node:module';\nconst require = __batonCreateRequire(import.meta.url);",
   },

@@ -1,15 +1,44 @@
-import { pino, stdTimeFunctions, type Logger as PinoLogger } from 'pino';
-import { Writable } from 'node:stream';
 import { fstatSync, writeSync } from 'node:fs';
+import { singleLine } from '../errors.js';
 
-export type Logger = PinoLogger;
 export type LogFormat = 'text' | 'json';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+type Fields = Record<string, unknown>;
 
-// Keys whose values never reach a log line (SMTP passwords, URLs with credentials).
-const REDACT = ['password', 'pass', '*.password', '*.pass', 'auth', '*.auth', 'smtp.auth'];
+/** `log.info({ step: 'pull', id }, 'message')` or `log.info('message')`, as pino's loggers take them. */
+export interface LogFn {
+  (fields: Fields, msg?: string): void;
+  (msg: string): void;
+}
+
+/** The logger every step takes: leveled methods and `child` bindings (the shape of pino's, a subset). */
+export interface Logger {
+  trace: LogFn;
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+  fatal: LogFn;
+  /** A logger whose lines carry `bindings` too (`source=shop stream=data`). */
+  child(bindings: Fields): Logger;
+}
+
+const LEVELS: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+// Keys whose values never reach a log line (SMTP passwords, URLs with credentials): at the top or
+// one object down, the paths pino's `redact` took before (`password`, `*.password`, …).
+const SECRET_KEYS = new Set(['password', 'pass', 'auth']);
+const CENSOR = '[secret]';
 
 /** sd-daemon(3) priority prefixes, for a stderr that is the journal's stream. */
-const JOURNAL_PRIORITY: Record<string, number> = { trace: 7, debug: 7, info: 6, warn: 4, error: 3, fatal: 2 };
+const JOURNAL_PRIORITY: Record<LogLevel, number> = {
+  trace: 7,
+  debug: 7,
+  info: 6,
+  warn: 4,
+  error: 3,
+  fatal: 2,
+};
 
 /** Control characters (a newline above all) shown escaped: one log line is one line. */
 function escapeControls(text: string): string {
@@ -25,35 +54,85 @@ function escapeControls(text: string): string {
   );
 }
 
-/**
- * pino JSON line → `2026-11-28T06:19:22.123Z INFO  collect: message key=value`, one line whatever
- * the message holds; under the journal (`journal`) `<6>INFO  collect: …`, no timestamp (journald
- * stamps each line itself).
- */
-export function formatTextLine(line: string, journal = false): string {
-  let rec: Record<string, unknown>;
+/** One log event, fields redacted and made JSON-able: what both formats print. */
+export interface LogRecord {
+  level: LogLevel;
+  /** ISO time */
+  time: string;
+  msg?: string;
+  fields: Fields;
+}
+
+/** `JSON.stringify` that never throws from inside a log call: a bigint as digits, a cycle as `[Circular]`. */
+function toJson(v: unknown): string | undefined {
+  const seen = new WeakSet<object>();
   try {
-    rec = JSON.parse(line) as Record<string, unknown>;
+    return JSON.stringify(v, (_k, x: unknown) => {
+      if (typeof x === 'bigint') return x.toString();
+      if (typeof x === 'object' && x !== null) {
+        if (seen.has(x)) return '[Circular]';
+        seen.add(x);
+      }
+      return x;
+    });
   } catch {
-    return `${escapeControls(line)}\n`;
+    return '"[unserializable]"';
   }
-  const { level, time, msg, step, ...rest } = rec;
-  delete rest.pid;
-  delete rest.hostname;
-  const name = typeof level === 'string' ? level : 'info';
-  const lvl = name.toUpperCase().padEnd(5);
-  const kv = Object.entries(rest)
-    .map(
-      ([k, v]) =>
-        // eslint-disable-next-line no-control-regex
-        `${k}=${typeof v === 'string' && /^[^\s"\\\u0000-\u001f]*$/.test(v) ? v : JSON.stringify(v)}`,
-    )
-    .join(' ');
+}
+
+/** An Error as data (pino's `err` serializer: type, message, stack, cause, own fields). */
+function serializeError(err: Error, seen = new Set<Error>()): Fields {
+  seen.add(err);
+  const out: Fields = { type: err.constructor.name, message: err.message, stack: err.stack };
+  if (err.cause instanceof Error && !seen.has(err.cause)) out.cause = serializeError(err.cause, seen);
+  for (const [k, v] of Object.entries(err)) if (!(k in out)) out[k] = v;
+  return out;
+}
+
+/** The value a field shows: secrets censored one level down, an `err` as data. */
+function fieldValue(key: string, v: unknown): unknown {
+  if (SECRET_KEYS.has(key)) return CENSOR;
+  if (key === 'err' && v instanceof Error) return serializeError(v);
+  if (typeof v !== 'object' || v === null) return v;
+  let copy: Fields | unknown[] | undefined;
+  for (const k of SECRET_KEYS) {
+    if (!Object.hasOwn(v, k)) continue;
+    copy ??= Array.isArray(v) ? [...(v as unknown[])] : { ...(v as Fields) };
+    (copy as Fields)[k] = CENSOR;
+  }
+  return copy ?? v;
+}
+
+/**
+ * A record as a text line: `2026-11-28T06:19:22.123Z INFO  collect: message key=value`, one line
+ * whatever the message or a field holds; under the journal (`journal`) `<6>INFO  collect: …`, no
+ * timestamp (journald stamps each line itself).
+ */
+export function formatTextLine(rec: LogRecord, journal = false): string {
+  const { step, ...rest } = rec.fields;
+  let kv = '';
+  for (const [k, raw] of Object.entries(rest)) {
+    const v = typeof raw === 'object' && raw !== null && 'toJSON' in raw ? toJsonValue(raw) : raw;
+    // eslint-disable-next-line no-control-regex
+    const text = typeof v === 'string' && /^[^\s"\\\u0000-\u001f]*$/.test(v) ? v : toJson(v);
+    if (text !== undefined) kv += `${kv === '' ? '' : ' '}${k}=${text}`;
+  }
   const stepText = typeof step === 'string' ? `${escapeControls(step)}: ` : '';
-  const body = `${lvl} ${stepText}${typeof msg === 'string' ? escapeControls(msg) : ''}${kv ? `  ${kv}` : ''}`;
-  if (journal) return `<${JOURNAL_PRIORITY[name] ?? 6}>${body}\n`;
-  const ts = typeof time === 'string' ? time : '';
-  return `${ts} ${body}\n`;
+  const body = `${rec.level.toUpperCase().padEnd(5)} ${stepText}${rec.msg === undefined ? '' : escapeControls(rec.msg)}${kv ? `  ${kv}` : ''}`;
+  return journal ? `<${JOURNAL_PRIORITY[rec.level]}>${body}\n` : `${rec.time} ${body}\n`;
+}
+
+function toJsonValue(v: object): unknown {
+  try {
+    return (v as { toJSON(): unknown }).toJSON();
+  } catch {
+    return '[unserializable]';
+  }
+}
+
+/** A record as a JSON line, the shape pino wrote: level name, ISO time, pid, the fields, msg. */
+export function formatJsonLine(rec: LogRecord, pid = process.pid): string {
+  return `${toJson({ level: rec.level, time: rec.time, pid, ...rec.fields, ...(rec.msg === undefined ? {} : { msg: rec.msg }) }) ?? '{}'}\n`;
 }
 
 /**
@@ -71,14 +150,9 @@ export function stderrIsJournal(journalStream: string | undefined, fd = 2): bool
   }
 }
 
-/** The `baton: …` line for an error, one line (newlines shown as `; `), `<3>`-prefixed for the journal. */
+/** The `baton: …` line for an error: one whole line ({@link singleLine}), `<3>`-prefixed for the journal. */
 export function errorLine(message: string, journal: boolean): string {
-  const one = message
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '')
-    .join('; ');
-  return `${journal ? '<3>' : ''}baton: ${escapeControls(one)}\n`;
+  return `${journal ? '<3>' : ''}baton: ${escapeControls(singleLine(message))}\n`;
 }
 
 // The last lines logged, for failure mails ("what happened just before").
@@ -107,7 +181,11 @@ export function endStatusLine(line: StatusLine): void {
   if (statusLine === line) statusLine = undefined;
 }
 
-/** A synchronous logger to stderr (no worker threads: nothing is lost when the process exits). */
+/**
+ * A synchronous logger to stderr: each event is formatted once, straight to its text or JSON line,
+ * and written with one `writeSync` (no worker thread, no stream: nothing is lost when the process
+ * exits, and no line is parsed back).
+ */
 export function createLogger(opts: {
   format: LogFormat;
   level?: string;
@@ -116,41 +194,41 @@ export function createLogger(opts: {
   journal?: boolean;
 }): Logger {
   const fd = opts.fd ?? 2;
-  const dest = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      const text = chunk.toString('utf8');
-      for (const l of text.split('\n')) {
-        if (l.length === 0) continue;
-        recent.push(formatTextLine(l).trimEnd());
-        if (recent.length > RECENT_MAX) recent.shift();
-      }
-      const out =
-        opts.format === 'json'
-          ? text
-          : text
-              .split('\n')
-              .filter((l) => l.length > 0)
-              .map((l) => formatTextLine(l, opts.journal === true))
-              .join('');
-      try {
-        statusLine?.clear();
-        writeSync(fd, out);
-        statusLine?.redraw();
-      } catch {
-        /* stderr closed: nothing better to do */
-      }
-      cb();
-    },
-  });
-  return pino(
-    {
-      level: opts.level ?? 'info',
-      base: { pid: process.pid },
-      redact: { paths: REDACT, censor: '[secret]' },
-      // level names and ISO times, for `--log-format json` and the text formatter alike
-      formatters: { level: (label) => ({ level: label }) },
-      timestamp: stdTimeFunctions.isoTime,
-    },
-    dest,
-  );
+  const least = LEVELS[(opts.level ?? 'info') as LogLevel] ?? LEVELS.info;
+  const journal = opts.journal === true;
+  const emit = (rec: LogRecord) => {
+    const text = formatTextLine(rec);
+    recent.push(text.trimEnd());
+    if (recent.length > RECENT_MAX) recent.shift();
+    const out = opts.format === 'json' ? formatJsonLine(rec) : journal ? formatTextLine(rec, true) : text;
+    try {
+      statusLine?.clear();
+      writeSync(fd, out);
+      statusLine?.redraw();
+    } catch {
+      /* stderr closed: nothing better to do */
+    }
+  };
+  const make = (bindings: Fields): Logger => {
+    const at =
+      (level: LogLevel): LogFn =>
+      (a: Fields | string, msg?: string) => {
+        if (LEVELS[level] < least) return;
+        const given = typeof a === 'string' ? {} : a;
+        const fields: Fields = {};
+        for (const src of [bindings, given])
+          for (const [k, v] of Object.entries(src)) if (v !== undefined) fields[k] = fieldValue(k, v);
+        emit({ level, time: new Date().toISOString(), msg: typeof a === 'string' ? a : msg, fields });
+      };
+    return {
+      trace: at('trace'),
+      debug: at('debug'),
+      info: at('info'),
+      warn: at('warn'),
+      error: at('error'),
+      fatal: at('fatal'),
+      child: (more) => make({ ...bindings, ...more }),
+    };
+  };
+  return make({});
 }

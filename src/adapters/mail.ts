@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { createTransport } from 'nodemailer';
+import { parseConnectionUrl } from 'nodemailer/lib/shared';
 import type { MailConfig } from '../config/schema.js';
 import { JobError, errnoCode } from '../errors.js';
 import { describeExit, runProcess } from './run.js';
@@ -21,20 +22,19 @@ const SOCKET_TIMEOUT_MS = 15_000;
 const DEFAULT_TIMEOUT_MS = 60_000;
 const SUBJECT_MAX = 250;
 
-/** Where alerts go, for logs: `smtp://user@host:port → a@x, b@y` (never a password). */
+/** Where alerts go, for logs: `smtp://user@host:port → a@x, b@y` (never a password, nor a query). */
 export function describeMailTarget(cfg: MailConfig): string {
   const via = cfg.sendmail !== undefined ? `sendmail ${cfg.sendmail}` : redactUrl(cfg.smtp ?? '');
   return `${via} → ${cfg.to.join(', ')}`;
 }
 
 function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return '(invalid smtp URL)';
-  }
+  if (!URL.canParse(url)) return '(invalid smtp URL)';
+  const u = new URL(url);
+  u.password = '';
+  u.search = '';
+  u.hash = '';
+  return u.toString().replace(/\/$/, '');
 }
 
 interface SmtpTarget {
@@ -44,31 +44,37 @@ interface SmtpTarget {
   user: string | undefined;
 }
 
+/** What a URL may carry: nodemailer reads any other option from its query, over baton's own settings. */
+const URL_KEYS = new Set(['secure', 'host', 'port', 'auth']);
+
+/**
+ * `smtp[s]://[user@]host[:port]`, read by nodemailer's own URL parser. Refused in one line: not a
+ * URL (checked first: for what WHATWG refuses, nodemailer falls back to `url.parse()`, which warns
+ * on stderr), another scheme, no host, a password (a secret comes from a file or the environment),
+ * or options in the query (baton sets the TLS policy, timeouts and logging itself).
+ */
 function parseSmtpUrl(url: string): SmtpTarget {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new JobError(`invalid smtp URL ${JSON.stringify(redactUrl(url))}`, { step: 'mail' });
-  }
-  if (u.protocol !== 'smtp:' && u.protocol !== 'smtps:') {
-    throw new JobError(`smtp URL must start with smtp:// or smtps://, got ${u.protocol}//`, { step: 'mail' });
-  }
-  if (u.password !== '') {
+  const refuse = (why: string) =>
+    new JobError(`smtp URL ${JSON.stringify(redactUrl(url))}: ${why}`, { step: 'mail' });
+  if (!URL.canParse(url)) throw refuse('not a valid URL');
+  const o = parseConnectionUrl(url);
+  if (o.secure === undefined) throw refuse('must start with smtp:// or smtps://');
+  if (o.auth?.pass !== undefined && o.auth.pass !== '') {
     // docs/design.md §3: secrets come from files or the environment, never from the config itself.
     throw new JobError(
       'the smtp URL holds a password: put it in passwordFile or BATON_SMTP_PASSWORD instead',
-      {
-        step: 'mail',
-      },
+      { step: 'mail' },
     );
   }
-  const secure = u.protocol === 'smtps:';
+  if (o.host === undefined || o.host === '') throw refuse('names no host');
+  const extra = Object.keys(o).filter((k) => !URL_KEYS.has(k));
+  if (extra.length > 0)
+    throw refuse(`takes no options (got ${extra.join(', ')}); write smtp[s]://[user@]host[:port]`);
   return {
-    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: u.port === '' ? (secure ? 465 : 25) : Number(u.port),
-    secure,
-    user: u.username === '' ? undefined : decodeURIComponent(u.username),
+    host: o.host,
+    port: o.port ?? (o.secure ? 465 : 25),
+    secure: o.secure,
+    user: o.auth?.user === undefined || o.auth.user === '' ? undefined : o.auth.user,
   };
 }
 

@@ -252,6 +252,8 @@ async function transfer(
     // generator and the receiver), a resumed partial copy, the file list; more means the source
     // sends more than it declared
     maxReadBytes: 3 * pre.bytes + 2 * pre.basisBytes + 2 * g.manifestBytes + READ_SLACK_BYTES,
+    // the progress bar's total: the new and changed files the manifest declares
+    newBytes: pre.newBytes,
   });
   return early;
 }

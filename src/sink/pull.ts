@@ -39,6 +39,8 @@ export interface PullInput {
   maxFileBytes?: number | undefined;
   /** rsync is killed once it has read more than this (the source sends more than it declared) */
   maxReadBytes?: number | undefined;
+  /** the bytes rsync is to copy, from the manifest: the progress bar's total */
+  newBytes?: number | undefined;
   /** rsync is killed when it reads fewer than `bytes` within `windowMs` (a trickling source) */
   minThroughput?: { bytes: number; windowMs: number } | undefined;
 }
@@ -134,7 +136,7 @@ async function runPull(input: PullInput, headOnly: boolean): Promise<RunResult> 
   const progress = headOnly
     ? undefined
     : createProgress(`pull ${input.stream} ${input.id}`, input.progress === true);
-  const shown = rsyncProgressArgs(input.progress === true ? progress : undefined);
+  const shown = rsyncProgressArgs(input.progress === true ? progress : undefined, input.newBytes);
   const early = headOnly ? undefined : input.early;
   const onStdout =
     shown.onStdout && early

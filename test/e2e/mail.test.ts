@@ -177,6 +177,70 @@ test('a password inside the smtp URL is refused and not repeated', async () => {
   assert.ok(!describeMailTarget(cfg).includes(PASSWORD));
 });
 
+test('options in the smtp URL query are refused in one line, not silently dropped, and nothing is sent', async (t) => {
+  const smtp = await startSmtp({ user: 'baton', password: PASSWORD });
+  t.after(() => smtp.stop());
+  const cfg: MailConfig = {
+    to: ['o@x'],
+    from: 'b@x',
+    smtp: `smtp://baton@127.0.0.1:${smtp.port}/?logger=true&debug=true&tls.rejectUnauthorized=false`,
+  };
+  const err = await sendMail(cfg, { subject: 's', text: 't' }, { BATON_SMTP_PASSWORD: PASSWORD }).then(
+    () => assert.fail('expected a refusal'),
+    (e: unknown) => e,
+  );
+  assertMailErrorWithoutPassword(err, PASSWORD);
+  const { message } = err as Error;
+  assert.ok(!message.includes('\n'), message);
+  assert.match(message, /takes no options \(got logger, debug, tls\)/);
+  assert.ok(!message.includes('rejectUnauthorized'), 'the query is not repeated: ' + message);
+  assert.equal(smtp.authAttempts.length, 0, 'refused before connecting');
+  assert.ok(!describeMailTarget(cfg).includes('?'), describeMailTarget(cfg));
+});
+
+test('a URL that is not smtp, names no host or does not parse is refused in one line, with no warning', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on('warning', onWarning);
+  try {
+    for (const [smtp, why] of [
+      ['http://127.0.0.1:1', /must start with smtp:\/\/ or smtps:\/\//],
+      ['smtp:///nohost', /names no host/],
+      ['smtp://127.0.0.1:abc', /not a valid URL/],
+      ['smtp://127.0.0.1:99999', /not a valid URL/],
+    ] as const) {
+      await assert.rejects(
+        sendMail({ to: ['o@x'], from: 'b@x', smtp }, { subject: 's', text: 't' }, {}),
+        (e: unknown) => {
+          assert.ok(e instanceof JobError && e.step === 'mail', String(e));
+          assert.match(e.message, why);
+          assert.ok(!e.message.includes('\n'), e.message);
+          return true;
+        },
+      );
+    }
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
+test('a percent-encoded user and an IPv6 host are read from the URL', async (t) => {
+  const smtp = await startSmtp({ user: 'bat@on', password: PASSWORD });
+  t.after(() => smtp.stop());
+  const cfg: MailConfig = { to: ['o@x'], from: 'b@x', smtp: `smtp://bat%40on@127.0.0.1:${smtp.port}` };
+  await sendMail(cfg, { subject: 'encoded user', text: 'x' }, { BATON_SMTP_PASSWORD: PASSWORD });
+  const [mail] = await smtp.waitFor(1, 5000);
+  assert.equal(mail?.user, 'bat@on');
+  // [::1] is loopback: refused at once (nothing listens there), not after the TLS rule or a timeout
+  const v6: MailConfig = { to: ['o@x'], from: 'b@x', smtp: `smtp://[::1]:${await deadPort()}` };
+  await assert.rejects(
+    sendMail(v6, { subject: 's', text: 't' }, {}),
+    /ECONNREFUSED|ECONNECTION|EADDRNOTAVAIL|ENETUNREACH/,
+  );
+});
+
 test('describeMailTarget names the transport and recipients', () => {
   assert.equal(
     describeMailTarget({ to: ['a@x', 'b@y'], from: 'f@z', smtp: 'smtp://u@mail.example:587' }),

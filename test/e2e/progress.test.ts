@@ -47,6 +47,13 @@ test('on a terminal the collection shows a progress bar on stderr', { skip: NEED
   });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /collect data \[[^\]]*\] 100% /, 'a bar that reached 100 %');
+  // real figures: never a total below what was copied, and the last bar ends at its total
+  const figures = [...r.stdout.matchAll(/collect data \[[^\]]*\] \d+% ([\d.]+)\/([\d.?]+) MiB/g)];
+  assert.ok(figures.length > 0, r.stdout);
+  for (const [, done, all] of figures)
+    assert.ok(all === '?' || Number(all) >= Number(done), `${done}/${all}`);
+  const [, lastDone, lastAll] = figures.at(-1) ?? [];
+  assert.equal(lastAll, lastDone, r.stdout);
   assert.equal((await generationIds(s.handoverData)).length, 2);
 });
 

@@ -4,10 +4,37 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, errorLine, formatTextLine, stderrIsJournal } from '../../src/adapters/log.js';
+import {
+  createLogger,
+  errorLine,
+  formatTextLine,
+  stderrIsJournal,
+  type LogRecord,
+} from '../../src/adapters/log.js';
 
-const rec = (o: Record<string, unknown>) =>
-  JSON.stringify({ level: 'info', time: '2026-11-28T06:19:22.123Z', pid: 1, ...o });
+const rec = ({ level, msg, ...fields }: Record<string, unknown>): LogRecord => ({
+  level: (level ?? 'info') as LogRecord['level'],
+  time: '2026-11-28T06:19:22.123Z',
+  msg: msg as string | undefined,
+  fields,
+});
+
+/** What a logger on a file wrote, as lines. */
+function capture(
+  format: 'text' | 'json',
+  body: (log: ReturnType<typeof createLogger>) => void,
+  journal = false,
+) {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-log-'));
+  const fd = openSync(join(dir, 'log'), 'w+');
+  try {
+    body(createLogger({ format, fd, journal }));
+    return readFileSync(join(dir, 'log'), 'utf8').split('\n').slice(0, -1);
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 test('a text log line never splits: a newline in the message is escaped, fields stay on the line', () => {
   const line = formatTextLine(
@@ -44,8 +71,11 @@ test('the baton: error line is one whole line, the detail not cut', () => {
       'pull: generation X failed verification (not acked):\n  a/b: sha256 1 != 2\n  c: missing',
       false,
     ),
-    'baton: pull: generation X failed verification (not acked):; a/b: sha256 1 != 2; c: missing\n',
+    'baton: pull: generation X failed verification (not acked): a/b: sha256 1 != 2; c: missing\n',
   );
+  // the same fold as status' problem lines (singleLine): CR LF and a lone CR end a line too
+  assert.equal(errorLine('a:\r\n  b\r  c\n', false), 'baton: a: b; c\n');
+  assert.equal(errorLine('one\ttab\u0007bell', false), 'baton: one\\ttab\\x07bell\n');
   assert.match(errorLine('x', true), /^<3>baton: x\n$/);
 });
 
@@ -74,17 +104,74 @@ test('JOURNAL_STREAM counts only when it names the file stderr is', () => {
 });
 
 test('--log-format json: level names and ISO times', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'baton-jsonlog-'));
-  const fd = openSync(join(dir, 'log'), 'w+');
-  try {
-    const log = createLogger({ format: 'json', fd });
-    log.warn({ step: 'x' }, 'hello');
-    const line = JSON.parse(readFileSync(join(dir, 'log'), 'utf8').trim()) as Record<string, unknown>;
-    assert.equal(line.level, 'warn');
-    assert.match(String(line.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    assert.equal(line.msg, 'hello');
-  } finally {
-    closeSync(fd);
-    rmSync(dir, { recursive: true, force: true });
+  const [text, ...more] = capture('json', (log) => log.warn({ step: 'x' }, 'hello'));
+  assert.deepEqual(more, []);
+  const line = JSON.parse(text ?? '') as Record<string, unknown>;
+  assert.equal(line.level, 'warn');
+  assert.match(String(line.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.equal(line.msg, 'hello');
+  assert.equal(line.pid, process.pid);
+  assert.deepEqual(Object.keys(line), ['level', 'time', 'pid', 'step', 'msg']);
+});
+
+const TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z /;
+
+test('the text logger: child bindings first, then the call fields; one line per event; levels below the least dropped', () => {
+  const lines = capture('text', (log) => {
+    const child = log.child({ source: 'shop', stream: 'data' });
+    child.warn({ step: 'pull', id: 'g1', n: 3, ok: true, skip: undefined }, 'two\nlines');
+    child.debug({ step: 'pull' }, 'not shown at info');
+    log.info('bare message');
+    log.error({ step: 'x', stream: 'logs' }, 'overridden binding');
+  });
+  assert.equal(lines.length, 3, lines.join('\n'));
+  assert.match(lines[0] ?? '', TIME);
+  assert.equal(
+    (lines[0] ?? '').replace(TIME, ''),
+    'WARN  pull: two\\nlines  source=shop stream=data id=g1 n=3 ok=true',
+  );
+  assert.equal((lines[1] ?? '').replace(TIME, ''), 'INFO  bare message');
+  assert.equal((lines[2] ?? '').replace(TIME, ''), 'ERROR x: overridden binding  stream=logs');
+});
+
+test('secrets never reach a line: password, pass and auth at the top or one object down, in both formats', () => {
+  for (const format of ['text', 'json'] as const) {
+    const out = capture(format, (log) => {
+      log
+        .child({ password: 'hunter2' })
+        .info({ smtp: { host: 'h', auth: { user: 'u', pass: 'p4ss' } } }, 'm');
+      log.info({ cfg: { pass: 'p4ss', user: 'u' }, auth: 'tok3n' }, 'm');
+    }).join('\n');
+    for (const secret of ['hunter2', 'p4ss', 'tok3n']) assert.ok(!out.includes(secret), `${format}: ${out}`);
+    assert.ok(out.includes('[secret]'), out);
+    assert.ok(out.includes('"host":"h"') && out.includes('"user":"u"'), out);
   }
+});
+
+test('an err field shows type, message and stack on the same line; a cycle or a bigint does not throw', () => {
+  const e = new TypeError('boom\nsecond line');
+  const cyclic: Record<string, unknown> = { a: 1 };
+  cyclic.self = cyclic;
+  const [line, other, ...more] = capture('text', (log) => {
+    log.fatal({ err: e }, 'unexpected error');
+    log.info({ big: 10n ** 20n, cyclic, when: new Date(Date.UTC(2026, 0, 2)) }, 'odd values');
+  });
+  assert.deepEqual(more, []);
+  assert.match(
+    line ?? '',
+    /FATAL unexpected error {2}err=\{"type":"TypeError","message":"boom\\nsecond line","stack":"TypeError: boom\\n/,
+  );
+  assert.match(
+    other ?? '',
+    /odd values {2}big=(100000000000000000000|"100000000000000000000") cyclic=\{"a":1,"self":"\[Circular\]"\} when=2026-01-02T00:00:00\.000Z$/,
+  );
+});
+
+test('under the journal the logger writes <N> prefixes and no timestamp; json stays json', () => {
+  assert.deepEqual(
+    capture('text', (log) => log.warn({ step: 's' }, 'm'), true),
+    ['<4>WARN  s: m'],
+  );
+  const [json] = capture('json', (log) => log.warn('m'), true);
+  assert.equal((JSON.parse(json ?? '') as { level: string }).level, 'warn');
 });
