@@ -16,10 +16,12 @@ export function packagedUnits(baton: readonly string[]): UnitFile[] {
       configFile: DEFAULT_CONFIG.source,
       onCalendar: DEFAULT_CALENDAR.sourceBackup,
       appStartTimeoutMs,
+      verifyCalendar: DEFAULT_CALENDAR.verify,
     }),
     ...sinkUnits({
       baton,
       configFile: DEFAULT_CONFIG.sink,
+      verifyCalendar: DEFAULT_CALENDAR.verify,
       streams: STREAMS.map((stream) => ({ stream, onCalendar: DEFAULT_CALENDAR.sinkPull[stream] })),
     }),
   ];

@@ -14,6 +14,7 @@ import { authorizedKeysOptionValue, hasControlCharacters, shellJoin } from './qu
 import {
   checkCalendar,
   cronScheduleOf,
+  cronWeeklyScheduleOf,
   DEFAULT_CALENDAR,
   sinkCronFile,
   sinkUnits,
@@ -77,6 +78,8 @@ export interface InstallOptions {
   onCalendar?: string;
   /** OnCalendar= of the sink's logs pull */
   onCalendarLogs?: string;
+  /** OnCalendar= of the weekly `verify --all --deep` (default DEFAULT_CALENDAR.verify) */
+  verifyCalendar?: string;
   /** source: `from=` patterns of the sink's address */
   from?: string;
   /** source: the user CA's public key line (certificate logins: a `cert-authority` line) */
@@ -218,10 +221,19 @@ function calendar(option: string, value: string | undefined, fallback: string): 
   return spec;
 }
 
-function cronFields(option: string, spec: string): string {
-  const c = cronScheduleOf(spec);
+function cronFields(option: string, spec: string, weekly = false): string {
+  const c = weekly ? cronWeeklyScheduleOf(spec) : cronScheduleOf(spec);
   if (!c.ok) throw configError(`${option}: ${c.error}`);
   return c.fields;
+}
+
+/** The weekly verify's OnCalendar= (`--verify-calendar`, checked) and, for --cron, its cron fields. */
+function verifyCalendar(opts: InstallOptions): { verifyCalendar: string; verifyCronFields: string } {
+  const spec = calendar('--verify-calendar', opts.verifyCalendar, DEFAULT_CALENDAR.verify);
+  return {
+    verifyCalendar: spec,
+    verifyCronFields: opts.scheduler === 'cron' ? cronFields('--verify-calendar', spec, true) : '',
+  };
 }
 
 function commonChecks(opts: InstallOptions): void {
@@ -398,6 +410,7 @@ function wantSource(config: SourceConfig, opts: InstallOptions): Wanted[] {
     configFile: opts.configFile,
     onCalendar,
     appStartTimeoutMs: config.app.startTimeout,
+    ...verifyCalendar(opts),
   };
   if (opts.scheduler === 'cron') {
     out.push({
@@ -490,6 +503,7 @@ function wantSink(config: SinkConfig, opts: InstallOptions): Wanted[] {
     data: calendar('--on-calendar', opts.onCalendar, DEFAULT_CALENDAR.sinkPull.data),
     logs: calendar('--on-calendar-logs', opts.onCalendarLogs, DEFAULT_CALENDAR.sinkPull.logs),
   };
+  const verify = verifyCalendar(opts);
   const keyDirs = config.sources.flatMap((src) =>
     STREAMS.flatMap((stream) => {
       const s = src.streams[stream];
@@ -580,6 +594,7 @@ function wantSink(config: SinkConfig, opts: InstallOptions): Wanted[] {
       content: sinkCronFile({
         baton: opts.baton,
         configFile: opts.configFile,
+        verifyCronFields: verify.verifyCronFields,
         streams: streams.map((stream) => ({
           stream,
           cronFields: cronFields(
@@ -594,6 +609,7 @@ function wantSink(config: SinkConfig, opts: InstallOptions): Wanted[] {
     const units = sinkUnits({
       baton: opts.baton,
       configFile: opts.configFile,
+      verifyCalendar: verify.verifyCalendar,
       streams: streams.map((stream) => ({ stream, onCalendar: calendars[stream] })),
     });
     for (const u of units) {

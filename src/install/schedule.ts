@@ -13,9 +13,6 @@ export const DEFAULT_CALENDAR = {
   verify: 'Sun *-*-* 06:00:00',
 } as const satisfies { sourceBackup: string; sinkPull: Record<StreamName, string>; verify: string };
 
-/** DEFAULT_CALENDAR.verify as cron fields (the cron mode's weekly verify line). */
-const VERIFY_CRON_FIELDS = '0 6 * * 0';
-
 /** The weekly verify reads every byte once: spread it over an hour, nothing waits on it. */
 const VERIFY_RANDOMIZED_DELAY = '1h';
 
@@ -78,6 +75,8 @@ SyslogIdentifier=baton-${kind}
 export interface VerifySchedule {
   baton: readonly string[];
   configFile: string;
+  /** OnCalendar= of the weekly verify (DEFAULT_CALENDAR.verify; `--verify-calendar`) */
+  verifyCalendar: string;
 }
 
 /**
@@ -101,7 +100,7 @@ ${BACKGROUND_HARDENING}`;
 Description=baton: weekly deep verify of ${what}
 
 [Timer]
-OnCalendar=${DEFAULT_CALENDAR.verify}
+OnCalendar=${o.verifyCalendar}
 Persistent=true
 RandomizedDelaySec=${VERIFY_RANDOMIZED_DELAY}
 
@@ -118,7 +117,8 @@ WantedBy=timers.target
 export function checkCalendar(spec: string): string | undefined {
   if (spec.trim() === '') return 'empty calendar expression';
   if (hasControlCharacters(spec) || !/^[A-Za-z0-9*:,./~ +-]+$/.test(spec)) {
-    return `"${spec}" is not an OnCalendar= expression (e.g. "*-*-* 02:15:00", "daily", "Mon..Fri 02:15")`;
+    // JSON-quoted: a newline in the option must not split the one error line
+    return `${JSON.stringify(spec)} is not an OnCalendar= expression (e.g. "*-*-* 02:15:00", "daily", "Mon..Fri 02:15")`;
   }
   return undefined;
 }
@@ -144,9 +144,31 @@ export function cronScheduleOf(spec: string): { ok: true; fields: string } | { o
   return { ok: true, fields: `${minute} ${hour} * * *` };
 }
 
-export interface SourceSchedule {
-  baton: readonly string[];
-  configFile: string;
+const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;
+
+/**
+ * The cron time fields of the weekly verify: `WEEKDAY HH:MM[:00]` or `WEEKDAY *-*-* HH:MM[:00]`
+ * (one day, English three-letter name, as OnCalendar= writes it), or anything cronScheduleOf takes.
+ */
+export function cronWeeklyScheduleOf(
+  spec: string,
+): { ok: true; fields: string } | { ok: false; error: string } {
+  const m = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+(.+)$/.exec(spec.trim());
+  if (!m) return cronScheduleOf(spec);
+  const time = cronScheduleOf(m[2] ?? '');
+  if (!time.ok || !/^\d+ \d+ \* \* \*$/.test(time.fields)) {
+    return {
+      ok: false,
+      error: `"${spec}" has no cron equivalent: with --cron give a day and a time like "Sun 06:00"`,
+    };
+  }
+  return {
+    ok: true,
+    fields: time.fields.replace(/\*$/, String(WEEKDAYS.indexOf(m[1] as (typeof WEEKDAYS)[number]))),
+  };
+}
+
+export interface SourceSchedule extends VerifySchedule {
   onCalendar: string;
   /** app.startTimeout in ms: a stopped unit must leave baton time to start the app again. */
   appStartTimeoutMs: number;
@@ -213,9 +235,7 @@ WantedBy=multi-user.target
   ];
 }
 
-export interface SinkSchedule {
-  baton: readonly string[];
-  configFile: string;
+export interface SinkSchedule extends VerifySchedule {
   /** the streams some source has, with their OnCalendar= */
   streams: ReadonlyArray<{ stream: StreamName; onCalendar: string }>;
 }
@@ -263,7 +283,7 @@ WantedBy=timers.target
 const CRON_ENV = 'SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n';
 
 /** /etc/cron.d/baton-source: the nightly backup and the boot-time recover. */
-export function sourceCronFile(o: SourceSchedule & { cronFields: string }): string {
+export function sourceCronFile(o: SourceSchedule & { cronFields: string; verifyCronFields: string }): string {
   const run = (...args: string[]) => cronCommand([...o.baton, ...args, '--config', o.configFile]);
   return `${HEADER('source')}${CRON_ENV}${o.cronFields} root ${run('source', 'backup')}
 @reboot root ${run('source', 'recover')}
@@ -272,8 +292,9 @@ ${verifyCronLine(o)}`;
 
 /** /etc/cron.d/baton-sink: one pull line per stream. */
 export function sinkCronFile(
-  o: Omit<SinkSchedule, 'streams'> & {
+  o: Omit<SinkSchedule, 'streams' | 'verifyCalendar'> & {
     streams: ReadonlyArray<{ stream: StreamName; cronFields: string }>;
+    verifyCronFields: string;
   },
 ): string {
   const lines = o.streams.map(
@@ -284,7 +305,7 @@ export function sinkCronFile(
 }
 
 /** The weekly `verify --all --deep` line of a cron file, at the lowest CPU and I/O priority. */
-function verifyCronLine(o: VerifySchedule): string {
+function verifyCronLine(o: Omit<VerifySchedule, 'verifyCalendar'> & { verifyCronFields: string }): string {
   const argv = ['nice', '-n', '19', 'ionice', '-c', '3', ...o.baton, 'verify', '--all', '--deep'];
-  return `${VERIFY_CRON_FIELDS} root ${cronCommand([...argv, '--config', o.configFile])}\n`;
+  return `${o.verifyCronFields} root ${cronCommand([...argv, '--config', o.configFile])}\n`;
 }

@@ -26,6 +26,8 @@ const STORE_COLOUR: Record<StoreKind, string> = {
 };
 const TIER_COLOURS = ['#a78bfa', '#f472b6', '#60a5fa', '#34d399'];
 const RED = '#dc2626';
+/** a source outside its pull window: not a problem, not ok either (the text report's yellow) */
+const WAITING = '#b45309';
 const OFFSITE = '#7c3aed';
 const GREEN = '#16a34a';
 const DAY = 86_400_000;
@@ -42,6 +44,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 table{border-collapse:collapse;font-size:13px}th,td{padding:3px 10px;text-align:left;white-space:nowrap}
 th{color:#6b7280;font-weight:600;border-bottom:1px solid #e5e7eb}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.stale td,td.stale,span.stale,div.stale{color:${RED};font-weight:600}
+td.waiting{color:${WAITING};font-weight:600}td.waiting .why{font-weight:400;font-size:11px}
 .legend span{display:inline-block;margin-right:16px}.sw{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:5px;vertical-align:middle}
 code{font-size:12px;color:#374151}td.dir{white-space:normal;word-break:break-all;min-width:220px}
 svg text{font-family:system-ui,sans-serif}
@@ -292,13 +295,24 @@ function charts(r: StatusReport): string {
   return `<div class="grid">${cards.join('')}</div>`;
 }
 
+/**
+ * The state column: red with the row when bad (the row's class); a source outside its pull window
+ * is `waiting`, in amber (the text report's yellow), with why (the window) under it.
+ */
+function stateCell(s: StatusReport['streams'][number], extra: string): string {
+  const st = streamState(s);
+  if (st.text !== 'waiting' || s.waiting === undefined) return `<td>${esc(st.text)}${esc(extra)}</td>`;
+  const why = s.waiting.replace(/: waiting, not pulled this run$/, '');
+  return `<td class="waiting" title="${esc(s.waiting)}">waiting${esc(extra)}<div class="why">${esc(why)}</div></td>`;
+}
+
 function storesTable(r: StatusReport): string {
   const rows = r.streams.flatMap((s) =>
     s.stores.map((st) => {
       const last = st.generations.at(-1);
       const first = st.generations[0];
       const cls = streamState(s).bad ? ' class="stale"' : '';
-      return `<tr${cls}><td>${esc(`${s.source}/${s.stream}`)}</td><td>${esc(st.kind)}</td><td class="n">${st.generations.length}</td><td>${esc(first?.id ?? '-')}</td><td>${esc(last?.id ?? '-')}</td><td class="n">${last ? esc(formatAge(last.ageSeconds * 1000)) : '-'}</td><td class="n">${last ? esc(formatBytes(last.bytes)) : '-'}</td><td>${esc(streamState(s).text)}${st.kind === 'sink store' && s.quarantined.length ? `, ${s.quarantined.length} quarantined` : ''}</td><td class="dir"><code>${esc(st.dir)}</code></td></tr>`;
+      return `<tr${cls}><td>${esc(`${s.source}/${s.stream}`)}</td><td>${esc(st.kind)}</td><td class="n">${st.generations.length}</td><td>${esc(first?.id ?? '-')}</td><td>${esc(last?.id ?? '-')}</td><td class="n">${last ? esc(formatAge(last.ageSeconds * 1000)) : '-'}</td><td class="n">${last ? esc(formatBytes(last.bytes)) : '-'}</td>${stateCell(s, st.kind === 'sink store' && s.quarantined.length ? `, ${s.quarantined.length} quarantined` : '')}<td class="dir"><code>${esc(st.dir)}</code></td></tr>`;
     }),
   );
   return `<div class="card"><table><tr><th>stream</th><th>store</th><th>generations</th><th>oldest</th><th>newest</th><th>age</th><th>size</th><th>state</th><th>directory</th></tr>${rows.join('')}</table></div>`;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,46 +10,17 @@ import { createLogger, recentLogLines } from '../../src/adapters/log.js';
 import { sendAlert } from '../../src/adapters/notify.js';
 import { exampleConfigFile, parseConfigText } from '../../src/config/load.js';
 import type { AlertChannels } from '../../src/config/schema.js';
+import { startHttp as startRecorder, type Received } from '../helpers/http.js';
 import { startSmtp } from '../helpers/smtp.js';
 
-interface Received {
-  method: string;
-  url: string;
-  headers: IncomingMessage['headers'];
-  body: string;
-}
-
-/** A real HTTP server on a free loopback port that records each request and answers with `answer`. */
+/** startHttp, stopped when the test ends. */
 async function startHttp(
   t: { after: (fn: () => Promise<void>) => void },
-  answer: (req: Received, res: ServerResponse) => void = (_r, res) => res.end('ok'),
+  answer?: (req: Received, res: ServerResponse) => void,
 ): Promise<{ url: string; requests: Received[] }> {
-  const requests: Received[] = [];
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const r = {
-        method: req.method ?? '',
-        url: req.url ?? '',
-        headers: req.headers,
-        body: Buffer.concat(chunks).toString('utf8'),
-      };
-      requests.push(r);
-      answer(r, res);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const addr = server.address();
-  assert.ok(typeof addr === 'object' && addr !== null);
-  return { url: `http://127.0.0.1:${addr.port}`, requests };
+  const h = await startRecorder(answer);
+  t.after(h.stop);
+  return h;
 }
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {

@@ -4,12 +4,14 @@
  * through the host's real journalctl, and with no journalctl on the PATH.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runProcess } from '../../src/adapters/run.js';
 import { runBaton, show } from '../helpers/cli.js';
+import { fileEntry, writeGenerationDir } from '../helpers/generation-builder.js';
+import { makeSinkStore } from '../helpers/sink-store.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 
 let tmp: string;
@@ -111,5 +113,45 @@ describe('baton notify-failure', () => {
       assert.match(r.stderr.trim().split('\n').at(-1) ?? '', /is not a systemd unit name/);
     }
     assert.equal(smtp.messages.length, n);
+  });
+
+  test('a sink verify mismatch under systemd: one alert (the verdict), the OnFailure= handler of the same run stays quiet', async () => {
+    const config = join(tmp, 'mail.yaml');
+    await makeSinkStore(join(tmp, 'store'));
+    const id = '2026-01-02T030405Z';
+    const dir = join(tmp, 'store', 'nf-src', 'data', id);
+    await mkdir(dir, { recursive: true });
+    await writeGenerationDir(dir, {
+      id,
+      entries: [fileEntry('etc/app.conf', 'good bytes')],
+      tree: { 'etc/app.conf': 'good bytes' },
+    });
+    await writeFile(join(dir, 'tree', 'etc', 'app.conf'), 'rotten!!!!'); // same size, other bytes
+    const run = 'c0ffee00c0ffee00c0ffee00c0ffee00';
+    const n = smtp.messages.length;
+    const v = await runBaton(['verify', '--all', '--config', config], { env: { INVOCATION_ID: run } });
+    assert.equal(v.code, 1, show(v));
+    const verdict = (await smtp.waitFor(n + 1)).at(-1)!;
+    assert.match(verdict.subject, /verify found 1 damaged generation/);
+
+    // systemd now starts baton-sink-failure@baton-sink-verify.service with the failed run's ids
+    const unit = 'baton-sink-verify.service';
+    const quiet = await runBaton(['notify-failure', unit, '--config', config], {
+      env: { MONITOR_INVOCATION_ID: run, MONITOR_UNIT: unit },
+    });
+    assert.equal(quiet.code, 0, show(quiet));
+    assert.match(
+      quiet.stderr,
+      /not alerting again: the failed run of baton-sink-verify\.service already alerted: .*verify found 1 damaged/,
+    );
+    // a failure that was not alerted by its run (another invocation) still gets its alert
+    const other = await runBaton(['notify-failure', unit, '--config', config], {
+      env: { MONITOR_INVOCATION_ID: 'c0ffee00c0ffee00c0ffee00c0ffee01', MONITOR_UNIT: unit },
+    });
+    assert.equal(other.code, 0, show(other));
+    const mails = await smtp.waitFor(n + 2);
+    assert.equal(mails.length, n + 2, 'exactly one more mail: the unalerted failure');
+    assert.equal(mails.at(-1)!.subject, `[baton] ${unit} failed`);
+    assert.deepEqual(await readdir(join(tmp, 'state', 'alerted')), [run]);
   });
 });

@@ -1,44 +1,23 @@
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runBaton, show } from '../helpers/cli.js';
+import { startHttp, type HttpRecorder } from '../helpers/http.js';
 import { makeSourceSetup, type SourceSetup } from '../helpers/source-setup.js';
 import { ensureUser, needsRootOrSkipFile } from '../helpers/users.js';
 
 // A successful run tells healthchecks what it did, in the body of the success ping.
 const NEEDS_ROOT = needsRootOrSkipFile('ping-summary', 'users');
 
-interface Hit {
-  method: string;
-  url: string;
-  body: string;
-}
-
 let root: string;
 let s: SourceSetup;
-let server: Server;
-const hits: Hit[] = [];
+let server: HttpRecorder;
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      hits.push({
-        method: req.method ?? '',
-        url: req.url ?? '',
-        body: Buffer.concat(chunks).toString('utf8'),
-      });
-      res.end('OK');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const addr = server.address();
-  assert.ok(typeof addr === 'object' && addr !== null);
+  server = await startHttp();
   root = await mkdtemp(join(tmpdir(), 'baton-ping-summary-'));
   await chmod(root, 0o755);
   await ensureUser('bzJData');
@@ -47,15 +26,14 @@ before(async () => {
     name: 'pingsum',
     dataUser: 'bzJData',
     logsUser: 'bzJLogs',
-    extraYaml: `alerts:\n  ping: { url: "http://127.0.0.1:${addr.port}/ping/uuid-1" }\n`,
+    extraYaml: `alerts:\n  ping: { url: "${server.url}/ping/uuid-1" }\n`,
   });
 });
 
 after(async () => {
   if (NEEDS_ROOT) return;
   s.app.kill();
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await server.stop();
   await rm(root, { recursive: true, force: true });
 });
 
@@ -67,10 +45,10 @@ test(
     const r = await runBaton(['source', 'backup', '--config', s.config]);
     assert.equal(r.code, 0, show(r));
     assert.deepEqual(
-      hits.map((h) => `${h.method} ${h.url}`),
+      server.requests.map((h) => `${h.method} ${h.url}`),
       ['GET /ping/uuid-1/start', 'POST /ping/uuid-1'],
     );
-    const body = hits[1]?.body ?? '';
+    const body = server.requests[1]?.body ?? '';
     assert.match(
       body,
       /^backup \d{4}-\d\d-\d\dT\d\d\d\d\d\dZ, downtime \d+\.\d s; data \d[\d,]* files?, \d+(\.\d)? (B|KiB|MiB); logs \d[\d,]* files?, /,

@@ -13,7 +13,13 @@ import { createLogger } from '../../src/adapters/log.js';
 import { runBaton, show } from '../helpers/cli.js';
 import { startSmtp, type SmtpSink } from '../helpers/smtp.js';
 import { decodePng } from '../helpers/png.js';
-import { buildFleet, VERIFY_ERROR, type Fleet } from '../helpers/status-fleet.js';
+import {
+  buildFleet,
+  VERIFY_ERROR,
+  WAITING_SOURCE,
+  waitingWindow,
+  type Fleet,
+} from '../helpers/status-fleet.js';
 
 // `baton status` at fleet size (issue 15) through the built CLI, the HTML page laid out by headless
 // Chromium at 1400 px, and the offsite-lag alert (issue 13) over the real SMTP test server.
@@ -81,6 +87,7 @@ interface Probe {
   chartsHeight: number;
   errCells: { right: number; scroll: number; client: number }[];
   runsCardOverflow: number;
+  waiting: { row: string; text: string; color: string; right: number }[];
 }
 
 const PROBE = `<script>
@@ -96,6 +103,7 @@ addEventListener('load', () => {
     chartsHeight: next.getBoundingClientRect().height,
     errCells: [...runs.querySelectorAll('td.err')].map((td) => ({ right: td.getBoundingClientRect().right, scroll: td.scrollWidth, client: td.clientWidth })),
     runsCardOverflow: runs.scrollWidth - runs.clientWidth,
+    waiting: [...document.querySelectorAll('td.waiting')].map((td) => ({ row: td.parentElement.firstElementChild.textContent, text: td.innerText, color: getComputedStyle(td).color, right: td.getBoundingClientRect().right })),
   };
   const pre = document.createElement('pre');
   pre.id = 'probe';
@@ -121,7 +129,7 @@ function chromiumArgs(chromium: string, profile: string, extra: string[]): strin
   ];
 }
 
-test('HTML at 1400 px in headless Chromium: error column on screen, 24 chart cards compact, page screenshot', async (t) => {
+test('HTML at 1400 px in headless Chromium: error column on screen, 24 chart cards compact, a waiting source in amber, page screenshot', async (t) => {
   const html = join(root, 'fleet.html');
   const page = renderStatusHtml(await sinkStatus(fleet.config, now));
   await writeFile(html, page);
@@ -153,6 +161,19 @@ test('HTML at 1400 px in headless Chromium: error column on screen, 24 chart car
       probe.runsCardOverflow <= 1,
       `the Last runs card does not scroll sideways: ${probe.runsCardOverflow}`,
     );
+    // a source outside its pull window: "waiting" in amber with its window, on screen; no other row
+    assert.deepEqual(
+      probe.waiting.map((w) => w.row),
+      [`${WAITING_SOURCE}/data`, `${WAITING_SOURCE}/logs`],
+    );
+    for (const w of probe.waiting) {
+      assert.match(
+        w.text,
+        new RegExp(`^waiting\\noutside its pull window ${waitingWindow(now)} \\(local time\\)$`),
+      );
+      assert.equal(w.color, 'rgb(180, 83, 9)', 'amber, neither the red of a problem nor plain ok');
+      assert.ok(w.right <= probe.width, `the state column ends on screen: ${w.right}`);
+    }
     assert.ok(probe.chartsHeight < 1600, `24 chart cards fit in ${probe.chartsHeight} px (was ~5,700)`);
     const shot = join(root, 'fleet.png');
     await runProcess(chromiumArgs(chromium, profile, [`--screenshot=${shot}`, `file://${html}`]), {

@@ -17,6 +17,13 @@ export const VERIFY_ERROR =
   'verify: generation 2026-11-28T040000Z failed verification (quarantined in /srv/sink/fleet03/data/.quarantine/2026-11-28T040000Z.2026-11-28T040012345Z, not acked):\n' +
   'content: db/orders.db: sha256 expected 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, got 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752\n' +
   '  rejected on the source: kept in .rejected/2026-11-28T040000Z, no longer pending';
+/** The source outside its pull window at `now` (a window two to three hours later, local time). */
+export const WAITING_SOURCE = 'fleet10';
+/** `WAITING_SOURCE`'s `window:` for `now`. */
+export function waitingWindow(now: Date): string {
+  const hh = (h: number) => `${String(h % 24).padStart(2, '0')}:00`;
+  return `${hh(now.getHours() + 2)}-${hh(now.getHours() + 3)}`;
+}
 export const CONNECT_ERROR = 'list: ssh: connect to host 10.0.0.7 port 22: Connection refused';
 
 const H = 3_600_000;
@@ -42,6 +49,7 @@ export async function buildFleet(
       name,
       host: '127.0.0.1',
       knownHosts: '/dev/null',
+      ...(name === WAITING_SOURCE ? { window: waitingWindow(now) } : {}),
       streams: {
         data: { user: 'u', identity: '/k', generations: 10 },
         logs: { user: 'u', identity: '/k', generations: 10 },

@@ -17,7 +17,7 @@ import {
 } from '../../src/install/plan.js';
 import { parsePublicKey } from '../../src/install/public-key.js';
 import { cronCommand, shellQuote, systemdQuote } from '../../src/install/quote.js';
-import { checkCalendar, cronScheduleOf } from '../../src/install/schedule.js';
+import { checkCalendar, cronScheduleOf, cronWeeklyScheduleOf } from '../../src/install/schedule.js';
 import { packagedUnits } from '../../src/cli/packaged-units.js';
 import { isUnitName } from '../../src/adapters/journal.js';
 
@@ -854,6 +854,64 @@ describe('weekly deep verify and OnFailure= hooks (issue 15)', () => {
           'm',
         ),
       );
+    });
+  }
+
+  for (const kind of ['source', 'sink'] as const) {
+    const plan = (over: Parameters<typeof options>[1]) =>
+      files(
+        planInstall(
+          kind,
+          kind === 'source' ? SOURCE : SINK,
+          options(baseHost(), { configFile: configOf[kind], ...over }),
+        ),
+      );
+    test(`${kind} --verify-calendar 'Sat 13:00' -> the verify timer's OnCalendar=, and the cron line's fields`, () => {
+      const timer = plan({ verifyCalendar: 'Sat 13:00' }).get(
+        `/etc/systemd/system/baton-${kind}-verify.timer`,
+      );
+      assert.match(timer?.content ?? '', /^OnCalendar=Sat 13:00$/m);
+      const cron = plan({ verifyCalendar: 'Sat 13:00', scheduler: 'cron' }).get(`/etc/cron.d/baton-${kind}`);
+      assert.match(cron?.content ?? '', /^0 13 \* \* 6 root nice -n 19 ionice -c 3 .* verify --all --deep /m);
+      // the other timers keep their own calendars
+      const backupOrPull = kind === 'source' ? 'baton-source-backup.timer' : 'baton-sink-pull-data.timer';
+      assert.doesNotMatch(
+        plan({ verifyCalendar: 'Sat 13:00' }).get(`/etc/systemd/system/${backupOrPull}`)?.content ?? '',
+        /Sat 13:00/,
+      );
+    });
+
+    test(`${kind} --verify-calendar: an injection or a cron-less spec with --cron -> one clear error`, () => {
+      assert.throws(
+        () => plan({ verifyCalendar: 'Sun 06:00\n[Service]' }),
+        // one line: the newline is shown escaped
+        (e: Error) =>
+          /^--verify-calendar: "Sun 06:00\\n\[Service\]" is not an OnCalendar= expression/.test(e.message) &&
+          !e.message.includes('\n'),
+      );
+      assert.throws(() => plan({ verifyCalendar: '' }), /--verify-calendar: empty calendar expression/);
+      assert.throws(
+        () => plan({ verifyCalendar: 'Mon..Fri 06:00', scheduler: 'cron' }),
+        /--verify-calendar: .*no cron equivalent/,
+      );
+    });
+  }
+
+  const weekly: Array<[string, string | undefined]> = [
+    ['Sun *-*-* 06:00:00', '0 6 * * 0'],
+    ['Sun 06:00', '0 6 * * 0'],
+    ['Sat 13:05', '5 13 * * 6'],
+    ['weekly', '0 0 * * 1'],
+    ['03:30', '30 3 * * *'],
+    ['Mon..Fri 06:00', undefined],
+    ['Sun hourly', undefined],
+    ['Sun 24:00', undefined],
+    ['sunday 06:00', undefined],
+  ];
+  for (const [spec, fields] of weekly) {
+    test(`weekly cron schedule of ${JSON.stringify(spec)} -> ${fields ?? 'none'}`, () => {
+      const c = cronWeeklyScheduleOf(spec);
+      assert.deepEqual(c.ok ? c.fields : undefined, fields);
     });
   }
 

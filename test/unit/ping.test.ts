@@ -1,40 +1,17 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { test } from 'node:test';
 import { ping, pingUrl } from '../../src/adapters/ping.js';
-
-interface Hit {
-  method: string;
-  url: string;
-  body: string;
-}
+import { startHttp as startRecorder, type Received } from '../helpers/http.js';
 
 async function startHttp(
   t: { after: (fn: () => Promise<void>) => void },
-  handler: (req: IncomingMessage, res: ServerResponse, body: string) => void = (_q, res) => res.end('OK'),
-): Promise<{ base: string; hits: Hit[] }> {
-  const hits: Hit[] = [];
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      hits.push({ method: req.method ?? '', url: req.url ?? '', body });
-      handler(req, res, body);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const addr = server.address();
-  assert.ok(addr !== null && typeof addr === 'object');
-  return { base: `http://127.0.0.1:${addr.port}/ping/abc-123`, hits };
+  handler: (req: Received, res: ServerResponse) => void = (_q, res) => res.end('OK'),
+): Promise<{ base: string; hits: Received[] }> {
+  const h = await startRecorder(handler);
+  t.after(h.stop);
+  return { base: `${h.url}/ping/abc-123`, hits: h.requests };
 }
 
 test('start, success and fail go to url/start, url and url/fail', async (t) => {
@@ -45,11 +22,14 @@ test('start, success and fail go to url/start, url and url/fail', async (t) => {
   assert.deepEqual(await ping(cfg, 'success'), { ok: true, status: 200 });
   assert.deepEqual(await ping(cfg, 'fail', 'collect: rsync exit 23'), { ok: true, status: 200 });
 
-  assert.deepEqual(hits, [
-    { method: 'GET', url: '/ping/abc-123/start', body: '' },
-    { method: 'GET', url: '/ping/abc-123', body: '' },
-    { method: 'POST', url: '/ping/abc-123/fail', body: 'collect: rsync exit 23' },
-  ]);
+  assert.deepEqual(
+    hits.map(({ method, url, body }) => ({ method, url, body })),
+    [
+      { method: 'GET', url: '/ping/abc-123/start', body: '' },
+      { method: 'GET', url: '/ping/abc-123', body: '' },
+      { method: 'POST', url: '/ping/abc-123/fail', body: 'collect: rsync exit 23' },
+    ],
+  );
 });
 
 test('a trailing slash and a query string in the URL are kept in place', () => {

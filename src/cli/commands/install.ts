@@ -15,6 +15,7 @@ Examples:
   baton install source --cron --on-calendar 03:30     # /etc/cron.d/baton-source instead of systemd
   baton install sink                                 # key pairs, dirs, pull timers; prints keys to copy
   baton install sink --on-calendar '*-*-* 05:00' --on-calendar-logs '*-*-* 05:30'
+  baton install sink --verify-calendar 'Sat 13:00'    # the weekly deep verify (default Sun 06:00)
 
 Running it again changes only what differs (and says "nothing to do" when all is in place).
 Exit codes: 0 ok, 1 installing failed, 2 bad options or config (nothing was changed).`;
@@ -40,6 +41,7 @@ export function registerInstallCommand(root: Root): void {
     .option('--sink-key-logs <file>', "source: the sink's public key for the logs stream")
     .option('--on-calendar <spec>', 'OnCalendar= of the source backup (02:15) or the sink data pull (04:00)')
     .option('--on-calendar-logs <spec>', 'sink: OnCalendar= of the logs pull (04:30)')
+    .option('--verify-calendar <spec>', "OnCalendar= of the weekly verify --all --deep ('Sun 06:00')")
     .option('--cron', 'write /etc/cron.d/baton-<kind> instead of systemd units', false)
     .addOption(new Option('--unit-dir <dir>', 'where systemd units go').default('/etc/systemd/system'))
     .addOption(new Option('--cron-dir <dir>', 'where the cron file goes').default('/etc/cron.d'))
@@ -69,6 +71,7 @@ export function registerInstallCommand(root: Root): void {
             sinkKeys,
             ...(opts.onCalendar === undefined ? {} : { onCalendar: opts.onCalendar }),
             ...(opts.onCalendarLogs === undefined ? {} : { onCalendarLogs: opts.onCalendarLogs }),
+            ...(opts.verifyCalendar === undefined ? {} : { verifyCalendar: opts.verifyCalendar }),
             ...(opts.from === undefined ? {} : { from: opts.from }),
             ...(opts.caKey === undefined ? {} : { caKey: await readPublicKeyFile('--ca-key', opts.caKey) }),
           },

@@ -3,14 +3,15 @@ import { join } from 'node:path';
 import { loadConfig } from '../../config/load.js';
 import { ConfigError, ExitCode, oneLine } from '../../errors.js';
 import { isUnitName, JOURNAL_LINES, lastJournalLines } from '../../adapters/journal.js';
-import { alertFooter, sendAlert } from '../../adapters/notify.js';
+import { alertFooter, alertsOfRun, parseInvocationId, sendAlert } from '../../adapters/notify.js';
 import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 
 /**
  * `baton notify-failure UNIT`: what the `baton-<kind>-failure@.service` template runs when a baton
  * unit fails (`OnFailure=`). Alerts through every channel of the config with the unit's last journal
  * lines. Exits 0 whatever the channels do (the handler must not fail itself); only a malformed UNIT
- * is a usage error.
+ * is a usage error. Sends nothing when the failed run itself already alerted (its record, found by
+ * the `MONITOR_INVOCATION_ID` systemd gives an `OnFailure=` unit): one failure, one alert.
  */
 export function registerNotifyFailureCommand(root: Root): void {
   root
@@ -24,6 +25,7 @@ export function registerNotifyFailureCommand(root: Root): void {
 Examples:
   baton notify-failure baton-sink-pull-data.service --config /etc/baton/sink.yaml
 
+Under systemd it sends nothing when the failed run already alerted (found by $MONITOR_INVOCATION_ID).
 Exit codes: 0 (also when no alert channel is configured or sending fails: logged), 2 bad unit name.`,
     )
     .action(async (unit, opts) =>
@@ -32,10 +34,22 @@ Exit codes: 0 (also when no alert channel is configured or sending fails: logged
           throw new ConfigError(`${JSON.stringify(unit.slice(0, 300))} is not a systemd unit name`, {
             step: 'notify-failure',
           });
-        const journal = await lastJournalLines(unit);
         try {
           const loaded = await loadConfig(opts.config ?? DEFAULT_CONFIG.source);
           const { config } = loaded;
+          const failedRun = parseInvocationId(process.env.MONITOR_INVOCATION_ID);
+          const monitored = process.env.MONITOR_UNIT;
+          if (failedRun !== undefined && (monitored === undefined || monitored === unit)) {
+            const already = await alertsOfRun(config.stateDir, failedRun);
+            if (already.length > 0) {
+              ctx.log.info(
+                { step: 'notify-failure' },
+                `not alerting again: the failed run of ${unit} already alerted: ${already.join('; ')}`,
+              );
+              return ExitCode.ok;
+            }
+          }
+          const journal = await lastJournalLines(unit);
           const who = loaded.kind === 'source' ? `source "${loaded.config.name}"` : 'sink';
           await sendAlert(
             config.alerts,
