@@ -153,9 +153,13 @@ class HashPool {
       for (const w of this.workers)
         if (w.batches < WORKER_BATCHES && (slot === undefined || w.requests < slot.requests)) slot = w;
       if (slot === undefined) return;
+      // what is queued is shared among the workers with room (a caller with 32 files in flight
+      // keeps both workers busy, not one with a batch of 32 while the other idles)
+      const free = this.workers.filter((w) => w.batches === 0).length || 1;
+      const files = Math.min(BATCH_FILES, Math.ceil((this.queue.length - this.queueHead) / free));
       const batch: Request[] = [];
       let bytes = 0;
-      while (this.queueHead < this.queue.length && batch.length < BATCH_FILES && bytes < BATCH_BYTES) {
+      while (this.queueHead < this.queue.length && batch.length < files && bytes < BATCH_BYTES) {
         const r = this.queue[this.queueHead++] as Request;
         batch.push(r);
         bytes += Math.max(0, r.size);
