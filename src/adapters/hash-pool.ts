@@ -26,12 +26,15 @@ function hashFd(fd, size, out) {
   }
   return { sha256: h.digest('hex'), bytes: total };
 }
-const asBuffer = (u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+const bytes = (s) => Buffer.from(s, 'latin1');
 function run(r) {
-  const fd = fs.openSync(asBuffer(r.path), 'r');
+  // never follows a symlink nor blocks on a FIFO swapped in after the caller's lstat
+  const fd = fs.openSync(bytes(r.path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   try {
+    if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EFTYPE' });
     if (r.op === 'hash') return hashFd(fd, r.size);
-    const out = fs.openSync(asBuffer(r.to), 'wx', r.mode);
+    const out = fs.openSync(bytes(r.to), 'wx', r.mode);
     try {
       return hashFd(fd, r.size, out);
     } finally {
@@ -57,10 +60,12 @@ parentPort.on('message', (batch) => {
 interface Request {
   id: number;
   op: 'hash' | 'copy';
-  path: Buffer;
+  /** the path's bytes as a latin1 string: a string crosses to a worker as a copy of itself, where a
+   *  Buffer would take its whole backing slab (Node's 8 KiB allocation pool) along */
+  path: string;
   /** bytes to read (what lstat said), or -1: until the end */
   size: number;
-  to?: Buffer;
+  to?: string;
   mode?: number;
 }
 
@@ -77,15 +82,22 @@ interface Pending {
 }
 
 /** Files per message: enough to amortise a round trip, few enough to keep every worker busy. */
-const BATCH_FILES = 32;
-const BATCH_BYTES = 8 * 1024 * 1024;
+const BATCH_FILES = 64;
+const BATCH_BYTES = 4 * 1024 * 1024;
+/** Messages a worker holds at once: one it works on and one waiting, so it never idles for a round trip. */
+const WORKER_BATCHES = 2;
 
+/**
+ * Requests wait in one queue and go to a worker when it has room (fewer than WORKER_BATCHES
+ * batches): a worker that finishes early takes the next batch, so one large file never holds
+ * small ones hostage behind it while the other worker idles.
+ */
 class HashPool {
-  private readonly workers: Array<{ worker: Worker; outstanding: number }> = [];
+  private readonly workers: Array<{ worker: Worker; batches: number; requests: number }> = [];
   private readonly pending = new Map<number, Pending>();
-  private batch: Request[] = [];
-  private batchBytes = 0;
-  private flushScheduled = false;
+  private queue: Request[] = [];
+  private queueHead = 0;
+  private dispatchScheduled = false;
   private nextId = 1;
 
   constructor(size: number) {
@@ -95,11 +107,13 @@ class HashPool {
         eval: true,
         resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
       });
-      const slot = { worker, outstanding: 0 };
+      const slot = { worker, batches: 0, requests: 0 };
       worker.on('message', (replies: Reply[]) => {
-        slot.outstanding -= replies.length;
-        if (slot.outstanding === 0) worker.unref();
+        slot.batches--;
+        slot.requests -= replies.length;
         for (const r of replies) this.settle(r);
+        this.dispatch();
+        if (slot.batches === 0) worker.unref();
       });
       worker.on('error', (e) => {
         // a worker that died takes its requests with it: fail them, never hang
@@ -107,6 +121,8 @@ class HashPool {
           this.pending.delete(id);
           p.reject(e);
         }
+        this.queue = [];
+        this.queueHead = 0;
       });
       worker.unref();
       this.workers.push(slot);
@@ -118,27 +134,45 @@ class HashPool {
     const promise = new Promise<{ sha256: string; bytes: number }>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
     });
-    this.batch.push({ ...req, id });
-    this.batchBytes += Math.max(0, req.size);
-    if (this.batch.length >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) this.flush();
-    else if (!this.flushScheduled) {
-      this.flushScheduled = true;
+    this.queue.push({ ...req, id });
+    // requests made in one turn of the event loop travel together
+    if (!this.dispatchScheduled) {
+      this.dispatchScheduled = true;
       setImmediate(() => {
-        this.flushScheduled = false;
-        this.flush();
+        this.dispatchScheduled = false;
+        this.dispatch();
       });
     }
     return promise;
   }
 
-  private flush(): void {
-    if (this.batch.length === 0) return;
-    const slot = this.workers.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
-    if (slot.outstanding === 0) slot.worker.ref();
-    slot.outstanding += this.batch.length;
-    slot.worker.postMessage(this.batch);
-    this.batch = [];
-    this.batchBytes = 0;
+  /** Hands queued requests to workers with room, in batches. */
+  private dispatch(): void {
+    while (this.queueHead < this.queue.length) {
+      let slot: (typeof this.workers)[number] | undefined;
+      for (const w of this.workers)
+        if (w.batches < WORKER_BATCHES && (slot === undefined || w.requests < slot.requests)) slot = w;
+      if (slot === undefined) return;
+      // what is queued is shared among the workers with room (a caller with 32 files in flight
+      // keeps both workers busy, not one with a batch of 32 while the other idles)
+      const free = this.workers.filter((w) => w.batches === 0).length || 1;
+      const files = Math.min(BATCH_FILES, Math.ceil((this.queue.length - this.queueHead) / free));
+      const batch: Request[] = [];
+      let bytes = 0;
+      while (this.queueHead < this.queue.length && batch.length < files && bytes < BATCH_BYTES) {
+        const r = this.queue[this.queueHead++] as Request;
+        batch.push(r);
+        bytes += Math.max(0, r.size);
+      }
+      if (this.queueHead === this.queue.length || this.queueHead >= 4096) {
+        this.queue = this.queue.slice(this.queueHead);
+        this.queueHead = 0;
+      }
+      if (slot.batches === 0) slot.worker.ref();
+      slot.batches++;
+      slot.requests += batch.length;
+      slot.worker.postMessage(batch);
+    }
   }
 
   private settle(r: Reply): void {

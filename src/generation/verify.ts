@@ -10,7 +10,7 @@ import {
 } from '../core/manifest.js';
 import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
 import { SET_ID_BITS } from '../core/tree-mode.js';
-import { sha256File, walkTree, type WalkEntry } from '../adapters/fsx.js';
+import { sha256File, startHashWorkers, walkTree, type WalkEntry } from '../adapters/fsx.js';
 import { readManifest, ManifestCursor, ManifestError } from './manifest-file.js';
 import { GENERATION_NAMES, MANIFEST, META_JSON, SHA256SUMS, TREE } from './names.js';
 import { errnoCode } from '../errors.js';
@@ -119,9 +119,9 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     maxEntries: opts.maxFiles ?? Number.MAX_SAFE_INTEGER,
   });
   const onEntry = typeof sums === 'string' ? undefined : (e: ManifestEntry) => sums.expect(e);
+  if (opts.hashes) startHashWorkers();
   const walk = walkTree(tree);
-  const inflight = new Set<Promise<void>>();
-  const limit = opts.concurrency ?? 32;
+  const inflight = new InFlight(opts.concurrency ?? DEFAULT_FILES_IN_FLIGHT);
   const baseTree = opts.linkBase ? Buffer.from(`${opts.linkBase.tree}/`) : undefined;
   const baseCursor = opts.linkBase ? ManifestCursor.open(opts.linkBase.manifest) : undefined;
 
@@ -135,17 +135,19 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
         return;
       }
     }
-    const got = opts.knownHash?.(m.path, w.st) ?? (await sha256File(w.abs, m.size));
+    let got = opts.knownHash?.(m.path, w.st);
+    if (got === undefined) {
+      try {
+        got = await sha256File(w.abs, m.size);
+      } catch (e) {
+        // gone or swapped since the walk saw it: named, like any other mismatch
+        add('hash', show(m.path), `unreadable: ${errnoCode(e) ?? String(e)}`);
+        return;
+      }
+    }
     res.hashed++;
     opts.onHashed?.(m.size);
     if (got !== m.sha256) add('hash', show(m.path), `sha256 ${got} != manifest ${m.sha256 ?? '-'}`);
-  };
-  const schedule = async (p: Promise<void>) => {
-    const tracked = p.finally(() => inflight.delete(tracked));
-    // awaited through `inflight` below; this only keeps an early failure from counting as unhandled
-    tracked.catch(() => undefined);
-    inflight.add(tracked);
-    if (inflight.size >= limit) await Promise.race(inflight);
   };
 
   /**
@@ -214,7 +216,7 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     if (!opts.hashes) return;
     // the lookup runs here, in tree order (the cursor only moves forward); the check itself overlaps others
     const base = await baseCursor?.seek(m.path);
-    await schedule(contentCheck(w, m, base));
+    await inflight.add(contentCheck(w, m, base));
   };
 
   try {
@@ -234,13 +236,13 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
         w = await walk.next();
       }
     }
-    await Promise.all(inflight);
+    await inflight.drain();
     if (typeof sums !== 'string') {
       const sumsProblem = await sums.finish();
       if (sumsProblem) add('sums', 'SHA256SUMS', sumsProblem);
     }
   } catch (e) {
-    await Promise.allSettled(inflight);
+    await inflight.settle();
     if (e instanceof ManifestError) add('manifest', 'manifest', e.message);
     else if (!(e instanceof LimitReached)) throw e;
   } finally {
@@ -253,6 +255,51 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
 }
 
 class LimitReached extends Error {}
+
+/**
+ * Files whose content checks run at once. Enough to keep every hash worker fed with small files
+ * (a worker takes them in batches) while the walk goes on; each holds only its entry and lstat.
+ */
+const DEFAULT_FILES_IN_FLIGHT = 256;
+
+/** At most `limit` checks at once; `add` waits for room. The first failure is kept for `drain`. */
+class InFlight {
+  private running = 0;
+  private wake: (() => void) | undefined;
+  private failure: { error: unknown } | undefined;
+
+  constructor(private readonly limit: number) {}
+
+  async add(p: Promise<void>): Promise<void> {
+    this.running++;
+    p.then(
+      () => this.done(),
+      (e: unknown) => {
+        this.failure ??= { error: e };
+        this.done();
+      },
+    );
+    while (this.running >= this.limit) await new Promise<void>((resolve) => (this.wake = resolve));
+  }
+
+  /** Waits for every check; throws the first failure. */
+  async drain(): Promise<void> {
+    await this.settle();
+    if (this.failure) throw this.failure.error;
+  }
+
+  /** Waits for every check, whatever their outcome. */
+  async settle(): Promise<void> {
+    while (this.running > 0) await new Promise<void>((resolve) => (this.wake = resolve));
+  }
+
+  private done(): void {
+    this.running--;
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+}
 
 function lstatQuiet(path: Buffer): BigIntStats | undefined {
   try {
