@@ -48,7 +48,16 @@ export interface VerifyOptions {
    * a verified generation: files hard-linked to it with the same manifest hash need no re-read.
    * Its `manifest` is read alongside the walk, in tree order (constant memory).
    */
-  linkBase?: { tree: string; manifest: string };
+  linkBase?: {
+    tree: string;
+    manifest: string;
+    /**
+     * whether the manifest entry at this ordinal (every entry counted, from 0) is a file the link
+     * base's manifest lists at the same path with the same sha256, already known from an earlier pass
+     * over this very manifest (the pull's precheck): then the link base's manifest is not read again
+     */
+    sameHash?: (ordinal: number) => boolean;
+  };
   maxFiles?: number;
   maxBytes?: number;
   /** files hashed at once (reads overlap; both cores busy) */
@@ -123,11 +132,12 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   const walk = walkTree(tree);
   const inflight = new InFlight(opts.concurrency ?? DEFAULT_FILES_IN_FLIGHT);
   const baseTree = opts.linkBase ? Buffer.from(`${opts.linkBase.tree}/`) : undefined;
-  const baseCursor = opts.linkBase ? ManifestCursor.open(opts.linkBase.manifest) : undefined;
+  const sameHash = opts.linkBase?.sameHash;
+  const baseCursor = opts.linkBase && !sameHash ? ManifestCursor.open(opts.linkBase.manifest) : undefined;
 
   /** Same inode as the link base's file with the same manifest hash (verified before), else hashed. */
-  const contentCheck = async (w: WalkEntry, m: ManifestEntry, base: ManifestEntry | undefined) => {
-    if (baseTree && base?.type === 'f' && base.sha256 === m.sha256) {
+  const contentCheck = async (w: WalkEntry, m: ManifestEntry, sameAsBase: boolean) => {
+    if (baseTree && sameAsBase) {
       // synchronous: one cached metadata call costs less than a thread-pool round trip (see walkTree)
       const bst = lstatQuiet(Buffer.concat([baseTree, m.path]));
       if (bst && bst.ino === w.st.ino && bst.dev === w.st.dev) {
@@ -178,6 +188,8 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   };
 
   const compare = async (w: WalkEntry, m: ManifestEntry) => {
+    // the entry's ordinal in the manifest: nothing reads the manifest while this entry is compared
+    const ordinal = res.entries - 1;
     const st = w.st;
     const actual = st.isFile() ? 'f' : st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'other';
     if (actual !== m.type) {
@@ -215,8 +227,12 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
     }
     if (!opts.hashes) return;
     // the lookup runs here, in tree order (the cursor only moves forward); the check itself overlaps others
-    const base = await baseCursor?.seek(m.path);
-    await inflight.add(contentCheck(w, m, base));
+    let sameAsBase = sameHash?.(ordinal) ?? false;
+    if (baseCursor) {
+      const base = await baseCursor.seek(m.path);
+      sameAsBase = base?.type === 'f' && base.sha256 === m.sha256;
+    }
+    await inflight.add(contentCheck(w, m, sameAsBase));
   };
 
   try {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { DEFAULT_MANIFEST_LIMITS } from '../core/manifest.js';
 import { ManifestCursor, readManifest } from '../generation/manifest-file.js';
 import { MANIFEST } from '../generation/names.js';
+import { BitSet } from '../core/bit-set.js';
 
 export interface Precheck {
   entries: number;
@@ -19,6 +20,12 @@ export interface Precheck {
   basisBytes: number;
   /** bytes of new files already complete in `partialTree` (rsync skips them when it resumes) */
   resumedBytes: number;
+  /**
+   * the ordinals (in manifest order, every entry counted) of the files the link base holds at the
+   * same path with the same sha256 and size: verify takes them from here instead of reading the link
+   * base's manifest a second time (valid for this very manifest only: verify checks its hash again)
+   */
+  sameAsBase: BitSet;
 }
 
 /**
@@ -43,6 +50,7 @@ export async function precheckManifest(
     largest: 0,
     basisBytes: 0,
     resumedBytes: 0,
+    sameAsBase: new BitSet(),
   };
   const partial = partialTree === undefined ? undefined : Buffer.from(`${partialTree}/`);
   const base = linkBaseManifest === undefined ? undefined : ManifestCursor.open(linkBaseManifest);
@@ -57,9 +65,11 @@ export async function precheckManifest(
       r.bytes += e.size;
       r.largest = Math.max(r.largest, e.size);
       const b = await base?.seek(e.path);
+      const same = b?.type === 'f' && b.sha256 === e.sha256 && b.size === e.size;
+      if (same) r.sameAsBase.add(r.entries - 1);
       // a later name of a data hard link is a link to its first name (rsync -H): no new blocks
       if (e.linkTo !== undefined) continue;
-      if (b?.type === 'f' && b.sha256 === e.sha256 && b.size === e.size) continue;
+      if (same) continue;
       if (b?.type === 'f') r.basisBytes += b.size;
       if (partial && completeIn(partial, e.path, e.size, e.mtimeNs)) r.resumedBytes += e.size;
       else r.newBytes += e.size;

@@ -92,7 +92,7 @@ export async function pullOne(g: HandoverGeneration, ctx: PullContext): Promise<
   if (pre === undefined) return;
   await checkSpace(g, plan, pre, ctx);
   const early = await transfer(g, plan, pre, ctx);
-  const v = await verify(g, plan, early, ctx);
+  const v = await verify(g, plan, pre, early, ctx);
   if (v === undefined) return;
   await checkAnomaly(g, v, ctx);
   await publish(g, ctx);
@@ -265,6 +265,7 @@ async function transfer(
 async function verify(
   g: HandoverGeneration,
   plan: PullPlan,
+  pre: Precheck,
   early: EarlyHashes | undefined,
   ctx: PullContext,
 ): Promise<VerifyResult | undefined> {
@@ -275,7 +276,14 @@ async function verify(
     hashes: ctx.config.verify,
     // a clone written in place shares no inode with the base: every file is hashed (no shortcut)
     ...(base && baseManifest && !plan.input.inplace
-      ? { linkBase: { tree: join(base.dir, TREE), manifest: baseManifest } }
+      ? {
+          linkBase: {
+            tree: join(base.dir, TREE),
+            manifest: baseManifest,
+            // the precheck paired this manifest with the base's already: not read a second time
+            sameHash: (ordinal: number) => pre.sameAsBase.has(ordinal),
+          },
+        }
       : {}),
     maxFiles: ctx.config.limits.maxFiles,
     maxBytes: ctx.config.limits.maxBytes,

@@ -2,7 +2,12 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import { BatonError, ExitCode, JobError, LockedError, oneLine } from '../errors.js';
-import { MAX_LIST_HEAD_BYTES, parseListingWithHead, type ListingWithHead } from '../core/gate-replies.js';
+import {
+  MAX_LIST_HEAD_BYTES,
+  MAX_LISTING_BYTES,
+  parseListingWithHead,
+  type ListingWithHead,
+} from '../core/gate-replies.js';
 import { parseGenerationId, parseWorkName } from '../generation/names.js';
 import type { SinkRunRecord } from '../core/run-record.js';
 import { writeRunRecord } from '../adapters/run-history.js';
@@ -437,13 +442,16 @@ async function listPending(ctx: Omit<PullContext, 'reflink'>): Promise<ListingWi
   const { transport, config } = ctx;
   // the configured timeout, not a fixed one: a hung gate must not hold the run (issue 10, hole 11);
   // read up to the most a listing and a small manifest may be: a hostile gate cannot fill the sink's memory
-  let listed = await transport.run('list-head', config.timeout, MAX_LIST_HEAD_BYTES, true);
+  let cap = MAX_LIST_HEAD_BYTES;
+  let listed = await transport.run('list-head', config.timeout, cap, true);
   if (listed.code === 1 && listed.stderr.includes('baton gate: refused: not an allowed command')) {
-    listed = await transport.run('list', config.timeout, MAX_LIST_HEAD_BYTES, true);
+    // a plain listing is one line of at most 4 MiB: no more than that is read
+    cap = MAX_LISTING_BYTES;
+    listed = await transport.run('list', config.timeout, cap, true);
   }
   if (listed.exceeded) {
     throw new JobError(
-      `list over ${transport.describe}: the reply is ${describeExceeded(MAX_LIST_HEAD_BYTES)} (the gate's session was ended)`,
+      `list over ${transport.describe}: the reply is ${describeExceeded(cap)} (the gate's session was ended)`,
       { step: 'list' },
     );
   }

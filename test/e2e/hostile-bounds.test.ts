@@ -17,16 +17,14 @@ import { writeGeneration, type GenerationOptions, type WrittenGeneration } from 
 import {
   chownTree as chownTreeTo,
   gateCommand,
-  makeGateFixture,
   pullJson,
-  startE2e,
-  writeSinkConfig,
+  startGateE2e,
   type E2e,
+  type GateE2e,
   type GateFixture,
 } from '../helpers/e2e.js';
 import { generationIds as ids } from '../helpers/source-setup.js';
 import { type SmtpSink } from '../helpers/smtp.js';
-import { type Sshd } from '../helpers/sshd.js';
 import { writeAuthorizedKeys, needsRootOrSkipFile, type KeyPair, type TestUser } from '../helpers/users.js';
 import type { RunResult } from '../../src/adapters/run.js';
 
@@ -37,13 +35,13 @@ const USER = 'bzDData';
 let e: E2e;
 let fx: GateFixture;
 let root: string;
-let sshd: Sshd;
 let smtp: SmtpSink;
 let user: TestUser;
 let key: KeyPair;
 let sourceConfig: string;
 let markers: string;
 let H: GateFixture['H'];
+let writeSink: GateE2e['writeSink'];
 
 const gate = () => gateCommand('data', sourceConfig);
 const gateLine = () => fx.gateLine();
@@ -53,15 +51,10 @@ const stage = (opts: GenerationOptions = {}, id = nextId()): Promise<WrittenGene
 
 /** Writes the sink config with these extra `limits:` and `alerts:` keys; returns its path. */
 function sinkConfig(limits = '', alerts = ''): Promise<string> {
-  return writeSinkConfig(join(root, `sink-${randomName()}.yaml`), {
-    store: H.sinkStore,
-    stateDir: H.sinkState,
-    sshd,
+  return writeSink(join(root, `sink-${randomName()}.yaml`), {
     timeout: '10m',
     limits: `maxFiles: 100${limits ? `, ${limits}` : ''}`,
-    sources: [{ name: SOURCE, streams: { data: { user: USER, identity: key.privateKey, generations: 3 } } }],
     ...(alerts ? { alerts } : {}),
-    mailUrl: smtp.url,
   });
 }
 
@@ -120,11 +113,17 @@ async function clearHandover(): Promise<void> {
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  e = await startE2e({ prefix: 'baton-bounds-', users: { data: USER }, keys: ['data'], smtp: true });
-  ({ root, sshd, smtp } = e);
+  ({ e, fx, writeSink } = await startGateE2e({
+    prefix: 'baton-bounds-',
+    user: USER,
+    source: SOURCE,
+    baseDay: Date.UTC(2026, 0, 1),
+    smtp: true,
+    generations: 3,
+  }));
+  ({ root, smtp } = e);
   user = e.user('data');
   key = e.key('data');
-  fx = await makeGateFixture(e, { source: SOURCE, baseDay: Date.UTC(2026, 0, 1) });
   ({ H, sourceConfig } = fx);
   markers = join(root, 'markers');
   await mkdir(markers, { mode: 0o777 });
@@ -158,6 +157,27 @@ test(
       },
     );
     // the sink stopped reading and ended the session: the gate never got to write it all
+    assert.equal(existsSync(done), false, 'the whole 200 MB answer was read');
+  },
+);
+
+test(
+  "an older gate's plain `list` (it refuses `list-head`) answering 200 MB -> read only up to the 4 MiB listing cap, one line, alert",
+  { skip: NEEDS_ROOT },
+  async () => {
+    const done = join(markers, 'plain-list-sent-whole');
+    await withWrapper(
+      [
+        `list-head) echo 'baton gate: refused: not an allowed command (allowed: list, ack ID SHA256)' >&2; exit 1 ;;`,
+        `list) head -c 200000000 /dev/zero && touch '${done}'; exit 0 ;;`,
+      ].join('\n'),
+      async () => {
+        await expectFailure(
+          await sinkConfig(),
+          /list over .*: the reply is output larger than 4 MiB, stopped reading/,
+        );
+      },
+    );
     assert.equal(existsSync(done), false, 'the whole 200 MB answer was read');
   },
 );

@@ -27,14 +27,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { RunResult } from '../../src/adapters/run.js';
 import { runBaton, show } from '../helpers/cli.js';
-import {
-  makeGateFixture,
-  pullJson,
-  startE2e,
-  writeSinkConfig,
-  type E2e,
-  type GateFixture,
-} from '../helpers/e2e.js';
+import { pullJson, startGateE2e, type E2e, type GateFixture } from '../helpers/e2e.js';
 import { sha256, type GenerationOptions, type WrittenGeneration } from '../helpers/gate-fixtures.js';
 import { generationIds as names } from '../helpers/source-setup.js';
 import { type SmtpSink } from '../helpers/smtp.js';
@@ -103,24 +96,16 @@ const modeOf = async (p: string) => (await lstat(p)).mode & 0o7777;
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  e = await startE2e({ prefix: 'baton-bzc-store-', users: { data: 'bzCData' }, keys: ['data'], smtp: true });
+  ({ e, fx, sinkConfig } = await startGateE2e({
+    prefix: 'baton-bzc-store-',
+    user: 'bzCData',
+    source: SOURCE,
+    baseDay: Date.UTC(2026, 0, 2),
+    smtp: true,
+    sink: { verify: true, limits: 'maxBytes: 100000000' },
+  }));
   ({ root, smtp } = e);
-  fx = await makeGateFixture(e, { source: SOURCE, baseDay: Date.UTC(2026, 0, 2) });
   H = fx.H;
-  sinkConfig = await writeSinkConfig(join(root, 'sink.yaml'), {
-    store: H.sinkStore,
-    stateDir: H.sinkState,
-    sshd: e.sshd,
-    verify: true,
-    limits: 'maxBytes: 100000000',
-    sources: [
-      {
-        name: SOURCE,
-        streams: { data: { user: 'bzCData', identity: e.key('data').privateKey, generations: 50 } },
-      },
-    ],
-    mailUrl: smtp.url,
-  });
 });
 
 after(async () => {

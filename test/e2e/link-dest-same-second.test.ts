@@ -10,14 +10,7 @@ import { lstat, readFile, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { show } from '../helpers/cli.js';
-import {
-  makeGateFixture,
-  pullJson,
-  startE2e,
-  writeSinkConfig,
-  type E2e,
-  type GateFixture,
-} from '../helpers/e2e.js';
+import { pullJson, startGateE2e, type E2e, type GateFixture } from '../helpers/e2e.js';
 import { generationIds as ids } from '../helpers/source-setup.js';
 import { needsRootOrSkipFile } from '../helpers/users.js';
 
@@ -31,22 +24,14 @@ let sinkConfig: string;
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  e = await startE2e({ prefix: 'baton-linkdest-', users: { data: USER }, keys: ['data'] });
-  fx = await makeGateFixture(e, { source: SOURCE, baseDay: Date.UTC(2026, 0, 3), dirMode: 0o750 });
-  sinkConfig = join(e.root, 'sink.yaml');
-  await writeSinkConfig(sinkConfig, {
-    store: fx.H.sinkStore,
-    stateDir: fx.H.sinkState,
-    sshd: e.sshd,
-    verify: true,
-    timeout: '60s',
-    sources: [
-      {
-        name: SOURCE,
-        streams: { data: { user: USER, identity: e.key('data').privateKey, generations: 50 } },
-      },
-    ],
-  });
+  ({ e, fx, sinkConfig } = await startGateE2e({
+    prefix: 'baton-linkdest-',
+    user: USER,
+    source: SOURCE,
+    baseDay: Date.UTC(2026, 0, 3),
+    dirMode: 0o750,
+    sink: { verify: true, timeout: '60s' },
+  }));
 });
 
 after(async () => {

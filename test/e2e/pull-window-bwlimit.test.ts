@@ -5,17 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runBaton, show } from '../helpers/cli.js';
-import {
-  makeGateFixture,
-  pullJson,
-  startE2e,
-  writeSinkConfig,
-  type E2e,
-  type GateFixture,
-} from '../helpers/e2e.js';
+import { pullJson, startGateE2e, type E2e, type GateFixture } from '../helpers/e2e.js';
 import { generationIds as ids } from '../helpers/source-setup.js';
 import { needsRootOrSkipFile } from '../helpers/users.js';
 
@@ -31,19 +23,15 @@ let baseYaml: string;
 
 before(async () => {
   if (NEEDS_ROOT) return;
-  e = await startE2e({ prefix: 'baton-window-', users: { data: USER }, keys: ['data'] });
-  fx = await makeGateFixture(e, { source: SOURCE, baseDay: Date.UTC(2026, 0, 5), dirMode: 0o750 });
-  sinkConfig = join(e.root, 'sink.yaml');
-  await writeSinkConfig(sinkConfig, {
-    store: fx.H.sinkStore,
-    stateDir: fx.H.sinkState,
-    sshd: e.sshd,
-    verify: true,
-    timeout: '60s',
-    sources: [
-      { name: SOURCE, streams: { data: { user: USER, identity: e.key('data').privateKey, generations: 5 } } },
-    ],
-  });
+  ({ e, fx, sinkConfig } = await startGateE2e({
+    prefix: 'baton-window-',
+    user: USER,
+    source: SOURCE,
+    baseDay: Date.UTC(2026, 0, 5),
+    dirMode: 0o750,
+    generations: 5,
+    sink: { verify: true, timeout: '60s' },
+  }));
   baseYaml = await readFile(sinkConfig, 'utf8');
 });
 

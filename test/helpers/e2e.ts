@@ -293,6 +293,73 @@ ${o.logs ? `  logs: { paths: [${join(root, 'app-logs')}], handover: ${H.logs}, u
   return g;
 }
 
+export interface GateE2eOptions {
+  /** mkdtemp prefix in the temp dir */
+  prefix: string;
+  /** the data stream's user (created; the key `data` is forced to the gate) */
+  user: string;
+  /** the source's name */
+  source: string;
+  /** the day generation ids count minutes from (see {@link GateFixtureOptions}) */
+  baseDay: number;
+  dirMode?: number;
+  /** a real SMTP server; the sink configs then mail their alerts to it */
+  smtp?: boolean;
+  /** the data stream's `generations` in the sink config (default 50) */
+  generations?: number;
+  /** the sink config's other keys */
+  sink?: Pick<SinkConfigOptions, 'verify' | 'timeout' | 'limits' | 'alerts' | 'storeMode'>;
+}
+
+export interface GateE2e {
+  e: E2e;
+  fx: GateFixture;
+  /** `<root>/sink.yaml`: the one source's data stream behind the harness's sshd */
+  sinkConfig: string;
+  /** writes a sink config like `sinkConfig` with other keys (default: the options' `sink`); returns `file` */
+  writeSink: (file: string, keys?: GateE2eOptions['sink']) => Promise<string>;
+}
+
+/**
+ * The setup of a test that pulls one source's data stream through the real gate: {@link startE2e}
+ * (the data user, its key, sshd, optionally SMTP), {@link makeGateFixture} and a sink config.
+ */
+export async function startGateE2e(o: GateE2eOptions): Promise<GateE2e> {
+  const e = await startE2e({
+    prefix: o.prefix,
+    users: { data: o.user },
+    keys: ['data'],
+    smtp: o.smtp === true,
+  });
+  try {
+    const fx = await makeGateFixture(e, {
+      source: o.source,
+      baseDay: o.baseDay,
+      ...(o.dirMode === undefined ? {} : { dirMode: o.dirMode }),
+    });
+    const writeSink = (file: string, keys = o.sink ?? {}) =>
+      writeSinkConfig(file, {
+        store: fx.H.sinkStore,
+        stateDir: fx.H.sinkState,
+        sshd: e.sshd,
+        ...keys,
+        sources: [
+          {
+            name: o.source,
+            streams: {
+              data: { user: o.user, identity: e.key('data').privateKey, generations: o.generations ?? 50 },
+            },
+          },
+        ],
+        ...(o.smtp === true ? { mailUrl: e.smtp.url } : {}),
+      });
+    return { e, fx, sinkConfig: await writeSink(join(e.root, 'sink.yaml')), writeSink };
+  } catch (err) {
+    await e.stop();
+    throw err;
+  }
+}
+
 /** One stream's outcome in `baton sink pull --json`. */
 export const pullOutcomeSchema = z.object({
   source: z.string(),
