@@ -17,6 +17,7 @@ import { planBackup, type BackupPlan } from './preflight.js';
 import { checkPreviousTransport } from './check-previous-transport.js';
 import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js';
 import { startApp } from './start-app.js';
+import { raisePriority } from '../adapters/priority.js';
 import { streamCollector } from './collect.js';
 import { SnapshotLedger } from './snapshot.js';
 import { buildGeneration, type BuiltGeneration } from './build-generation.js';
@@ -227,8 +228,18 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
   // far longer than planned is aborted (its processes killed) and the app is started again.
   const downLimit = AbortSignal.timeout(config.app.maxDowntime);
   const collectSignal = opts.signal ? AbortSignal.any([opts.signal, downLimit]) : downLimit;
+  // baton's own wake-ups while the app is down get the CPU first on a busy machine (root only);
+  // the stop command itself runs as configured, and the start command after the old value is back
+  let restorePriority: () => void = () => undefined;
   try {
-    appStopMs = await stopApp(config.app, log);
+    appStopMs = await stopApp(config.app, log, (pid) => {
+      restorePriority = raisePriority();
+      try {
+        for (const c of collectors) c.stopStarted?.(pid);
+      } catch {
+        /* a speed-up only: the snapshot is then taken when the stop's end is seen here */
+      }
+    });
     await crashPoint('app-stopped');
     const collected = await Promise.allSettled(collectors.map((c) => c.whileDown(collectSignal)));
     await crashPoint('snapshot-taken');
@@ -248,11 +259,13 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
   } finally {
     try {
       const startAt = Date.now();
-      appStartedAt = await startApp(config.app, log, opts.now);
+      appStartedAt = await startApp(config.app, log, opts.now, restorePriority);
       appStartMs = Date.now() - startAt;
       await clearAppStoppedRecord(state.appStopped);
     } catch (e) {
       failures.push(asError(e));
+    } finally {
+      restorePriority();
     }
   }
   // no clone or snapshot of a failed run is left behind (the next run clones afresh)
@@ -265,7 +278,10 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
   if (failures.length > 1) throw new CombinedError(failures);
   const startedAt = appStartedAt ?? opts.now();
   const downtimeMs = startedAt.getTime() - appStoppedAt.getTime();
-  log.info({ step: 'start-app', downtimeMs }, `app was down for ${(downtimeMs / 1000).toFixed(1)}s`);
+  log.info(
+    { step: 'start-app', downtimeMs, appStopMs, appStartMs },
+    `app was down for ${(downtimeMs / 1000).toFixed(1)}s`,
+  );
 
   // collect: reflink / snapshot / command — the clone or the frozen view becomes what the build
   // reads, now that the app runs again; then it is removed, whatever failed

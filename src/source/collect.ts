@@ -10,6 +10,13 @@ import { createProgress, rsyncProgressArgs } from '../adapters/progress.js';
 import { cloneInto } from '../adapters/reflink.js';
 import { TREE } from '../generation/names.js';
 import type { StreamPlan } from './preflight.js';
+import {
+  changedSince,
+  filesToCopy,
+  journalArgv,
+  startJournal,
+  type PrepassJournal,
+} from './prepass-journal.js';
 import type { SourceState } from './state.js';
 import {
   copyAncestorAttributes,
@@ -256,10 +263,13 @@ export async function prepassStream(
   target: { mirror: string; pathsFile: string } | { stage: string },
   log: Logger,
   signal?: AbortSignal,
-): Promise<boolean> {
+): Promise<{ journal: PrepassJournal | undefined } | undefined> {
   const marginMs = await racyMarginMs(stream.paths);
   const startedMs = Date.now();
+  const cutoffMs = racyCutoffMs(startedMs, marginMs);
   try {
+    // only where timestamps are fine-grained: a coarse margin leaves the full pass to rsync
+    const journal = marginMs === FINE_RACY_MARGIN_MS ? await startJournal(stream.paths, cutoffMs) : undefined;
     let dir: string;
     if ('stage' in target) {
       dir = (await cloneStream(name, stream, target.stage, log, signal)).mirror;
@@ -267,20 +277,58 @@ export async function prepassStream(
       await collectStream(name, stream, target.mirror, target.pathsFile, log, signal);
       dir = target.mirror;
     }
-    const racy = await dropRacyFiles(dir, racyCutoffMs(startedMs, marginMs), signal);
+    const racy = await dropRacyFiles(dir, cutoffMs, signal);
     log.info(
       { step: 'prepass', stream: name, ms: Date.now() - startedMs, racy, racyMarginMs: marginMs },
       `${name} pre-pass done while the app runs (${racy} recently changed file(s) will be copied again while it is down)`,
     );
-    return true;
+    return { journal };
   } catch (e) {
     log.warn(
       { step: 'prepass', stream: name },
       `${name} pre-pass failed, the pass while the app is down copies everything: ${e instanceof Error ? e.message : String(e)}`,
     );
     if ('stage' in target) await rm(target.stage, { recursive: true, force: true }).catch(() => undefined);
-    return false;
+    return undefined;
   }
+}
+
+/**
+ * While the app is down, after a pre-pass with a journal: copies into `dir` (the mirror or the
+ * clone) only the files changed since the pre-pass started (prepass-journal.ts). Returns undefined
+ * when the journal cannot tell (logged): the caller runs the full pass.
+ */
+export async function journalPass(
+  name: StreamName,
+  stream: SourceStreamConfig,
+  dir: string,
+  journal: PrepassJournal,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<CollectResult | undefined> {
+  const t = Date.now();
+  const v = await changedSince(journal, stream.paths, signal);
+  if (v.kind === 'full') {
+    log.info({ step: 'collect', stream: name }, `${name}: the full pass runs: ${v.why}`);
+    return undefined;
+  }
+  const files = await filesToCopy(v.files, dir);
+  if (files.length > 0) {
+    const r = await runProcess(journalArgv(mirrorArgv({ ...stream, paths: [] }, dir)), {
+      env: rsyncEnv(),
+      signal,
+      input: `${files.join('\0')}\0`,
+      tailBytes: 16 * 1024,
+    });
+    const problem = describeRsyncResult(r);
+    if (problem) throw new JobError(`copying the changed files of ${name}: ${problem}`, { step: 'collect' });
+  }
+  const ms = Date.now() - t;
+  log.info(
+    { step: 'collect', stream: name, changed: files.length, ms },
+    `${name}: ${files.length} file(s) changed since the pre-pass started, copied`,
+  );
+  return { stream: name, mirror: dir, ms };
 }
 
 /**
@@ -310,6 +358,8 @@ export async function refreshClone(
 export interface StreamCollector {
   /** while the app still runs: the live pre-pass (rsync / reflink with prepass on) */
   beforeStop(signal?: AbortSignal): Promise<void>;
+  /** the app's stop command was started as `pid` (collect: snapshot takes its snapshot when it ends) */
+  stopStarted?(pid: number): void;
   /** while the app is down, bounded by app.maxDowntime */
   whileDown(signal: AbortSignal): Promise<void>;
   /** once the app runs again and nothing failed: the tree to build from is put in the mirror's place */
@@ -350,6 +400,7 @@ export function streamCollector(s: StreamPlan, ctx: CollectorContext): StreamCol
           throw e;
         }
       },
+      stopStarted: (pid) => armed?.afterStop(pid),
       whileDown: async (signal) => {
         if (armed) {
           await armed.take(signal);
@@ -374,15 +425,19 @@ export function streamCollector(s: StreamPlan, ctx: CollectorContext): StreamCol
       cleanup,
     };
   }
-  let prepassed = false;
+  let prepassed: { journal: PrepassJournal | undefined } | undefined;
+  const journalled = async (dir: string, signal: AbortSignal): Promise<boolean> =>
+    prepassed?.journal !== undefined &&
+    (await journalPass(s.name, s.config, dir, prepassed.journal, log, signal)) !== undefined;
   if (mode === 'reflink')
     return {
       beforeStop: async (signal) => {
-        prepassed = s.config.prepass && (await prepassStream(s.name, s.config, { stage }, log, signal));
+        if (s.config.prepass) prepassed = await prepassStream(s.name, s.config, { stage }, log, signal);
       },
       whileDown: async (signal) => {
-        if (prepassed) await refreshClone(s.name, s.config, stage, log, signal);
-        else await cloneStream(s.name, s.config, stage, log, signal);
+        if (!prepassed) await cloneStream(s.name, s.config, stage, log, signal);
+        else if (!(await journalled(join(stage, 'clone'), signal)))
+          await refreshClone(s.name, s.config, stage, log, signal);
       },
       afterUp: (signal) => finishClone(s.name, s.config, stage, s.mirror, s.mirrorPathsFile, log, signal),
       cleanup: () => rm(stage, { recursive: true, force: true }),
@@ -390,7 +445,7 @@ export function streamCollector(s: StreamPlan, ctx: CollectorContext): StreamCol
   return {
     beforeStop: async (signal) => {
       if (s.config.prepass)
-        await prepassStream(
+        prepassed = await prepassStream(
           s.name,
           s.config,
           { mirror: s.mirror, pathsFile: s.mirrorPathsFile },
@@ -399,7 +454,8 @@ export function streamCollector(s: StreamPlan, ctx: CollectorContext): StreamCol
         );
     },
     whileDown: async (signal) => {
-      await collectStream(s.name, s.config, s.mirror, s.mirrorPathsFile, log, signal, ctx.progress);
+      if (!(await journalled(s.mirror, signal)))
+        await collectStream(s.name, s.config, s.mirror, s.mirrorPathsFile, log, signal, ctx.progress);
     },
     afterUp: () => Promise.resolve(),
     cleanup: () => Promise.resolve(),

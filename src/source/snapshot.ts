@@ -202,6 +202,8 @@ export async function checkBtrfsSnapshot(
 /** `collect: snapshot`, armed while the app runs: only `take` (one message to a waiting helper) is left for the down window. */
 export interface ArmedBtrfsSnapshots {
   view: FrozenView;
+  /** the app's stop command started as `pid`: the snapshots follow its end at once */
+  afterStop(pid: number): void;
   /** while the app is down: makes every snapshot (no process is started) */
   take(signal?: AbortSignal): Promise<void>;
   /** ends the helper; after it no snapshot can appear any more (also when `take` was never called) */
@@ -250,6 +252,7 @@ export async function armBtrfsSnapshots(
   });
   return {
     view,
+    afterStop: (pid) => armed.afterStop(pid),
     take: async (signal) => {
       const onAbort = () => void armed.disarm();
       signal?.addEventListener('abort', onAbort, { once: true });

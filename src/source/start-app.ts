@@ -14,6 +14,8 @@ export async function startApp(
   app: SourceConfig['app'],
   log: Logger,
   now: () => Date = () => new Date(),
+  /** run right before the start command is spawned (backup.ts puts baton's own priority back) */
+  beforeSpawn: () => void = () => undefined,
 ): Promise<Date> {
   const deadline = Date.now() + app.startTimeout;
   let lastProblem = '';
@@ -21,6 +23,7 @@ export async function startApp(
     // the script itself (often many lines) at debug: it is config, not news
     log.debug({ step: 'start-app', command: describeCommand(app.start) }, 'start command');
     log.info({ step: 'start-app', attempt }, 'starting the app');
+    beforeSpawn();
     const r = await runProcess(app.start, {
       timeoutMs: Math.max(1000, deadline - Date.now()),
       killGraceMs: 3000,

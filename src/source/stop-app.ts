@@ -33,10 +33,19 @@ export async function clearAppStoppedRecord(file: string): Promise<void> {
 }
 
 /** Step 1.a: runs `app.stop`, bounded by `stopTimeout` (the whole process group is killed). */
-export async function stopApp(app: SourceConfig['app'], log: Logger): Promise<number> {
+export async function stopApp(
+  app: SourceConfig['app'],
+  log: Logger,
+  /** told the stop command's pid as soon as it runs */
+  onSpawn?: (pid: number) => void,
+): Promise<number> {
   log.debug({ step: 'stop-app', command: describeCommand(app.stop) }, 'stop command');
   log.info({ step: 'stop-app' }, 'stopping the app');
-  const r = await runProcess(app.stop, { timeoutMs: app.stopTimeout, killGraceMs: 3000 });
+  const r = await runProcess(app.stop, {
+    timeoutMs: app.stopTimeout,
+    killGraceMs: 3000,
+    ...(onSpawn ? { onSpawn } : {}),
+  });
   if (r.code !== 0 || r.timedOut) {
     throw new JobError(`stop command \`${describeCommand(app.stop)}\` failed: ${describeExit(r)}`, {
       step: 'stop-app',

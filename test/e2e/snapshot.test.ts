@@ -232,14 +232,26 @@ test('SIGKILL between the snapshot and the start: `source recover` starts the ap
   await sha256sumCheck(await newest(s));
 });
 
-test('SIGKILL while the app is down and the snapshot helper waits: no snapshot is ever made, recover ends the helper, starts the app and clears the record', async (t) => {
+test("SIGKILL while the stop command runs: the helper, told the stop's pid, makes no snapshot when it ends; recover ends the helper, starts the app and clears the record", async (t) => {
   if (skipped(t)) return;
-  const r = await backup(s.config, { BATON_CRASH_AT: 'app-stopped' });
+  // the stop command kills baton, then stops the app a second later: the helper, waiting for the
+  // stop's end to take the snapshot, sees baton gone first and must make nothing
+  const killer = join(root, 'kill-during-stop.yaml');
+  const yaml = await readFile(s.config, 'utf8');
+  await writeFile(
+    killer,
+    yaml.replace(
+      /stop: (".*")\n/,
+      (_l, cmd: string) =>
+        `stop: ${JSON.stringify(`kill -KILL $PPID; sleep 1\n${JSON.parse(cmd) as string}`)}\n`,
+    ),
+  );
+  const r = await backup(killer);
   assert.equal(r.signal ?? r.code, 'SIGKILL', show(r));
-  assert.ok(!s.app.isRunning(), 'the killed run left the app stopped');
+  await sleep(1500);
+  assert.ok(!s.app.isRunning(), 'the stop command stopped the app after baton died');
   // the intent was recorded before the stop; the helper (its stdin closed with baton) made nothing
   assert.ok(existsSync(join(s.state, 'snapshots.json')), 'the snapshot intent is recorded');
-  await sleep(500);
   assert.deepEqual(await subvolumesUnder(s.state), [], 'no snapshot was made after baton died');
   const rec = await runBaton(['source', 'recover', '--config', s.config]);
   assert.equal(rec.code, 0, show(rec));
@@ -247,6 +259,18 @@ test('SIGKILL while the app is down and the snapshot helper waits: no snapshot i
   await noSnapshotLeft(s);
   const left = await sh(`ps -eo args | grep -c '[B]TRFS_IOC\\|[S]NAP_CREATE_V2' || true`);
   assert.equal(left.out.trim(), '0', 'no snapshot helper is left running');
+});
+
+test("SIGKILL right after the stop: the snapshot the helper made at the stop's end is removed by recover", async (t) => {
+  if (skipped(t)) return;
+  const r = await backup(s.config, { BATON_CRASH_AT: 'app-stopped' });
+  assert.equal(r.signal ?? r.code, 'SIGKILL', show(r));
+  assert.ok(!s.app.isRunning(), 'the killed run left the app stopped');
+  assert.ok(existsSync(join(s.state, 'snapshots.json')), 'the snapshot intent is recorded');
+  const rec = await runBaton(['source', 'recover', '--config', s.config]);
+  assert.equal(rec.code, 0, show(rec));
+  assert.ok(s.app.isRunning(), 'recover started the app');
+  await noSnapshotLeft(s);
 });
 
 test('a snapshot that cannot be created: the app is started again, the run fails with a record and an alert mail, nothing left', async (t) => {
