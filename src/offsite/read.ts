@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { StreamName } from '../config/schema.js';
 import { OffsiteError, ObjectMissingError, type ObjectStore } from './object-store.js';
 import {
@@ -21,6 +24,7 @@ import {
   type Commit,
 } from '../core/offsite-records.js';
 import { sha256Hex } from './crypto.js';
+import { FileSink, hexKey, LineSorter, SortedTable, TableWriter } from './sorted-table.js';
 import type { Repo } from './repo.js';
 
 /**
@@ -157,3 +161,146 @@ export async function readPackIndexObject(store: ObjectStore, repo: Repo, packId
 }
 
 export { GEN_OBJECTS };
+
+/** Bytes of an object fetched by one ranged GET when a generation object is downloaded to a file. */
+const DOWNLOAD_WINDOW = 8 * 1024 * 1024;
+
+/**
+ * Downloads one generation object to the file `dest` in ranged windows, opened as a stream (bounded
+ * memory whatever its size), and checks its sha256 and size against the commit; a mismatch throws
+ * (the caller must not use `dest` then).
+ */
+export async function downloadGenObject(
+  store: ObjectStore,
+  repo: Repo,
+  c: Commit,
+  name: GenObject,
+  dest: string,
+): Promise<void> {
+  const key = genKey(c.source, c.stream, c.id, name);
+  const want = c.objects[name];
+  const info = await store.head(key);
+  if (!info) throw new OffsiteError(`${key}: missing from the bucket`);
+  const max = sealedBound(repo, want.size);
+  if (info.size > max)
+    throw new DamagedObjectError(`${key}: ${info.size} bytes, more than its commit allows (${max})`);
+  const total = info.size;
+  async function* sealed(): AsyncGenerator<Uint8Array> {
+    for (let at = 0; at < total; at += DOWNLOAD_WINDOW) {
+      const end = Math.min(total, at + DOWNLOAD_WINDOW) - 1;
+      const got = await store.get(key, { range: { start: at, end }, maxBytes: end - at + 1 });
+      if (got.length !== end - at + 1) throw new OffsiteError(`${key}: short read at ${at}`);
+      yield got;
+    }
+  }
+  const hash = createHash('sha256');
+  let size = 0;
+  const sink = await FileSink.create(dest, 0o600);
+  try {
+    for await (const piece of repo.openStream(sealed(), key)) {
+      size += piece.length;
+      if (size > want.size)
+        throw new OffsiteError(`${key}: longer than its commit says (${want.size} bytes)`);
+      hash.update(piece);
+      await sink.write(piece);
+    }
+    await sink.close();
+  } catch (e) {
+    await sink.abort();
+    await rm(dest, { force: true });
+    throw e;
+  }
+  const got = hash.digest('hex');
+  if (got !== want.sha256 || size !== want.size) {
+    await rm(dest, { force: true });
+    throw new OffsiteError(
+      `${key}: changed since its commit (sha256 ${got}, ${size} bytes; the commit says ${want.sha256}, ${want.size} bytes)`,
+    );
+  }
+}
+
+/** blob location record: id (32), pack ordinal (4), offset (8), length (4), plainLength (4) */
+const LOC_RECORD = 52;
+
+/**
+ * Where every blob of a commit's packs lies, as a sorted table on disk (built from their index objects
+ * through an external sort), not a Map: a restore of a million files looks each blob up with one pread.
+ * The first pack listing an id wins. Also knows where each pack's last blob ends.
+ */
+export class BlobLocations {
+  readonly packEnds = new Map<string, number>();
+  private constructor(
+    private readonly table: SortedTable,
+    private readonly packs: readonly string[],
+    packEnds: Map<string, number>,
+  ) {
+    this.packEnds = packEnds;
+  }
+
+  static async build(
+    store: ObjectStore,
+    repo: Repo,
+    packs: readonly string[],
+    tmpDir: string,
+  ): Promise<BlobLocations> {
+    const sorter = new LineSorter({ tmpDir });
+    const ends = new Map<string, number>();
+    const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
+    try {
+      for (const [i, pack] of packs.entries()) {
+        const idx = await readPackIndexObject(store, repo, pack);
+        for (const b of idx.blobs) {
+          await sorter.add(
+            `${b.id} ${hex(i, 8)} ${hex(b.offset, 12)} ${hex(b.length, 8)} ${hex(b.plainLength, 8)}`,
+          );
+          ends.set(pack, Math.max(ends.get(pack) ?? 0, b.offset + b.length));
+        }
+      }
+    } catch (e) {
+      await sorter.dispose();
+      throw e;
+    }
+    const path = join(tmpDir, 'blobs.tbl');
+    const w = await TableWriter.create(path, LOC_RECORD, 32, 0n);
+    try {
+      const rec = Buffer.alloc(LOC_RECORD);
+      let last = '';
+      for await (const l of sorter.sorted()) {
+        const id = l.slice(0, 64);
+        if (id === last) continue;
+        last = id;
+        const [, ord, off, len, plain] = l.split(' ') as [string, string, string, string, string];
+        rec.write(id, 0, 32, 'hex');
+        rec.writeUInt32BE(parseInt(ord, 16), 32);
+        rec.writeBigUInt64BE(BigInt(parseInt(off, 16)), 36);
+        rec.writeUInt32BE(parseInt(len, 16), 44);
+        rec.writeUInt32BE(parseInt(plain, 16), 48);
+        await w.add(rec);
+      }
+      await w.close();
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+    const table = SortedTable.open(path, LOC_RECORD, 32);
+    if (!table) throw new Error(`${path}: unreadable right after it was written`);
+    return new BlobLocations(table, packs, ends);
+  }
+
+  get(id: string): BlobLocation | undefined {
+    const v = this.table.get(hexKey(id));
+    if (v === undefined) return undefined;
+    const pack = this.packs[v.readUInt32BE(0)];
+    if (pack === undefined) return undefined;
+    return {
+      pack,
+      offset: Number(v.readBigUInt64BE(4)),
+      length: v.readUInt32BE(12),
+      plainLength: v.readUInt32BE(16),
+    };
+  }
+
+  close(): void {
+    this.table.close();
+  }
+}

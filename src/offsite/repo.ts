@@ -43,6 +43,8 @@ export interface Repo {
   newSealer(): Promise<BlobSealer | undefined>;
   /** plain bytes of a sealed blob or object; throws a one-line JobError naming `what` */
   open(sealed: Uint8Array, what: string): Promise<Uint8Array>;
+  /** the same, for an object arriving piece by piece (bounded memory; authenticated chunk by chunk) */
+  openStream(source: AsyncIterable<Uint8Array>, what: string): AsyncIterable<Uint8Array>;
   sealIndex(plain: Uint8Array): Promise<Uint8Array>;
   openIndex(sealed: Uint8Array, what: string): Promise<Uint8Array>;
 }
@@ -102,6 +104,7 @@ async function makeRepo(
       blobId: (h) => blobIdFromSha256(undefined, h),
       newSealer: () => Promise.resolve(undefined),
       open: (s) => Promise.resolve(s),
+      openStream: (s) => s,
       sealIndex: (p) => Promise.resolve(p),
       openIndex: (s) => Promise.resolve(s),
     };
@@ -127,6 +130,10 @@ async function makeRepo(
     open: (s, what) => {
       if (!opener) throw new OffsiteError(`${what} is encrypted: pass the age identity with --identity FILE`);
       return opener.open(s, what);
+    },
+    openStream: (s, what) => {
+      if (!opener) throw new OffsiteError(`${what} is encrypted: pass the age identity with --identity FILE`);
+      return opener.openStream(s, what);
     },
     sealIndex: async (p) => {
       const e = new Encrypter();

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import {
   chmod,
+  copyFile,
   link,
   mkdir,
   open,
@@ -11,7 +12,6 @@ import {
   rmdir,
   stat,
   symlink,
-  writeFile,
 } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { StreamName } from '../config/schema.js';
@@ -26,18 +26,19 @@ import { classifyEntry, parseTreePath, showPath } from '../core/restore-plan.js'
 import { storedDirMode, storedFileMode } from '../core/tree-mode.js';
 import { isGenerationId } from '../generation/names.js';
 import { restoreGeneration, type RestoreResult } from '../generation/restore.js';
-import { packKey } from './layout.js';
+import { genKey, GEN_OBJECTS, packKey, type GenObject } from './layout.js';
 import { OffsiteError, type ObjectStore } from './object-store.js';
 import { sha256Hex } from './crypto.js';
 import {
+  BlobLocations,
+  DamagedObjectError,
+  downloadGenObject,
   listCommits,
-  readBlobLocations,
   readCommit,
-  readFilesMap,
-  readGenObject,
   type BlobLocation,
-  type FilesMap,
 } from './read.js';
+import { FilesMapFile } from './files-map-file.js';
+import { RecordError } from '../core/offsite-records.js';
 import type { Commit } from '../core/offsite-records.js';
 import type { Repo } from './repo.js';
 
@@ -94,17 +95,25 @@ interface PackWindow {
  */
 export class FileFetcher {
   /** where each pack's last blob ends: a window never asks beyond it */
-  private readonly packEnds = new Map<string, number>();
+  private readonly packEnds: ReadonlyMap<string, number>;
   private windows: PackWindow[] = [];
 
+  /** `files` and `blobs` are lookups (on-disk tables in a restore; Maps do in tests). */
   constructor(
     private readonly store: ObjectStore,
     private readonly repo: Repo,
-    private readonly files: FilesMap,
-    private readonly blobs: Map<string, BlobLocation>,
+    private readonly files: Lookup<string[]>,
+    private readonly blobs: Lookup<BlobLocation>,
+    packEnds?: ReadonlyMap<string, number>,
   ) {
-    for (const loc of blobs.values())
-      this.packEnds.set(loc.pack, Math.max(this.packEnds.get(loc.pack) ?? 0, loc.offset + loc.length));
+    if (packEnds) this.packEnds = packEnds;
+    else {
+      const ends = new Map<string, number>();
+      if (blobs instanceof Map)
+        for (const loc of (blobs as Map<string, BlobLocation>).values())
+          ends.set(loc.pack, Math.max(ends.get(loc.pack) ?? 0, loc.offset + loc.length));
+      this.packEnds = ends;
+    }
   }
 
   private async sealedBlob(loc: BlobLocation, what: string): Promise<Uint8Array> {
@@ -159,26 +168,63 @@ export class FileFetcher {
   }
 }
 
-export interface OffsiteGeneration {
-  commit: Commit;
-  manifest: Uint8Array;
-  sums: Uint8Array;
-  meta: Uint8Array;
-  fetcher: FileFetcher;
+/** What FileFetcher looks things up in. */
+export interface Lookup<V> {
+  get(key: string): V | undefined;
 }
 
-/** Everything a restore needs from the bucket, before anything is written locally. */
+export interface OffsiteGeneration {
+  commit: Commit;
+  /** the downloaded generation objects (checked against the commit), in `tmp` */
+  paths: Record<GenObject, string>;
+  files: FilesMapFile;
+  blobs: BlobLocations;
+  fetcher: FileFetcher;
+  close(): void;
+}
+
+/**
+ * Everything a restore needs from the bucket, before anything is written locally, on disk in `tmp`
+ * (an empty dir the caller removes): the generation objects streamed to files, the files map and the
+ * blob locations as sorted lookups. Memory does not grow with the number of files.
+ */
 export async function loadOffsiteGeneration(
   store: ObjectStore,
   repo: Repo,
   commit: Commit,
+  tmp: string,
 ): Promise<OffsiteGeneration> {
-  const manifest = await readGenObject(store, repo, commit, 'manifest');
-  const sums = await readGenObject(store, repo, commit, 'SHA256SUMS');
-  const meta = await readGenObject(store, repo, commit, 'meta.json');
-  const files = await readFilesMap(store, repo, commit);
-  const blobs = await readBlobLocations(store, repo, commit.packs);
-  return { commit, manifest, sums, meta, fetcher: new FileFetcher(store, repo, files, blobs) };
+  const paths = {} as Record<GenObject, string>;
+  for (const name of GEN_OBJECTS) {
+    paths[name] = join(tmp, name);
+    await downloadGenObject(store, repo, commit, name, paths[name]);
+  }
+  const what = genKey(commit.source, commit.stream, commit.id, 'files');
+  let files: FilesMapFile;
+  try {
+    files = await FilesMapFile.open(paths.files, what);
+  } catch (e) {
+    if (e instanceof RecordError) throw new DamagedObjectError(e.message);
+    throw e;
+  }
+  let blobs: BlobLocations;
+  try {
+    blobs = await BlobLocations.build(store, repo, commit.packs, tmp);
+  } catch (e) {
+    files.close();
+    throw e;
+  }
+  return {
+    commit,
+    paths,
+    files,
+    blobs,
+    fetcher: new FileFetcher(store, repo, files, blobs, blobs.packEnds),
+    close: () => {
+      files.close();
+      blobs.close();
+    },
+  };
 }
 
 async function emptyOrMissing(dir: string): Promise<boolean> {
@@ -204,9 +250,10 @@ async function writeGenerationDir(
   concurrency: number,
 ) {
   await mkdir(dir, { mode: 0o755 });
-  await writeFile(join(dir, 'manifest'), gen.manifest, { mode: 0o644 });
-  await writeFile(join(dir, 'SHA256SUMS'), gen.sums, { mode: 0o644 });
-  await writeFile(join(dir, 'meta.json'), gen.meta, { mode: 0o644 });
+  for (const name of ['manifest', 'SHA256SUMS', 'meta.json'] as const) {
+    await copyFile(gen.paths[name], join(dir, name));
+    await chmod(join(dir, name), 0o644);
+  }
   const tree = Buffer.from(join(dir, 'tree'));
   await mkdir(tree, { mode: 0o700 });
   const times = await createTimeSetter();
@@ -329,11 +376,21 @@ export async function runOffsiteRestore(opts: {
       step: STEP,
     });
   const commit = await resolveCommit(opts.store, opts.repo, opts.what, opts.id);
-  const gen = await loadOffsiteGeneration(opts.store, opts.repo, commit);
   const parent = dirname(opts.to);
   await mkdir(parent, { recursive: true });
   const work = join(parent, `.${basename(opts.to)}.offsite-${process.pid}`);
+  // the downloaded generation objects and lookups, beside the target (not a tmpfs: it may be large)
+  const tmp = `${work}.tmp`;
   await rm(work, { recursive: true, force: true });
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { mode: 0o700 });
+  let gen: OffsiteGeneration;
+  try {
+    gen = await loadOffsiteGeneration(opts.store, opts.repo, commit, tmp);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
   opts.log.info(
     { step: STEP, id: commit.id, to: opts.to },
     `restoring ${commit.source}/${commit.stream}/${commit.id} from ${opts.store.describe}`,
@@ -360,6 +417,8 @@ export async function runOffsiteRestore(opts: {
     result.generation = opts.to;
     return result;
   } finally {
+    gen.close();
     await rm(work, { recursive: true, force: true });
+    await rm(tmp, { recursive: true, force: true });
   }
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StreamName } from '../config/schema.js';
@@ -8,15 +8,9 @@ import { readManifest } from '../generation/manifest-file.js';
 import { showPath } from '../core/restore-plan.js';
 import { genKey, GEN_OBJECTS, INDEX_PREFIX, indexKey, PACK_PREFIX, packIdOfKey, packKey } from './layout.js';
 import type { ObjectStore } from './object-store.js';
-import {
-  listCommits,
-  readBlobLocations,
-  readCommit,
-  readFilesMap,
-  readGenObject,
-  type CommitRef,
-} from './read.js';
-import { loadOffsiteGeneration } from './restore.js';
+import { listCommits, readCommit, type CommitRef } from './read.js';
+import { loadOffsiteGeneration, type OffsiteGeneration } from './restore.js';
+import { readLines } from './sorted-table.js';
 import type { Repo } from './repo.js';
 
 export interface OffsiteCheck {
@@ -81,16 +75,25 @@ async function verifyOne(
       if (!present.has(indexKey(p))) add(`${indexKey(p)}: missing from the bucket`);
     }
     if (check.problems.length === 0 && repo.canOpen) {
-      const blobs = await readBlobLocations(store, repo, commit.packs);
-      const files = await readFilesMap(store, repo, commit);
-      for (const [sha, ids] of files)
-        for (const id of ids)
-          if (!blobs.has(id))
-            add(`files object: blob ${id} of content ${sha} is in none of the commit's packs`);
-      for (const name of ['manifest', 'SHA256SUMS', 'meta.json'] as const)
-        await readGenObject(store, repo, commit, name);
+      // the generation objects (each checked against the commit) and lookups, on disk
+      const tmp = await mkdtemp(join(tmpdir(), 'baton-offsite-verify-'));
+      try {
+        const gen = await loadOffsiteGeneration(store, repo, commit, tmp);
+        try {
+          for await (const line of readLines(gen.paths.files, { encoding: 'latin1' })) {
+            const [sha, ...ids] = line.split(' ');
+            for (const id of ids)
+              if (gen.blobs.get(id) === undefined)
+                add(`files object: blob ${id} of content ${sha ?? ''} is in none of the commit's packs`);
+          }
+          if (deep && check.problems.length === 0) await deepCheck(gen, check, add);
+        } finally {
+          gen.close();
+        }
+      } finally {
+        await rm(tmp, { recursive: true, force: true });
+      }
     }
-    if (deep && check.problems.length === 0) await deepCheck(store, repo, commit, check, add);
   } catch (e) {
     add(oneLine(e).replace(/^offsite: /, ''));
   }
@@ -98,25 +101,22 @@ async function verifyOne(
   return check;
 }
 
+/** Downloads, opens and re-hashes every file of the manifest (a content once per nearby repeat). */
 async function deepCheck(
-  store: ObjectStore,
-  repo: Repo,
-  commit: Awaited<ReturnType<typeof readCommit>>,
+  gen: OffsiteGeneration,
   check: OffsiteCheck,
   add: (p: string) => void,
 ): Promise<void> {
-  const gen = await loadOffsiteGeneration(store, repo, commit);
-  const dir = await mkdtemp(join(tmpdir(), 'baton-offsite-verify-'));
-  try {
-    await writeFile(join(dir, 'manifest'), gen.manifest);
+  {
     let files = 0;
     let bytes = 0;
     const seen = new Set<string>();
-    for await (const e of readManifest(join(dir, 'manifest'))) {
+    for await (const e of readManifest(gen.paths.manifest)) {
       if (e.type !== 'f' || e.sha256 === undefined) continue;
       files++;
       bytes += e.size;
       if (seen.has(e.sha256)) continue;
+      if (seen.size >= 4096) seen.clear();
       seen.add(e.sha256);
       try {
         const h = createHash('sha256');
@@ -130,8 +130,6 @@ async function deepCheck(
     }
     check.files = files;
     check.bytes = bytes;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }
 
