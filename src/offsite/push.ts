@@ -33,13 +33,16 @@ import {
   formatPackIndex,
   MAX_PACK_BLOBS,
   parseFilesMap,
+  type Codec,
   type Commit,
   type PackIndex,
 } from '../core/offsite-records.js';
 import { openRepoForPush, type Repo } from './repo.js';
+import { compress } from './codec.js';
 import { configuredRecipients } from './recipients.js';
 import { openOffsiteStore } from './open-store.js';
 import { recordPushState } from './push-state.js';
+import { encodeGenObjects } from './gen-objects.js';
 
 const STEP = 'offsite';
 
@@ -168,7 +171,10 @@ export async function runOffsitePush(config: SinkConfig, opts: PushOptions): Pro
           now: opts.now,
           log: opts.log,
           limiter,
+          state,
+          isCommitted: (id) => committed.has(id),
         });
+        if (pushed.summary.committed) committed.add(g.id);
         result.pushed.push(pushed.summary);
         result.bytesUploaded += pushed.summary.bytesUploaded;
         prevFiles = pushed.files;
@@ -257,14 +263,25 @@ interface GenPush {
   now: () => Date;
   log: Logger;
   limiter: Bandwidth;
+  /** the sink state dir of the repository */
+  state: string;
+  /** whether a generation of this stream is committed in the bucket (a delta base must be) */
+  isCommitted: (id: string) => boolean;
 }
 
 /**
  * Packs new blobs into packs of about `packSize` and uploads each pack, then its index, with at most
  * `parallel` uploads in flight. A pack is recorded in the local index only once both are stored.
  */
+interface PackedBlob {
+  id: string;
+  sealed: Uint8Array;
+  plainLength: number;
+  codec: Codec | undefined;
+}
+
 class Packer {
-  private blobs: Array<{ id: string; sealed: Uint8Array; plainLength: number }> = [];
+  private blobs: PackedBlob[] = [];
   private size = 0;
   private readonly inflight = new Set<Promise<void>>();
   private failure: Error | undefined;
@@ -285,8 +302,9 @@ class Packer {
       this.sealer = await this.g.repo.newSealer();
       this.sealerReady = true;
     }
-    const sealed = this.sealer ? this.sealer.seal(plain) : plain;
-    this.blobs.push({ id, sealed, plainLength: plain.length });
+    const enc = await compress(plain);
+    const sealed = this.sealer ? this.sealer.seal(enc.bytes) : enc.bytes;
+    this.blobs.push({ id, sealed, plainLength: plain.length, codec: enc.codec });
     this.size += sealed.length;
     // the blob count too: an index the readers refuse (MAX_PACK_BLOBS) would make its pack unreadable
     if (this.size >= this.g.cfg.packSize || this.blobs.length >= MAX_PACK_BLOBS) await this.flush();
@@ -313,14 +331,14 @@ class Packer {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  private async upload(blobs: Array<{ id: string; sealed: Uint8Array; plainLength: number }>): Promise<void> {
+  private async upload(blobs: PackedBlob[]): Promise<void> {
     const pack = Buffer.concat(blobs.map((b) => b.sealed));
     const packId = sha256Hex(pack);
     let offset = 0;
     const entries = blobs.map((b) => {
       const e = { id: b.id, offset, length: b.sealed.length, plainLength: b.plainLength };
       offset += b.sealed.length;
-      return e;
+      return b.codec === undefined ? e : { ...e, codec: b.codec };
     });
     const opts = this.retainUntil ? { retainUntil: this.retainUntil } : {};
     await this.g.limiter.take(pack.length);
@@ -328,7 +346,7 @@ class Packer {
     this.bytesUploaded += pack.length;
     await crashPoint('offsite-pack-stored');
     const index: PackIndex = {
-      version: 1,
+      version: entries.some((e) => 'codec' in e) ? 2 : 1,
       pack: packId,
       size: pack.length,
       encrypted: this.g.repo.encrypted,
@@ -388,7 +406,6 @@ async function* chunkTreeFile(
 }
 
 const show = (p: Buffer) => JSON.stringify(p.toString('utf8'));
-const objectRef = (b: Uint8Array) => ({ sha256: sha256Hex(b), size: b.length });
 
 async function pushGeneration(
   g: GenPush,
@@ -454,17 +471,25 @@ async function pushGeneration(
   summary.bytesUploaded += packer.bytesUploaded;
   await crashPoint('offsite-packs-stored');
 
-  // The generation's own objects, sealed like blobs (one sealer for the four).
+  // The generation's own objects, compressed or as deltas (gen-objects.ts), sealed like blobs (one sealer for the four).
   const plain: Record<GenObject, Uint8Array> = {
     manifest: await readFile(join(g.dir, 'manifest')),
     SHA256SUMS: await readFile(join(g.dir, 'SHA256SUMS')),
     'meta.json': await readFile(join(g.dir, 'meta.json')),
     files: Buffer.from(formatFilesMap(files)),
   };
+  const encoded = await encodeGenObjects({
+    state: g.state,
+    source: g.source,
+    stream: g.stream,
+    id: g.id,
+    plain,
+    isCommitted: g.isCommitted,
+  });
   const sealer = await g.repo.newSealer();
   const putOpts = retainUntil ? { retainUntil } : {};
   for (const name of GEN_OBJECTS) {
-    const body = sealer ? sealer.seal(plain[name]) : plain[name];
+    const body = sealer ? sealer.seal(encoded.bodies[name]) : encoded.bodies[name];
     await g.limiter.take(body.length);
     await g.store.put(genKey(g.source, g.stream, g.id, name), body, putOpts);
     summary.bytesUploaded += body.length;
@@ -495,17 +520,12 @@ async function pushGeneration(
   }
   await crashPoint('offsite-before-commit');
   const commit: Commit = {
-    version: 1,
+    version: 2,
     source: g.source,
     stream: g.stream,
     id: g.id,
     created: g.now().toISOString(),
-    objects: {
-      manifest: objectRef(plain.manifest),
-      SHA256SUMS: objectRef(plain.SHA256SUMS),
-      'meta.json': objectRef(plain['meta.json']),
-      files: objectRef(plain.files),
-    },
+    objects: encoded.refs,
     packs: [...packs].sort(),
   };
   const commitPlain = Buffer.from(formatCommit(commit));
@@ -514,6 +534,7 @@ async function pushGeneration(
   try {
     await g.store.put(commitKey(g.source, g.stream, g.id), commitBody, { ...putOpts, ifNoneMatch: true });
     summary.bytesUploaded += commitBody.length;
+    await encoded.committed();
   } catch (e) {
     if (!(e instanceof ObjectExistsError)) throw e;
     summary.committed = false;

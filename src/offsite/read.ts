@@ -1,5 +1,5 @@
 import type { StreamName } from '../config/schema.js';
-import { OffsiteError, ObjectMissingError, type ObjectStore } from './object-store.js';
+import { DamagedObjectError, OffsiteError, ObjectMissingError, type ObjectStore } from './object-store.js';
 import {
   commitKey,
   commitPrefix,
@@ -18,9 +18,12 @@ import {
   parseFilesMap,
   parsePackIndex,
   RecordError,
+  type Codec,
   type Commit,
 } from '../core/offsite-records.js';
 import { sha256Hex } from './crypto.js';
+import { decompress } from './codec.js';
+import { applyDelta } from '../core/offsite-delta.js';
 import type { Repo } from './repo.js';
 
 /**
@@ -33,8 +36,7 @@ export function sealedBound(repo: Repo, plainBytes: number): number {
 /** A generation object is read whole into one buffer: node's buffer ceiling bounds it too. */
 const MAX_GEN_OBJECT_READ = 2 * 1024 * 1024 * 1024 - 1;
 
-/** An object of the bucket is there but not what it claims (damaged, tampered or foreign). */
-export class DamagedObjectError extends OffsiteError {}
+export { DamagedObjectError };
 
 /** Parses a record, turning the parser's one-line refusal into a DamagedObjectError (exit 1). */
 export function parsed<T>(parse: () => T): T {
@@ -99,14 +101,43 @@ export async function readGenObject(
 ): Promise<Uint8Array> {
   const key = genKey(c.source, c.stream, c.id, name);
   const want = c.objects[name];
-  const max = Math.min(sealedBound(repo, want.size), MAX_GEN_OBJECT_READ);
-  const plain = await repo.open(await getObject(store, key, max), key);
+  let plain: Uint8Array;
+  if (want.delta === undefined) plain = await readStored(store, repo, key, want.size, want.codec);
+  else {
+    const baseKey = genKey(c.source, c.stream, want.delta.base, name);
+    const base = await readStored(store, repo, baseKey, want.delta.size, want.delta.codec);
+    const baseSha = sha256Hex(base);
+    if (baseSha !== want.delta.sha256)
+      throw new OffsiteError(
+        `${baseKey}: changed since ${key} was stored against it (sha256 ${baseSha}; expected ${want.delta.sha256})`,
+      );
+    const delta = await readStored(store, repo, key, deltaBound(want.size), want.codec);
+    const text = parsed(() =>
+      applyDelta(Buffer.from(base).toString('latin1'), Buffer.from(delta).toString('latin1'), want.size, key),
+    );
+    plain = Buffer.from(text, 'latin1');
+  }
   const got = sha256Hex(plain);
   if (got !== want.sha256 || plain.length !== want.size)
     throw new OffsiteError(
       `${key}: changed since its commit (sha256 ${got}, ${plain.length} bytes; the commit says ${want.sha256}, ${want.size} bytes)`,
     );
   return plain;
+}
+
+/** A delta of a `size`-byte object is at most this long (push stores a smaller one, else the whole object). */
+const deltaBound = (size: number) => Math.min(2 * size + 64 * 1024, MAX_GEN_OBJECT_READ);
+
+/** The plaintext of a stored object: opened, then inflated to at most `size` bytes. */
+async function readStored(
+  store: ObjectStore,
+  repo: Repo,
+  key: string,
+  size: number,
+  codec: Codec | undefined,
+): Promise<Uint8Array> {
+  const max = Math.min(sealedBound(repo, size), MAX_GEN_OBJECT_READ);
+  return decompress(await repo.open(await getObject(store, key, max), key), codec, size, key);
 }
 
 /** A regular file's manifest sha256 → its blob ids in order (none for the empty file). */
@@ -129,6 +160,7 @@ export interface BlobLocation {
   offset: number;
   length: number;
   plainLength: number;
+  codec?: Codec | undefined;
 }
 
 /** Where every blob of the commit's packs lies (from their index objects). */
@@ -141,7 +173,7 @@ export async function readBlobLocations(
   for (const pack of packs) {
     const idx = await readPackIndexObject(store, repo, pack);
     for (const b of idx.blobs)
-      out.set(b.id, { pack, offset: b.offset, length: b.length, plainLength: b.plainLength });
+      out.set(b.id, { pack, offset: b.offset, length: b.length, plainLength: b.plainLength, codec: b.codec });
   }
   return out;
 }

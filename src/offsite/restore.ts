@@ -29,6 +29,7 @@ import { restoreGeneration, type RestoreResult } from '../generation/restore.js'
 import { packKey } from './layout.js';
 import { OffsiteError, type ObjectStore } from './object-store.js';
 import { sha256Hex } from './crypto.js';
+import { decompress } from './codec.js';
 import {
   listCommits,
   readBlobLocations,
@@ -144,7 +145,7 @@ export class FileFetcher {
       if (!loc) throw new OffsiteError(`${showPath(e.path)}: blob ${id} is in none of the commit's packs`);
       const what = `${packKey(loc.pack)} (blob ${id.slice(0, 16)}… of ${showPath(e.path)})`;
       const sealed = await this.sealedBlob(loc, what);
-      const plain = await this.repo.open(sealed, what);
+      const plain = await decompress(await this.repo.open(sealed, what), loc.codec, loc.plainLength, what);
       if (plain.length !== loc.plainLength || this.repo.blobId(sha256Hex(plain)) !== id)
         throw new OffsiteError(`${what}: content does not match its id (tampered?)`);
       whole.update(plain);
