@@ -76,14 +76,35 @@ export function agePayloadOverhead(plainLength: number): number {
   return 16 + 16 * Math.max(1, Math.ceil(plainLength / (64 * KiB)));
 }
 
+/**
+ * How a blob or generation object is compressed before it is sealed: `gzip` (RFC 1952; `gzip -d`).
+ * Absent: stored as it is. Only version 2 records carry it.
+ */
+export const CODECS = ['gzip'] as const;
+export type Codec = (typeof CODECS)[number];
+/** The smallest gzip member (an empty deflate stream in the 18-byte frame). */
+const GZIP_MIN_BYTES = 20;
+
 /** Returns why a packed blob's (length, plainLength) cannot be, or undefined. */
 export function blobLengthProblem(
   length: number,
   plainLength: number,
   encrypted: boolean,
+  codec?: Codec,
 ): string | undefined {
   if (plainLength > MAX_BLOB_PLAIN_BYTES)
     return `plainLength ${plainLength} is above ${MAX_BLOB_PLAIN_BYTES}`;
+  if (codec !== undefined) {
+    // stored compressed only when smaller than the plaintext
+    const sealed = (n: number) =>
+      encrypted ? n + agePayloadOverhead(n) + 'age-encryption.org/v1\n--- \n'.length : n;
+    const max = encrypted
+      ? plainLength + agePayloadOverhead(plainLength) + MAX_AGE_HEADER_BYTES
+      : plainLength;
+    if (length < sealed(GZIP_MIN_BYTES) || length > max)
+      return `length ${length} does not fit a ${codec} blob of ${plainLength} bytes`;
+    return undefined;
+  }
   if (!encrypted)
     return length === plainLength ? undefined : `length ${length} != plainLength ${plainLength}`;
   const min = plainLength + agePayloadOverhead(plainLength) + 'age-encryption.org/v1\n--- \n'.length;
@@ -233,11 +254,14 @@ const packEntrySchema = z.strictObject({
   offset: count,
   length: count,
   plainLength: count,
+  /** version 2: how the sealed bytes are compressed (absent: not compressed) */
+  codec: z.enum(CODECS).optional(),
 });
 export type PackIndexEntry = z.infer<typeof packEntrySchema>;
 
 export const packIndexSchema = z.strictObject({
-  version: z.literal(1),
+  /** 2: entries may carry a codec (written since compression); 1: none does */
+  version: z.union([z.literal(1), z.literal(2)]),
   pack: hex64,
   size: count.max(MAX_PACK_BYTES),
   encrypted: z.boolean(),
@@ -254,10 +278,11 @@ export function packIndexProblem(ix: PackIndex): string | undefined {
     if (seen.has(b.id)) return `${at}: duplicate id`;
     seen.add(b.id);
     if (b.offset < end) return `${at}: offset ${b.offset} overlaps the previous blob (ends at ${end})`;
+    if (b.codec !== undefined && ix.version < 2) return `${at}: a codec in a version ${ix.version} index`;
     if (b.offset + b.length > ix.size) {
       return `${at}: offset ${b.offset} + length ${b.length} is outside the ${ix.size}-byte pack`;
     }
-    const problem = blobLengthProblem(b.length, b.plainLength, ix.encrypted);
+    const problem = blobLengthProblem(b.length, b.plainLength, ix.encrypted, b.codec);
     if (problem !== undefined) return `${at}: ${problem}`;
     end = b.offset + b.length;
   }
@@ -298,14 +323,32 @@ export const COMMIT_MAX_BYTES = 80 * MiB;
 /** A generation object (manifest, SHA256SUMS, meta.json, files map) may be this large (plaintext). */
 export const MAX_GENERATION_OBJECT_BYTES = 4096 * MiB;
 
-const objectRef = z.strictObject({ sha256: hex64, size: count.max(MAX_GENERATION_OBJECT_BYTES) });
+const GENERATION_ID = z.string().refine(isGenerationId, { error: 'expected a generation id' });
+/** The plaintext an object (or a delta's base) must reconstruct to, and how it is stored. */
+const storedRef = {
+  sha256: hex64,
+  size: count.max(MAX_GENERATION_OBJECT_BYTES),
+  /** version 2: the stored object is compressed */
+  codec: z.enum(CODECS).optional(),
+};
+const objectRef = z.strictObject({
+  ...storedRef,
+  /**
+   * version 2: the stored object is a line delta (core/offsite-delta.ts) against the same-named object
+   * of generation `base` of this source and stream, which is stored whole: `codec`, `sha256`, `size`
+   * describe that base object.
+   */
+  delta: z.strictObject({ base: GENERATION_ID, ...storedRef }).optional(),
+});
+export type ObjectRef = z.infer<typeof objectRef>;
 
 export const commitSchema = z
   .strictObject({
-    version: z.literal(1),
+    /** 2: objects may be compressed or deltas; 1: every object is stored whole and plain */
+    version: z.union([z.literal(1), z.literal(2)]),
     source: z.string().regex(SOURCE_NAME, { error: 'expected a source name' }),
     stream: z.enum(['data', 'logs']),
-    id: z.string().refine(isGenerationId, { error: 'expected a generation id' }),
+    id: GENERATION_ID,
     created: z.iso.datetime(),
     objects: z.strictObject({
       manifest: objectRef,
@@ -317,6 +360,20 @@ export const commitSchema = z
     packs: z.array(hex64).max(MAX_COMMIT_PACKS),
   })
   .superRefine((c, ctx) => {
+    for (const [name, o] of Object.entries(c.objects)) {
+      if (c.version < 2 && (o.codec !== undefined || o.delta !== undefined))
+        ctx.addIssue({
+          code: 'custom',
+          message: 'a codec or delta in a version 1 commit',
+          path: ['objects', name],
+        });
+      if (o.delta !== undefined && o.delta.base >= c.id)
+        ctx.addIssue({
+          code: 'custom',
+          message: 'a delta base must be an older generation',
+          path: ['objects', name],
+        });
+    }
     for (let i = 1; i < c.packs.length; i++) {
       if ((c.packs[i - 1] ?? '') >= (c.packs[i] ?? '')) {
         ctx.addIssue({ code: 'custom', message: 'packs must be sorted and unique', path: ['packs', i] });

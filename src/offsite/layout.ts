@@ -20,6 +20,7 @@ export {
 
 export const INDEX_PREFIX = 'index/';
 export const PACK_PREFIX = 'packs/';
+export const GENS_PREFIX = 'gens/';
 export const commitPrefix = (source?: string, stream?: StreamName): string =>
   source === undefined
     ? 'commits/'

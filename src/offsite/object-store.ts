@@ -53,6 +53,9 @@ export class OffsiteError extends JobError {
   }
 }
 
+/** An object of the bucket is there but not what it claims (damaged, tampered or foreign). */
+export class DamagedObjectError extends OffsiteError {}
+
 /** A conditional put (If-None-Match: *) found the key already written. */
 export class ObjectExistsError extends OffsiteError {
   readonly key: string;

@@ -4,14 +4,16 @@ import { calendarPolicy, hasCalendarRules, planRetention } from '../core/retenti
 import {
   commitKey,
   genKey,
-  GEN_OBJECTS,
+  GENS_PREFIX,
   INDEX_PREFIX,
   indexKey,
   PACK_PREFIX,
   packIdOfKey,
   packKey,
+  type GenObject,
 } from './layout.js';
 import type { ObjectStore } from './object-store.js';
+import type { Commit } from '../core/offsite-records.js';
 import { listCommits, readCommit, type CommitRef } from './read.js';
 import type { Repo } from './repo.js';
 
@@ -89,27 +91,43 @@ export async function runOffsitePrune(opts: {
   if (opts.dryRun) return res;
 
   const removingKeys = new Set(removing.map((c) => c.key));
+  // The generation objects that remaining commits' deltas are stored against: kept with their packs.
+  const bases = new Set<string>();
+  for (const ref of all) {
+    if (removingKeys.has(ref.key)) continue;
+    for (const k of baseKeys(await readCommit(store, repo, ref))) bases.add(k);
+  }
   // Packs the removed generations held: candidates at once; other unreferenced packs only after the grace.
   const freed = new Set<string>();
+  const freedGens = new Set<string>();
   for (const ref of removing) {
     const c = await readCommit(store, repo, ref);
     for (const p of c.packs) freed.add(p);
     const key = commitKey(ref.source, ref.stream, ref.id);
     if ((await store.delete(key)) === 'retained') {
       res.retained.push(key);
+      for (const k of baseKeys(c)) bases.add(k);
       continue;
     }
     res.removed.push(`${ref.source}/${ref.stream}/${ref.id}`);
-    for (const name of GEN_OBJECTS) {
-      const k = genKey(ref.source, ref.stream, ref.id, name);
-      if ((await store.delete(k)) === 'retained') res.retained.push(k);
-    }
+    freedGens.add(`${ref.source}/${ref.stream}/${ref.id}`);
   }
   // What every remaining commit needs (the commits of this sink's other sources and streams too).
   const referenced = new Set<string>();
+  const live = new Set<string>();
   for (const ref of all) {
     if (removingKeys.has(ref.key) && !res.retained.includes(ref.key)) continue;
+    live.add(`${ref.source}/${ref.stream}/${ref.id}`);
     for (const p of (await readCommit(store, repo, ref)).packs) referenced.add(p);
+  }
+  // Generation objects of no remaining commit, unless a delta needs them: those of the removed
+  // generations at once, others (a killed push's) after the grace.
+  for await (const o of store.list(GENS_PREFIX)) {
+    const m = /^gens\/([^/]+\/(?:data|logs)\/[^/]+)\/[^/]+$/.exec(o.key);
+    const gen = m?.[1];
+    if (gen === undefined || live.has(gen) || bases.has(o.key)) continue;
+    if (!freedGens.has(gen) && opts.now.getTime() - o.lastModified.getTime() < ORPHAN_GRACE_MS) continue;
+    if ((await store.delete(o.key)) === 'retained') res.retained.push(o.key);
   }
   const seen = new Map<string, Date>();
   for await (const o of store.list(INDEX_PREFIX)) {
@@ -138,4 +156,12 @@ export async function runOffsitePrune(opts: {
       `${res.retained.length} object(s) still under Object Lock retention were kept (first: ${res.retained[0] ?? ''}); a later prune deletes them`,
     );
   return res;
+}
+
+/** The keys of the whole objects a commit's deltas are stored against. */
+export function baseKeys(c: Commit): string[] {
+  const out: string[] = [];
+  for (const [name, o] of Object.entries(c.objects))
+    if (o.delta !== undefined) out.push(genKey(c.source, c.stream, o.delta.base, name as GenObject));
+  return out;
 }

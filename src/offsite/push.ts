@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { OffsiteConfig, SinkConfig, StreamName } from '../config/schema.js';
 import { STREAMS } from '../config/schema.js';
@@ -34,12 +34,15 @@ import {
   MAX_PACK_BLOBS,
   RecordError,
   type Commit,
+  type ObjectRef,
   type PackIndex,
   type PackIndexEntry,
 } from '../core/offsite-records.js';
 import { FilesMapFile, FilesMapWriter } from './files-map-file.js';
 import { FileSink, LineSorter } from './sorted-table.js';
 import { openRepoForPush, type Repo } from './repo.js';
+import { compress } from './codec.js';
+import { encodeGenObjects, MAX_DELTA_OBJECT } from './gen-objects.js';
 import { configuredRecipients } from './recipients.js';
 import { openOffsiteStore } from './open-store.js';
 import { recordPushState } from './push-state.js';
@@ -180,7 +183,10 @@ export async function runOffsitePush(config: SinkConfig, opts: PushOptions): Pro
             now: opts.now,
             log: opts.log,
             limiter,
+            state,
+            isCommitted: (id) => committed.has(id),
           });
+          if (summary.committed) committed.add(g.id);
           result.pushed.push(summary);
           result.bytesUploaded += summary.bytesUploaded;
         } finally {
@@ -263,6 +269,10 @@ interface GenPush {
   now: () => Date;
   log: Logger;
   limiter: Bandwidth;
+  /** the sink state dir of the repository */
+  state: string;
+  /** whether a generation of this stream is committed in the bucket (a delta base must be) */
+  isCommitted: (id: string) => boolean;
 }
 
 /**
@@ -310,8 +320,10 @@ class Packer {
       this.spool = { path, sink: await FileSink.create(path), hash: createHash('sha256'), entries: [] };
     }
     const sp = this.spool;
-    const sealed = this.sealer ? this.sealer.seal(plain) : plain;
-    sp.entries.push({ id, offset: sp.sink.size, length: sealed.length, plainLength: plain.length });
+    const enc = await compress(plain);
+    const sealed = this.sealer ? this.sealer.seal(enc.bytes) : enc.bytes;
+    const entry = { id, offset: sp.sink.size, length: sealed.length, plainLength: plain.length };
+    sp.entries.push(enc.codec === undefined ? entry : { ...entry, codec: enc.codec });
     sp.hash.update(sealed);
     await sp.sink.write(sealed);
     this.pending.add(id);
@@ -358,7 +370,7 @@ class Packer {
     this.bytesUploaded += size;
     await crashPoint('offsite-pack-stored');
     const index: PackIndex = {
-      version: 1,
+      version: sp.entries.some((e) => e.codec !== undefined) ? 2 : 1,
       pack: packId,
       size,
       encrypted: this.g.repo.encrypted,
@@ -416,6 +428,12 @@ async function* chunkTreeFile(
 }
 
 const show = (p: Buffer) => JSON.stringify(p.toString('utf8'));
+
+/**
+ * A generation object up to this size is compressed (or stored as a delta) in memory; a larger one is
+ * streamed from its file, whole and plain (memory must not grow with the number of files).
+ */
+export const IN_MEMORY_GEN_OBJECT = Math.min(MAX_DELTA_OBJECT, 8 * 1024 * 1024);
 
 /** How many recent contents a push remembers (identical files close together are read once). */
 const RECENT = 4096;
@@ -559,7 +577,9 @@ async function pushGeneration(g: GenPush): Promise<PushedGeneration> {
     throw e;
   }
 
-  // The generation's own objects, sealed like blobs (one sealer for the four), streamed from files.
+  // The generation's own objects, sealed like blobs (one sealer for the four). Small ones are
+  // compressed or stored as deltas in memory (gen-objects.ts); larger ones (a manifest of many files)
+  // stream from their file, whole and plain, so memory does not grow with the number of files.
   const sealer = await g.repo.newSealer();
   const putOpts = retainUntil ? { retainUntil } : {};
   const paths: Record<GenObject, string> = {
@@ -568,11 +588,34 @@ async function pushGeneration(g: GenPush): Promise<PushedGeneration> {
     'meta.json': join(g.dir, 'meta.json'),
     files: files.path,
   };
-  const refs = {} as Record<GenObject, { sha256: string; size: number }>;
+  const refs = {} as Record<GenObject, ObjectRef>;
+  const small: Partial<Record<GenObject, Uint8Array>> = {};
   for (const name of GEN_OBJECTS) {
+    if ((await stat(paths[name])).size <= IN_MEMORY_GEN_OBJECT) {
+      small[name] = await readFile(paths[name]);
+      continue;
+    }
     const put = await putGenObject(g, name, paths[name], sealer, putOpts);
     refs[name] = put.ref;
     summary.bytesUploaded += put.sent;
+  }
+  const encoded = await encodeGenObjects({
+    state: g.state,
+    source: g.source,
+    stream: g.stream,
+    id: g.id,
+    plain: small,
+    isCommitted: g.isCommitted,
+  });
+  for (const name of GEN_OBJECTS) {
+    const body = encoded.bodies[name];
+    const ref = encoded.refs[name];
+    if (body === undefined || ref === undefined) continue;
+    const sealed = sealer ? sealer.seal(body) : body;
+    await g.limiter.take(sealed.length);
+    await g.store.put(genKey(g.source, g.stream, g.id, name), sealed, putOpts);
+    refs[name] = ref;
+    summary.bytesUploaded += sealed.length;
   }
   if (refs.files.sha256 !== files.sha256 || refs.files.size !== files.size)
     throw new JobError(`${files.path} changed while it was uploaded; nothing was committed`, { step: STEP });
@@ -589,7 +632,7 @@ async function pushGeneration(g: GenPush): Promise<PushedGeneration> {
   }
   await crashPoint('offsite-before-commit');
   const commit: Commit = {
-    version: 1,
+    version: 2,
     source: g.source,
     stream: g.stream,
     id: g.id,
@@ -603,6 +646,7 @@ async function pushGeneration(g: GenPush): Promise<PushedGeneration> {
   try {
     await g.store.put(commitKey(g.source, g.stream, g.id), commitBody, { ...putOpts, ifNoneMatch: true });
     summary.bytesUploaded += commitBody.length;
+    await encoded.committed();
   } catch (e) {
     if (!(e instanceof ObjectExistsError)) throw e;
     summary.committed = false;

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StreamName } from '../config/schema.js';
-import { OffsiteError, ObjectMissingError, type ObjectStore } from './object-store.js';
+import { DamagedObjectError, OffsiteError, ObjectMissingError, type ObjectStore } from './object-store.js';
 import {
   commitKey,
   commitPrefix,
@@ -21,8 +21,12 @@ import {
   parseFilesMap,
   parsePackIndex,
   RecordError,
+  CODECS,
+  type Codec,
   type Commit,
 } from '../core/offsite-records.js';
+import { decompress } from './codec.js';
+import { applyDelta } from '../core/offsite-delta.js';
 import { sha256Hex } from './crypto.js';
 import { FileSink, hexKey, LineSorter, SortedTable, TableWriter } from './sorted-table.js';
 import type { Repo } from './repo.js';
@@ -37,8 +41,7 @@ export function sealedBound(repo: Repo, plainBytes: number): number {
 /** A generation object is read whole into one buffer: node's buffer ceiling bounds it too. */
 const MAX_GEN_OBJECT_READ = 2 * 1024 * 1024 * 1024 - 1;
 
-/** An object of the bucket is there but not what it claims (damaged, tampered or foreign). */
-export class DamagedObjectError extends OffsiteError {}
+export { DamagedObjectError };
 
 /** Parses a record, turning the parser's one-line refusal into a DamagedObjectError (exit 1). */
 export function parsed<T>(parse: () => T): T {
@@ -103,14 +106,43 @@ export async function readGenObject(
 ): Promise<Uint8Array> {
   const key = genKey(c.source, c.stream, c.id, name);
   const want = c.objects[name];
-  const max = Math.min(sealedBound(repo, want.size), MAX_GEN_OBJECT_READ);
-  const plain = await repo.open(await getObject(store, key, max), key);
+  let plain: Uint8Array;
+  if (want.delta === undefined) plain = await readStored(store, repo, key, want.size, want.codec);
+  else {
+    const baseKey = genKey(c.source, c.stream, want.delta.base, name);
+    const base = await readStored(store, repo, baseKey, want.delta.size, want.delta.codec);
+    const baseSha = sha256Hex(base);
+    if (baseSha !== want.delta.sha256)
+      throw new OffsiteError(
+        `${baseKey}: changed since ${key} was stored against it (sha256 ${baseSha}; expected ${want.delta.sha256})`,
+      );
+    const delta = await readStored(store, repo, key, deltaBound(want.size), want.codec);
+    const text = parsed(() =>
+      applyDelta(Buffer.from(base).toString('latin1'), Buffer.from(delta).toString('latin1'), want.size, key),
+    );
+    plain = Buffer.from(text, 'latin1');
+  }
   const got = sha256Hex(plain);
   if (got !== want.sha256 || plain.length !== want.size)
     throw new OffsiteError(
       `${key}: changed since its commit (sha256 ${got}, ${plain.length} bytes; the commit says ${want.sha256}, ${want.size} bytes)`,
     );
   return plain;
+}
+
+/** A delta of a `size`-byte object is at most this long (push stores a smaller one, else the whole object). */
+const deltaBound = (size: number) => Math.min(2 * size + 64 * 1024, MAX_GEN_OBJECT_READ);
+
+/** The plaintext of a stored object: opened, then inflated to at most `size` bytes. */
+async function readStored(
+  store: ObjectStore,
+  repo: Repo,
+  key: string,
+  size: number,
+  codec: Codec | undefined,
+): Promise<Uint8Array> {
+  const max = Math.min(sealedBound(repo, size), MAX_GEN_OBJECT_READ);
+  return decompress(await repo.open(await getObject(store, key, max), key), codec, size, key);
 }
 
 /** A regular file's manifest sha256 → its blob ids in order (none for the empty file). */
@@ -133,6 +165,7 @@ export interface BlobLocation {
   offset: number;
   length: number;
   plainLength: number;
+  codec?: Codec | undefined;
 }
 
 /** Where every blob of the commit's packs lies (from their index objects). */
@@ -145,7 +178,7 @@ export async function readBlobLocations(
   for (const pack of packs) {
     const idx = await readPackIndexObject(store, repo, pack);
     for (const b of idx.blobs)
-      out.set(b.id, { pack, offset: b.offset, length: b.length, plainLength: b.plainLength });
+      out.set(b.id, { pack, offset: b.offset, length: b.length, plainLength: b.plainLength, codec: b.codec });
   }
   return out;
 }
@@ -179,6 +212,11 @@ export async function downloadGenObject(
 ): Promise<void> {
   const key = genKey(c.source, c.stream, c.id, name);
   const want = c.objects[name];
+  if (want.codec !== undefined || want.delta !== undefined) {
+    // compressed or a delta: a push stores only small objects so (gen-objects.ts), read in memory
+    await writeFile(dest, await readGenObject(store, repo, c, name), { mode: 0o600 });
+    return;
+  }
   const info = await store.head(key);
   if (!info) throw new OffsiteError(`${key}: missing from the bucket`);
   const max = sealedBound(repo, want.size);
@@ -219,8 +257,8 @@ export async function downloadGenObject(
   }
 }
 
-/** blob location record: id (32), pack ordinal (4), offset (8), length (4), plainLength (4) */
-const LOC_RECORD = 52;
+/** blob location record: id (32), pack ordinal (4), offset (8), length (4), plainLength (4), codec (1) */
+const LOC_RECORD = 53;
 
 /**
  * Where every blob of a commit's packs lies, as a sorted table on disk (built from their index objects
@@ -228,11 +266,12 @@ const LOC_RECORD = 52;
  * The first pack listing an id wins. Also knows where each pack's last blob ends.
  */
 export class BlobLocations {
-  readonly packEnds = new Map<string, number>();
+  /** each pack's blob ends, sorted (FileFetcher ends its windows there) */
+  readonly packEnds: Map<string, number[]>;
   private constructor(
     private readonly table: SortedTable,
     private readonly packs: readonly string[],
-    packEnds: Map<string, number>,
+    packEnds: Map<string, number[]>,
   ) {
     this.packEnds = packEnds;
   }
@@ -244,22 +283,26 @@ export class BlobLocations {
     tmpDir: string,
   ): Promise<BlobLocations> {
     const sorter = new LineSorter({ tmpDir });
-    const ends = new Map<string, number>();
+    const ends = new Map<string, number[]>();
     const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
     try {
       for (const [i, pack] of packs.entries()) {
         const idx = await readPackIndexObject(store, repo, pack);
         for (const b of idx.blobs) {
+          const codec = b.codec === undefined ? 0 : CODECS.indexOf(b.codec) + 1;
           await sorter.add(
-            `${b.id} ${hex(i, 8)} ${hex(b.offset, 12)} ${hex(b.length, 8)} ${hex(b.plainLength, 8)}`,
+            `${b.id} ${hex(i, 8)} ${hex(b.offset, 12)} ${hex(b.length, 8)} ${hex(b.plainLength, 8)} ${hex(codec, 2)}`,
           );
-          ends.set(pack, Math.max(ends.get(pack) ?? 0, b.offset + b.length));
+          const e = ends.get(pack) ?? [];
+          if (e.length === 0) ends.set(pack, e);
+          e.push(b.offset + b.length);
         }
       }
     } catch (e) {
       await sorter.dispose();
       throw e;
     }
+    for (const e of ends.values()) e.sort((a, b) => a - b);
     const path = join(tmpDir, 'blobs.tbl');
     const w = await TableWriter.create(path, LOC_RECORD, 32, 0n);
     try {
@@ -269,12 +312,20 @@ export class BlobLocations {
         const id = l.slice(0, 64);
         if (id === last) continue;
         last = id;
-        const [, ord, off, len, plain] = l.split(' ') as [string, string, string, string, string];
+        const [, ord, off, len, plain, codec] = l.split(' ') as [
+          string,
+          string,
+          string,
+          string,
+          string,
+          string,
+        ];
         rec.write(id, 0, 32, 'hex');
         rec.writeUInt32BE(parseInt(ord, 16), 32);
         rec.writeBigUInt64BE(BigInt(parseInt(off, 16)), 36);
         rec.writeUInt32BE(parseInt(len, 16), 44);
         rec.writeUInt32BE(parseInt(plain, 16), 48);
+        rec.writeUInt8(parseInt(codec, 16), 52);
         await w.add(rec);
       }
       await w.close();
@@ -297,6 +348,7 @@ export class BlobLocations {
       offset: Number(v.readBigUInt64BE(4)),
       length: v.readUInt32BE(12),
       plainLength: v.readUInt32BE(16),
+      codec: CODECS[v.readUInt8(20) - 1],
     };
   }
 

@@ -29,6 +29,7 @@ import { restoreGeneration, type RestoreResult } from '../generation/restore.js'
 import { genKey, GEN_OBJECTS, packKey, type GenObject } from './layout.js';
 import { OffsiteError, type ObjectStore } from './object-store.js';
 import { sha256Hex } from './crypto.js';
+import { decompress } from './codec.js';
 import {
   BlobLocations,
   DamagedObjectError,
@@ -94,8 +95,8 @@ interface PackWindow {
  * from it (one GET per blob would be one request per small file).
  */
 export class FileFetcher {
-  /** where each pack's last blob ends: a window never asks beyond it */
-  private readonly packEnds: ReadonlyMap<string, number>;
+  /** each pack's blob ends, sorted: a window ends at a blob's end, never beyond the last */
+  private packEnds = new Map<string, number[]>();
   private windows: PackWindow[] = [];
 
   /** `files` and `blobs` are lookups (on-disk tables in a restore; Maps do in tests). */
@@ -104,33 +105,49 @@ export class FileFetcher {
     private readonly repo: Repo,
     private readonly files: Lookup<string[]>,
     private readonly blobs: Lookup<BlobLocation>,
-    packEnds?: ReadonlyMap<string, number>,
+    packEnds?: Map<string, number[]>,
   ) {
     if (packEnds) this.packEnds = packEnds;
-    else {
-      const ends = new Map<string, number>();
-      if (blobs instanceof Map)
-        for (const loc of (blobs as Map<string, BlobLocation>).values())
-          ends.set(loc.pack, Math.max(ends.get(loc.pack) ?? 0, loc.offset + loc.length));
-      this.packEnds = ends;
+    else if (blobs instanceof Map) {
+      for (const loc of (blobs as Map<string, BlobLocation>).values()) {
+        const ends = this.packEnds.get(loc.pack) ?? [];
+        if (ends.length === 0) this.packEnds.set(loc.pack, ends);
+        ends.push(loc.offset + loc.length);
+      }
+      for (const ends of this.packEnds.values()) ends.sort((a, b) => a - b);
     }
+  }
+
+  /** The window from `start`: up to READ_WINDOW bytes, ending at a blob's end, at least to `need`. */
+  private window(pack: string, start: number, need: number): PackWindow {
+    const ends = this.packEnds.get(pack) ?? [];
+    let lo = 0;
+    let hi = ends.length; // first end > start + READ_WINDOW
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((ends[mid] ?? 0) <= start + READ_WINDOW) lo = mid + 1;
+      else hi = mid;
+    }
+    const end = Math.max(need, lo > 0 ? (ends[lo - 1] ?? need) : need);
+    const bytes = this.store.get(packKey(pack), { range: { start, end: end - 1 }, maxBytes: end - start });
+    const w: PackWindow = { pack, start, end, bytes };
+    // a failed read is not kept: the caller reports it, a later read asks again
+    bytes.catch(() => (this.windows = this.windows.filter((x) => x !== w)));
+    this.windows.push(w);
+    if (this.windows.length > WINDOWS_KEPT) this.windows.shift();
+    return w;
   }
 
   private async sealedBlob(loc: BlobLocation, what: string): Promise<Uint8Array> {
     const end = loc.offset + loc.length;
     let w = this.windows.find((x) => x.pack === loc.pack && x.start <= loc.offset && end <= x.end);
     if (!w) {
-      const start = loc.offset;
-      const wEnd = Math.max(end, Math.min(this.packEnds.get(loc.pack) ?? end, start + READ_WINDOW));
-      const bytes = this.store.get(packKey(loc.pack), {
-        range: { start, end: wEnd - 1 },
-        maxBytes: wEnd - start,
-      });
-      w = { pack: loc.pack, start, end: wEnd, bytes };
-      // a failed read is not kept: the caller reports it, a later read asks again
-      bytes.catch(() => (this.windows = this.windows.filter((x) => x !== w)));
-      this.windows.push(w);
-      if (this.windows.length > WINDOWS_KEPT) this.windows.shift();
+      w = this.window(loc.pack, loc.offset, end);
+      // read ahead: the next window of the pack downloads while this one is written out
+      const from = w.end;
+      const next = this.packEnds.get(loc.pack)?.find((e) => e > from);
+      if (next !== undefined && !this.windows.some((x) => x.pack === loc.pack && x.start === from))
+        this.window(loc.pack, from, next).bytes.catch(() => undefined);
     }
     const got = await w.bytes;
     const sealed = got.subarray(loc.offset - w.start, end - w.start);
@@ -153,7 +170,7 @@ export class FileFetcher {
       if (!loc) throw new OffsiteError(`${showPath(e.path)}: blob ${id} is in none of the commit's packs`);
       const what = `${packKey(loc.pack)} (blob ${id.slice(0, 16)}… of ${showPath(e.path)})`;
       const sealed = await this.sealedBlob(loc, what);
-      const plain = await this.repo.open(sealed, what);
+      const plain = await decompress(await this.repo.open(sealed, what), loc.codec, loc.plainLength, what);
       if (plain.length !== loc.plainLength || this.repo.blobId(sha256Hex(plain)) !== id)
         throw new OffsiteError(`${what}: content does not match its id (tampered?)`);
       whole.update(plain);

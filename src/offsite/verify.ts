@@ -11,6 +11,7 @@ import type { ObjectStore } from './object-store.js';
 import { listCommits, readCommit, type CommitRef } from './read.js';
 import { loadOffsiteGeneration, type OffsiteGeneration } from './restore.js';
 import { readLines } from './sorted-table.js';
+import { baseKeys } from './prune.js';
 import type { Repo } from './repo.js';
 
 export interface OffsiteCheck {
@@ -66,10 +67,11 @@ async function verifyOne(
   };
   try {
     const commit = await readCommit(store, repo, ref);
-    for (const name of GEN_OBJECTS) {
-      const key = genKey(ref.source, ref.stream, ref.id, name);
+    for (const key of [
+      ...GEN_OBJECTS.map((n) => genKey(ref.source, ref.stream, ref.id, n)),
+      ...baseKeys(commit),
+    ])
       if (!(await store.head(key))) add(`${key}: missing from the bucket`);
-    }
     for (const p of commit.packs) {
       if (!present.has(packKey(p))) add(`${packKey(p)}: missing from the bucket`);
       if (!present.has(indexKey(p))) add(`${indexKey(p)}: missing from the bucket`);
