@@ -21,8 +21,8 @@ import { GEN_OBJECTS, type GenObject } from './layout.js';
 
 /** Generations a base object serves as a delta base before the next one is stored whole. */
 export const MAX_DELTAS = 30;
-/** Larger objects are stored whole (the delta works in memory). */
-export const MAX_DELTA_OBJECT = 64 * 1024 * 1024;
+/** Larger objects are gzipped as a stream and stored whole (the delta works in memory). */
+export const MAX_DELTA_OBJECT = 16 * 1024 * 1024;
 /** A delta is kept when its stored size is at most this fraction of the whole object's. */
 const DELTA_KEEP = 0.5;
 
@@ -70,36 +70,31 @@ async function basePlain(
   }
 }
 
-export interface EncodedGenObjects {
-  /** what to seal and store under each object's key */
-  bodies: Record<GenObject, Uint8Array>;
-  /** the commit's `objects` */
-  refs: Record<GenObject, ObjectRef>;
-  /** after the commit is stored: the whole objects become the bases of later generations */
-  committed(): Promise<void>;
-}
+/**
+ * Encodes the objects of one generation: `encode` each object that fits in memory, `streamed` each one
+ * stored whole by the streamed path, then `committed()` once its commit is stored.
+ */
+export class GenObjectEncoder {
+  private readonly next: BaseState;
+  private readonly newCopies = new Map<GenObject, Uint8Array>();
 
-export async function encodeGenObjects(o: {
-  state: string;
-  source: string;
-  stream: StreamName;
-  id: string;
-  plain: Record<GenObject, Uint8Array>;
-  /** a base is used only when its generation is committed in the bucket */
-  isCommitted: (id: string) => boolean;
-}): Promise<EncodedGenObjects> {
-  const bases = await loadState(o.state, o.source, o.stream);
-  const next: BaseState = { ...bases };
-  const newCopies: GenObject[] = [];
-  const bodies = {} as Record<GenObject, Uint8Array>;
-  const refs = {} as Record<GenObject, ObjectRef>;
-  for (const name of GEN_OBJECTS) {
-    const plain = o.plain[name];
+  private constructor(
+    private readonly o: GenObjectContext,
+    private readonly bases: BaseState,
+  ) {
+    this.next = { ...bases };
+  }
+
+  static async open(o: GenObjectContext): Promise<GenObjectEncoder> {
+    return new GenObjectEncoder(o, await loadState(o.state, o.source, o.stream));
+  }
+
+  /** What to seal and store for `name` (gzipped, or a gzipped delta), and its commit entry. */
+  async encode(name: GenObject, plain: Uint8Array): Promise<{ body: Uint8Array; ref: ObjectRef }> {
+    const o = this.o;
     const whole = await compress(plain, 9);
     const ref: ObjectRef = { sha256: sha256Hex(plain), size: plain.length };
-    const base = bases[name];
-    let delta: Uint8Array | undefined;
-    let deltaCodec: ObjectRef['codec'];
+    const base = this.bases[name];
     if (
       base !== undefined &&
       base.id < o.id &&
@@ -112,54 +107,65 @@ export async function encodeGenObjects(o: {
         from === undefined
           ? undefined
           : makeDelta(from.toString('latin1'), Buffer.from(plain).toString('latin1'));
-      if (text !== undefined) {
-        const d = await compress(Buffer.from(text, 'latin1'), 9);
-        if (d.bytes.length <= DELTA_KEEP * whole.bytes.length) {
-          delta = d.bytes;
-          deltaCodec = d.codec;
-        }
-      }
-    }
-    if (delta !== undefined && base !== undefined) {
-      bodies[name] = delta;
-      refs[name] = {
-        ...ref,
-        ...(deltaCodec === undefined ? {} : { codec: deltaCodec }),
-        delta: {
+      const d = text === undefined ? undefined : await compress(Buffer.from(text, 'latin1'), 9);
+      if (d !== undefined && d.bytes.length <= DELTA_KEEP * whole.bytes.length) {
+        this.next[name] = { ...base, deltas: base.deltas + 1 };
+        const delta = {
           base: base.id,
           sha256: base.sha256,
           size: base.size,
           ...(base.codec === undefined ? {} : { codec: base.codec }),
-        },
-      };
-      next[name] = { ...base, deltas: base.deltas + 1 };
-    } else {
-      bodies[name] = whole.bytes;
-      refs[name] = whole.codec === undefined ? ref : { ...ref, codec: whole.codec };
-      if (plain.length <= MAX_DELTA_OBJECT) {
-        next[name] = { id: o.id, sha256: ref.sha256, size: ref.size, deltas: 0 };
-        if (whole.codec !== undefined) next[name].codec = whole.codec;
-        newCopies.push(name);
+        };
+        return {
+          body: d.bytes,
+          ref: { ...ref, ...(d.codec === undefined ? {} : { codec: d.codec }), delta },
+        };
       }
     }
+    const stored: ObjectRef = whole.codec === undefined ? ref : { ...ref, codec: whole.codec };
+    if (plain.length <= MAX_DELTA_OBJECT) {
+      this.next[name] = {
+        id: o.id,
+        sha256: ref.sha256,
+        size: ref.size,
+        deltas: 0,
+        ...(whole.codec ? { codec: whole.codec } : {}),
+      };
+      this.newCopies.set(name, plain);
+    }
+    return { body: whole.bytes, ref: stored };
   }
-  return {
-    bodies,
-    refs,
-    committed: async () => {
-      await mkdirp(dirOf(o.state), 0o700);
-      for (const name of newCopies)
-        await writeFileAtomic(
-          copyFile(o.state, o.source, o.stream, name, o.id),
-          gzipSync(o.plain[name], { level: 1 }),
-          0o600,
-        );
-      await writeFileAtomic(stateFile(o.state, o.source, o.stream), JSON.stringify(next), 0o600);
-      for (const name of newCopies) {
-        const old = bases[name];
-        if (old !== undefined && old.id !== o.id)
-          await rm(copyFile(o.state, o.source, o.stream, name, old.id), { force: true });
-      }
-    },
-  };
+
+  /** `name` was stored whole by the streamed path (too large to encode in memory): no base from now on. */
+  streamed(name: GenObject): void {
+    this.next[name] = undefined;
+  }
+
+  /** After the commit is stored: the whole objects become the bases of later generations. */
+  async committed(): Promise<void> {
+    const o = this.o;
+    await mkdirp(dirOf(o.state), 0o700);
+    for (const [name, plain] of this.newCopies)
+      await writeFileAtomic(
+        copyFile(o.state, o.source, o.stream, name, o.id),
+        gzipSync(plain, { level: 1 }),
+        0o600,
+      );
+    const next = Object.fromEntries(Object.entries(this.next).filter(([, b]) => b !== undefined));
+    await writeFileAtomic(stateFile(o.state, o.source, o.stream), JSON.stringify(next), 0o600);
+    for (const name of GEN_OBJECTS) {
+      const old = this.bases[name];
+      if (old !== undefined && old.id !== o.id && this.next[name]?.id !== old.id)
+        await rm(copyFile(o.state, o.source, o.stream, name, old.id), { force: true });
+    }
+  }
+}
+
+export interface GenObjectContext {
+  state: string;
+  source: string;
+  stream: StreamName;
+  id: string;
+  /** a base is used only when its generation is committed in the bucket */
+  isCommitted: (id: string) => boolean;
 }

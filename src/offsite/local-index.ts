@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { appendFile, open, readFile, rm } from 'node:fs/promises';
+import { appendFile, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mkdirp, writeFileAtomic } from '../adapters/fsx.js';
+import { mkdirp } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import type { OffsiteConfig } from '../config/schema.js';
 import { errnoCode } from '../errors.js';
@@ -9,6 +9,7 @@ import { INDEX_PREFIX, indexKey, packIdOfKey } from './layout.js';
 import type { ObjectStore } from './object-store.js';
 import { DamagedObjectError, readPackIndexObject } from './read.js';
 import type { Repo } from './repo.js';
+import { FileSink, hexKey, readLines, sortLines, SortedTable, TableWriter } from './sorted-table.js';
 
 /** The sink's state for one repository (bucket + prefix): `<stateDir>/offsite/<hash>/`. */
 export function offsiteStateDir(stateDir: string, cfg: OffsiteConfig): string {
@@ -16,57 +17,203 @@ export function offsiteStateDir(stateDir: string, cfg: OffsiteConfig): string {
   return join(stateDir, 'offsite', createHash('sha256').update(who).digest('hex').slice(0, 16));
 }
 
+const LOG_LINE = /^([0-9a-f]{64}) ([0-9]{1,15}) ((?:[0-9a-f]{64},?)*)$/;
+/** blob table record: 32-byte blob id, 4-byte pack ordinal (order of first appearance in the log) */
+const RECORD = 36;
+const KEY = 32;
+/** blob ids recorded since the table was written, kept in memory until they are merged into it */
+export const OVERLAY_MAX = 100_000;
+
 /**
  * Which blob ids the bucket holds and in which pack, kept in the sink state dir so a push needs no
- * HEAD per blob. One line per pack: `<packId> <retainUntilMs> <blobId>,<blobId>…`, appended after
- * the pack and its index are stored (a killed push loses at most the line of a pack it uploaded;
- * `refresh` finds that pack in `index/`). Rebuilt from the bucket's `index/` objects when lost or
- * stale (a pack listed there and not here, or here and not there).
+ * HEAD per blob. Two files:
+ *
+ * - `blobs.idx`, the log: one line per pack, `<packId> <retainUntilMs> <blobId>,<blobId>…`, appended
+ *   (fsynced) after the pack and its index are stored (a killed push loses at most the line of a pack
+ *   it uploaded; `refresh` finds that pack in `index/`); a line with no ids raises a pack's retention.
+ * - `blobs.tbl`, the lookup: the log's blob ids sorted, 36-byte records (id, pack ordinal), searched
+ *   on disk (sorted-table.ts), tagged with the log size it was built from; rebuilt from the log when
+ *   missing or stale. Ids recorded since it was written wait in a bounded in-memory overlay.
+ *
+ * Memory: the pack list and at most OVERLAY_MAX ids, whatever the number of blobs. Rebuilt from the
+ * bucket's `index/` objects when lost or stale (a pack listed there and not here, or here and not there).
  */
 export class LocalIndex {
-  readonly blobs = new Map<string, string>();
-  readonly packs = new Map<string, { retainUntil: number; blobs: number }>();
-  private constructor(private readonly file: string) {}
+  readonly packs = new Map<string, { retainUntil: number; blobs: number; ordinal: number }>();
+  private packList: string[] = [];
+  private table: SortedTable | undefined;
+  private overlay = new Map<string, number>();
+  private logSize = 0;
+
+  private constructor(private readonly dir: string) {}
+
+  private get log(): string {
+    return join(this.dir, 'blobs.idx');
+  }
+  private get tableFile(): string {
+    return join(this.dir, 'blobs.tbl');
+  }
 
   static async load(dir: string): Promise<LocalIndex> {
-    const idx = new LocalIndex(join(dir, 'blobs.idx'));
-    const text = await readFile(idx.file, 'utf8').catch((e: unknown) => {
-      if (errnoCode(e) === 'ENOENT') return '';
-      throw e;
-    });
-    for (const line of text.split('\n')) {
-      const m = /^([0-9a-f]{64}) ([0-9]{1,15}) ((?:[0-9a-f]{64},?)*)$/.exec(line);
-      if (!m?.[1] || !m[2] || m[3] === undefined) continue; // a torn last line of a killed run
-      const ids = m[3] === '' ? [] : m[3].split(',').filter((x) => x !== '');
-      idx.addPack(m[1], Number(m[2]), ids);
-    }
+    const idx = new LocalIndex(dir);
+    await idx.reload();
     return idx;
   }
 
-  private addPack(packId: string, retainUntil: number, ids: readonly string[]): void {
+  /** Reads the log's pack list (streamed), then opens the table or rebuilds it. */
+  private async reload(): Promise<void> {
+    this.close();
+    this.packs.clear();
+    this.packList = [];
+    this.overlay = new Map();
+    this.logSize = 0;
+    for await (const line of this.logLines()) {
+      this.logSize += Buffer.byteLength(line) + 1;
+      const m = LOG_LINE.exec(line);
+      if (!m?.[1] || !m[2]) continue; // a torn line of a killed run
+      this.notePack(m[1], Number(m[2]), m[3] === '' ? 0 : (m[3]?.split(',').filter(Boolean).length ?? 0));
+    }
+    this.table = SortedTable.open(this.tableFile, RECORD, KEY, BigInt(this.logSize));
+    if (this.table === undefined) await this.rebuildTable();
+  }
+
+  private async *logLines(): AsyncGenerator<string> {
+    try {
+      yield* readLines(this.log);
+    } catch (e) {
+      if (errnoCode(e) !== 'ENOENT') throw e;
+    }
+  }
+
+  private notePack(packId: string, retainUntil: number, blobs: number): number {
     const prev = this.packs.get(packId);
-    this.packs.set(packId, { retainUntil: Math.max(retainUntil, prev?.retainUntil ?? 0), blobs: ids.length });
-    for (const id of ids) if (!this.blobs.has(id)) this.blobs.set(id, packId);
+    if (prev) {
+      prev.retainUntil = Math.max(prev.retainUntil, retainUntil);
+      prev.blobs += blobs;
+      return prev.ordinal;
+    }
+    const ordinal = this.packList.length;
+    this.packList.push(packId);
+    this.packs.set(packId, { retainUntil, blobs, ordinal });
+    return ordinal;
+  }
+
+  /** The table from the log alone: an external sort of (id, ordinal), the first pack of an id kept. */
+  private async rebuildTable(): Promise<void> {
+    this.table?.close();
+    this.table = undefined;
+    const ordinals = new Map<string, number>();
+    const logLines = () => this.logLines();
+    async function* pairs(): AsyncGenerator<string> {
+      for await (const line of logLines()) {
+        const m = LOG_LINE.exec(line);
+        if (!m?.[1]) continue;
+        let o = ordinals.get(m[1]);
+        if (o === undefined) ordinals.set(m[1], (o = ordinals.size));
+        if (!m[3]) continue;
+        const tail = o.toString(16).padStart(8, '0');
+        for (const id of m[3].split(',')) if (id !== '') yield `${id} ${tail}`;
+      }
+    }
+    await this.writeTable(sortLines(pairs(), { tmpDir: this.dir }), BigInt(this.logSize));
+    this.overlay = new Map();
+  }
+
+  /** Writes `blobs.tbl` from `id ordinalHex` lines in order (first of an id kept), then opens it. */
+  private async writeTable(sorted: AsyncIterable<string> | Iterable<string>, tag: bigint): Promise<void> {
+    await mkdirp(this.dir, 0o700);
+    const tmp = `${this.tableFile}.tmp`;
+    const w = await TableWriter.create(tmp, RECORD, KEY, tag);
+    try {
+      const rec = Buffer.alloc(RECORD);
+      let last = '';
+      for await (const l of sorted) {
+        const id = l.slice(0, 64);
+        if (id === last) continue;
+        last = id;
+        rec.write(id, 0, 32, 'hex');
+        rec.writeUInt32BE(parseInt(l.slice(65), 16), 32);
+        await w.add(rec);
+      }
+      await w.close();
+    } catch (e) {
+      await w.abort();
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    this.table?.close();
+    await rename(tmp, this.tableFile);
+    this.table = SortedTable.open(this.tableFile, RECORD, KEY, tag);
+    if (this.table === undefined) throw new Error(`${this.tableFile}: unreadable right after it was written`);
+  }
+
+  /** The pack holding blob `id`, or undefined when the bucket does not hold it (as far as we know). */
+  packOf(id: string): string | undefined {
+    let ordinal = this.overlay.get(id);
+    if (ordinal === undefined) {
+      const v = this.table?.get(hexKey(id));
+      if (v === undefined) return undefined;
+      ordinal = v.readUInt32BE(0);
+    }
+    const pack = this.packList[ordinal];
+    return pack !== undefined && this.packs.has(pack) ? pack : undefined;
+  }
+
+  has(id: string): boolean {
+    return this.packOf(id) !== undefined;
   }
 
   /** Records a stored pack (its index too) durably. */
   async record(packId: string, retainUntil: number, ids: readonly string[]): Promise<void> {
-    await mkdirp(join(this.file, '..'), 0o700);
-    const fh = await open(this.file, 'a', 0o600);
+    await mkdirp(this.dir, 0o700);
+    const line = `${packId} ${retainUntil} ${ids.join(',')}\n`;
+    const fh = await open(this.log, 'a', 0o600);
     try {
-      await fh.appendFile(`${packId} ${retainUntil} ${ids.join(',')}\n`);
+      await fh.appendFile(line);
       await fh.sync();
     } finally {
       await fh.close();
     }
-    this.addPack(packId, retainUntil, ids);
+    this.logSize += Buffer.byteLength(line);
+    const ordinal = this.notePack(packId, retainUntil, ids.length);
+    for (const id of ids) if (!this.has(id)) this.overlay.set(id, ordinal);
+    if (this.overlay.size >= OVERLAY_MAX) await this.save();
   }
 
   async noteRetention(packId: string, retainUntil: number): Promise<void> {
     const p = this.packs.get(packId);
     if (!p || p.retainUntil >= retainUntil) return;
     p.retainUntil = retainUntil;
-    await appendFile(this.file, `${packId} ${retainUntil} \n`, { mode: 0o600 });
+    const line = `${packId} ${retainUntil} \n`;
+    await appendFile(this.log, line, { mode: 0o600 });
+    this.logSize += Buffer.byteLength(line);
+  }
+
+  /** Merges the overlay into the table (tagged with the log's size now), so the next load reuses it. */
+  async save(): Promise<void> {
+    const tag = BigInt(this.logSize);
+    if (this.overlay.size === 0 && this.table?.tag === tag) return;
+    const table = this.table;
+    const added = [...this.overlay]
+      .map(([id, o]) => `${id} ${o.toString(16).padStart(8, '0')}`)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    function* merged(): Generator<string> {
+      let i = 0;
+      if (table)
+        for (const r of table.records()) {
+          const line = `${r.toString('hex', 0, 32)} ${r.readUInt32BE(32).toString(16).padStart(8, '0')}`;
+          while (i < added.length && (added[i] as string) < line) yield added[i++] as string;
+          yield line;
+        }
+      while (i < added.length) yield added[i++] as string;
+    }
+    await this.writeTable(merged(), tag);
+    this.overlay = new Map();
+  }
+
+  close(): void {
+    this.table?.close();
+    this.table = undefined;
   }
 
   /**
@@ -80,12 +227,8 @@ export class LocalIndex {
       if (p?.kind === 'index') listed.add(p.id);
     }
     let dropped = 0;
-    for (const id of [...this.packs.keys()])
-      if (!listed.has(id)) {
-        this.packs.delete(id);
-        dropped++;
-      }
-    if (dropped) for (const [b, p] of [...this.blobs]) if (!this.packs.has(p)) this.blobs.delete(b);
+    for (const id of this.packs.keys()) if (!listed.has(id)) dropped++;
+    if (dropped) await this.rewrite(listed);
     const missing = [...listed].filter((id) => !this.packs.has(id));
     let added = 0;
     for (const id of missing) {
@@ -108,7 +251,7 @@ export class LocalIndex {
       );
       added++;
     }
-    if (dropped) await this.rewrite();
+    if (added) await this.save();
     if (added || dropped)
       log.info(
         { step: 'offsite', added, dropped },
@@ -117,20 +260,29 @@ export class LocalIndex {
     return { added, dropped };
   }
 
-  private async rewrite(): Promise<void> {
-    const byPack = new Map<string, string[]>();
-    for (const [b, p] of this.blobs) {
-      const l = byPack.get(p) ?? [];
-      l.push(b);
-      byPack.set(p, l);
+  /** Rewrites the log without the packs not in `keep` (streamed), then rebuilds the table. */
+  private async rewrite(keep: ReadonlySet<string>): Promise<void> {
+    await this.save();
+    const tmp = `${this.log}.tmp`;
+    const sink = await FileSink.create(tmp);
+    try {
+      for await (const line of this.logLines()) {
+        const m = LOG_LINE.exec(line);
+        if (m?.[1] && keep.has(m[1])) await sink.write(`${line}\n`);
+      }
+      await sink.close({ sync: true });
+    } catch (e) {
+      await sink.abort();
+      throw e;
     }
-    const lines = [...this.packs].map(
-      ([p, v]) => `${p} ${v.retainUntil} ${(byPack.get(p) ?? []).join(',')}\n`,
-    );
-    await writeFileAtomic(this.file, lines.join(''), 0o600);
+    this.close();
+    await rm(this.tableFile, { force: true });
+    await rename(tmp, this.log);
+    await this.reload();
   }
 
   static async remove(dir: string): Promise<void> {
     await rm(join(dir, 'blobs.idx'), { force: true });
+    await rm(join(dir, 'blobs.tbl'), { force: true });
   }
 }

@@ -1,15 +1,18 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { createGzip } from 'node:zlib';
 import type { OffsiteConfig, SinkConfig, StreamName } from '../config/schema.js';
 import { STREAMS } from '../config/schema.js';
-import { ConfigError, JobError } from '../errors.js';
+import { ConfigError, JobError, errnoCode } from '../errors.js';
 import { acquireLock } from '../adapters/lock.js';
 import { listGenerations } from '../generation/list.js';
 import { readManifest } from '../generation/manifest-file.js';
 import { crashPoint } from '../adapters/crash-point.js';
-import { mkdirp, writeFileAtomic } from '../adapters/fsx.js';
+import { mkdirp } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { listBadMarks } from '../sink/bad-marks.js';
 import { sinkPaths } from '../sink/state.js';
@@ -29,20 +32,22 @@ import { LocalIndex, offsiteStateDir } from './local-index.js';
 import { ObjectExistsError, type ObjectStore } from './object-store.js';
 import {
   formatCommit,
-  formatFilesMap,
   formatPackIndex,
   MAX_PACK_BLOBS,
-  parseFilesMap,
-  type Codec,
+  RecordError,
+  type ObjectRef,
   type Commit,
   type PackIndex,
+  type PackIndexEntry,
 } from '../core/offsite-records.js';
+import { FilesMapFile, FilesMapWriter } from './files-map-file.js';
+import { FileSink, LineSorter } from './sorted-table.js';
 import { openRepoForPush, type Repo } from './repo.js';
 import { compress } from './codec.js';
 import { configuredRecipients } from './recipients.js';
 import { openOffsiteStore } from './open-store.js';
 import { recordPushState } from './push-state.js';
-import { encodeGenObjects } from './gen-objects.js';
+import { GenObjectEncoder, MAX_DELTA_OBJECT } from './gen-objects.js';
 
 const STEP = 'offsite';
 
@@ -138,6 +143,10 @@ export async function runOffsitePush(config: SinkConfig, opts: PushOptions): Pro
     if (!cfg.encryption)
       opts.log.warn({ step: STEP }, 'offsite.encryption is not set: objects are stored plain');
     const repo = await openRepoForPush(store, { recipients, stateDir: state, identities: opts.identities });
+    // what a killed push left: spooled packs, sort runs, sealed objects
+    for (const d of await readdir(state))
+      if (d.startsWith('tmp-')) await rm(join(state, d), { recursive: true, force: true });
+    await mkdirp(join(state, 'files'), 0o700);
     const index = await LocalIndex.load(state);
     await index.refresh(store, repo, opts.log);
     const result: PushResult = {
@@ -152,39 +161,48 @@ export async function runOffsitePush(config: SinkConfig, opts: PushOptions): Pro
       const bad = await listBadMarks(streamDir);
       const gens = (await listGenerations(streamDir)).filter((g) => !bad.has(g.id));
       const committed = await listCommittedIds(store, source, stream);
-      let prevFiles = await loadFilesCache(state, source, stream);
       for (const g of gens) {
         if (committed.has(g.id)) {
           result.alreadyOffsite++;
           continue;
         }
-        const pushed = await pushGeneration({
-          store,
-          repo,
-          index,
-          cfg,
-          source,
-          stream,
-          id: g.id,
-          dir: g.dir,
-          prevFiles,
-          now: opts.now,
-          log: opts.log,
-          limiter,
-          state,
-          isCommitted: (id) => committed.has(id),
-        });
-        if (pushed.summary.committed) committed.add(g.id);
-        result.pushed.push(pushed.summary);
-        result.bytesUploaded += pushed.summary.bytesUploaded;
-        prevFiles = pushed.files;
-        await saveFilesCache(state, source, stream, pushed.files);
+        const cache = filesCache(state, source, stream);
+        const prevFiles = await openFilesCache(cache);
+        const tmp = await mkdtemp(join(state, 'tmp-'));
+        try {
+          const summary = await pushGeneration({
+            store,
+            repo,
+            index,
+            cfg,
+            source,
+            stream,
+            id: g.id,
+            dir: g.dir,
+            prevFiles,
+            tmp,
+            cache,
+            now: opts.now,
+            log: opts.log,
+            limiter,
+            state,
+            isCommitted: (id) => committed.has(id),
+          });
+          if (summary.committed) committed.add(g.id);
+          result.pushed.push(summary);
+          result.bytesUploaded += summary.bytesUploaded;
+        } finally {
+          prevFiles?.close();
+          await rm(tmp, { recursive: true, force: true });
+        }
       }
       await recordPushState(config, source, stream, {
         newest: newestOf(committed, result.pushed, source, stream),
         at: opts.now(),
       });
     }
+    await index.save();
+    index.close();
     return result;
   } finally {
     await lock.release();
@@ -209,31 +227,16 @@ const filesCache = (state: string, source: string, stream: StreamName) =>
 
 /**
  * The files map of the last generation this sink pushed for the stream (sha256 → blob ids), in the
- * bucket's files-object format. Only a hint (a blob it names is reused only when the local index
- * has it): an unreadable cache is an empty one.
+ * bucket's files-object format, with its sorted lookup (files-map-file.ts). Only a hint (a blob it names
+ * is reused only when the local index has it): an unreadable cache is no cache.
  */
-async function loadFilesCache(
-  state: string,
-  source: string,
-  stream: StreamName,
-): Promise<Map<string, string[]>> {
-  const text = await readFile(filesCache(state, source, stream), 'utf8').catch(() => undefined);
-  if (text === undefined) return new Map();
+async function openFilesCache(path: string): Promise<FilesMapFile | undefined> {
   try {
-    return parseFilesMap(text);
-  } catch {
-    return new Map();
+    return await FilesMapFile.open(path, path);
+  } catch (e) {
+    if (e instanceof RecordError || errnoCode(e) !== undefined) return undefined;
+    throw e;
   }
-}
-
-async function saveFilesCache(
-  state: string,
-  source: string,
-  stream: StreamName,
-  files: Map<string, string[]>,
-) {
-  await mkdirp(join(state, 'files'), 0o700);
-  await writeFileAtomic(filesCache(state, source, stream), formatFilesMap(files), 0o600);
 }
 
 /** Upload bandwidth: waits so that the bytes sent since the start never run ahead of `perSecond`. */
@@ -259,7 +262,12 @@ interface GenPush {
   stream: StreamName;
   id: string;
   dir: string;
-  prevFiles: Map<string, string[]>;
+  /** the files map of the stream's last push (a hint), looked up on disk */
+  prevFiles: FilesMapFile | undefined;
+  /** this generation's temp dir in the state dir (spooled packs, sort runs, sealed objects) */
+  tmp: string;
+  /** the stream's files-map cache path (replaced by this generation's map once committed) */
+  cache: string;
   now: () => Date;
   log: Logger;
   limiter: Bandwidth;
@@ -270,21 +278,32 @@ interface GenPush {
 }
 
 /**
- * Packs new blobs into packs of about `packSize` and uploads each pack, then its index, with at most
- * `parallel` uploads in flight. A pack is recorded in the local index only once both are stored.
+ * At most this many blobs a pack of the push (below the readers' MAX_PACK_BLOBS): the in-flight
+ * packs' blob lists (ids for the index and the pending set) stay a few MiB.
  */
-interface PackedBlob {
-  id: string;
-  sealed: Uint8Array;
-  plainLength: number;
-  codec: Codec | undefined;
+export const PUSH_PACK_BLOBS = Math.min(MAX_PACK_BLOBS, 20_000);
+
+interface Spool {
+  path: string;
+  sink: FileSink;
+  hash: ReturnType<typeof createHash>;
+  entries: PackIndexEntry[];
 }
 
+/**
+ * Packs new blobs into packs of about `packSize` and uploads each pack, then its index, with at most
+ * `parallel` uploads in flight. A pack is spooled to a file in the generation's temp dir as it is
+ * filled and uploaded from there (a streamed PUT), so no pack is held in memory: the push's memory
+ * is one blob and the in-flight packs' blob lists, whatever `packSize` and `parallel` are; the disk
+ * holds at most `parallel + 1` packs. A pack is recorded in the local index only once both are stored.
+ */
 class Packer {
-  private blobs: PackedBlob[] = [];
-  private size = 0;
+  private spool: Spool | undefined;
+  private spools = 0;
   private readonly inflight = new Set<Promise<void>>();
   private failure: Error | undefined;
+  /** ids added to a pack not yet recorded in the local index */
+  readonly pending = new Set<string>();
   bytesUploaded = 0;
   packs = 0;
 
@@ -294,31 +313,36 @@ class Packer {
   ) {}
 
   private sealer: BlobSealer | undefined;
-  private sealerReady = false;
 
   async add(id: string, plain: Uint8Array): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
-    if (!this.sealerReady) {
+    if (this.spool === undefined) {
       this.sealer = await this.g.repo.newSealer();
-      this.sealerReady = true;
+      const path = join(this.g.tmp, `pack-${this.spools++}`);
+      this.spool = { path, sink: await FileSink.create(path), hash: createHash('sha256'), entries: [] };
     }
+    const sp = this.spool;
     const enc = await compress(plain);
     const sealed = this.sealer ? this.sealer.seal(enc.bytes) : enc.bytes;
-    this.blobs.push({ id, sealed, plainLength: plain.length, codec: enc.codec });
-    this.size += sealed.length;
+    const entry = { id, offset: sp.sink.size, length: sealed.length, plainLength: plain.length };
+    sp.entries.push(enc.codec === undefined ? entry : { ...entry, codec: enc.codec });
+    sp.hash.update(sealed);
+    await sp.sink.write(sealed);
+    this.pending.add(id);
     // the blob count too: an index the readers refuse (MAX_PACK_BLOBS) would make its pack unreadable
-    if (this.size >= this.g.cfg.packSize || this.blobs.length >= MAX_PACK_BLOBS) await this.flush();
+    if (sp.sink.size >= this.g.cfg.packSize || sp.entries.length >= PUSH_PACK_BLOBS) await this.flush();
   }
 
   async flush(): Promise<void> {
-    if (this.blobs.length === 0) return;
-    const blobs = this.blobs;
-    this.blobs = [];
-    this.size = 0;
-    this.sealerReady = false;
-    const upload = this.upload(blobs).catch((e: unknown) => {
-      this.failure ??= e instanceof Error ? e : new Error(String(e));
-    });
+    const sp = this.spool;
+    if (sp === undefined) return;
+    this.spool = undefined;
+    await sp.sink.close();
+    const upload = this.upload(sp)
+      .catch((e: unknown) => {
+        this.failure ??= e instanceof Error ? e : new Error(String(e));
+      })
+      .finally(() => rm(sp.path, { force: true }));
     const tracked = upload.finally(() => this.inflight.delete(tracked));
     this.inflight.add(tracked);
     while (this.inflight.size >= this.g.cfg.parallel) await Promise.race(this.inflight);
@@ -331,36 +355,36 @@ class Packer {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  private async upload(blobs: PackedBlob[]): Promise<void> {
-    const pack = Buffer.concat(blobs.map((b) => b.sealed));
-    const packId = sha256Hex(pack);
-    let offset = 0;
-    const entries = blobs.map((b) => {
-      const e = { id: b.id, offset, length: b.sealed.length, plainLength: b.plainLength };
-      offset += b.sealed.length;
-      return b.codec === undefined ? e : { ...e, codec: b.codec };
-    });
+  /** After a failure: waits for the uploads, removes the unfinished spool. */
+  async abandon(): Promise<void> {
+    const sp = this.spool;
+    this.spool = undefined;
+    if (sp) await sp.sink.abort();
+    await Promise.allSettled(this.inflight);
+  }
+
+  private async upload(sp: Spool): Promise<void> {
+    const packId = sp.hash.digest('hex');
+    const size = sp.sink.size;
     const opts = this.retainUntil ? { retainUntil: this.retainUntil } : {};
-    await this.g.limiter.take(pack.length);
-    await this.g.store.put(packKey(packId), pack, opts);
-    this.bytesUploaded += pack.length;
+    await this.g.limiter.take(size);
+    await this.g.store.putFile(packKey(packId), sp.path, size, opts);
+    this.bytesUploaded += size;
     await crashPoint('offsite-pack-stored');
     const index: PackIndex = {
-      version: entries.some((e) => 'codec' in e) ? 2 : 1,
+      version: sp.entries.some((e) => e.codec !== undefined) ? 2 : 1,
       pack: packId,
-      size: pack.length,
+      size,
       encrypted: this.g.repo.encrypted,
-      blobs: entries,
+      blobs: sp.entries,
     };
     const idx = await this.g.repo.sealIndex(Buffer.from(formatPackIndex(index)));
     await this.g.limiter.take(idx.length);
     await this.g.store.put(indexKey(packId), idx, opts);
     this.bytesUploaded += idx.length;
-    await this.g.index.record(
-      packId,
-      this.retainUntil?.getTime() ?? 0,
-      entries.map((e) => e.id),
-    );
+    const ids = sp.entries.map((e) => e.id);
+    await this.g.index.record(packId, this.retainUntil?.getTime() ?? 0, ids);
+    for (const id of ids) this.pending.delete(id);
     this.packs++;
     await crashPoint('offsite-pack-indexed');
   }
@@ -407,9 +431,51 @@ async function* chunkTreeFile(
 
 const show = (p: Buffer) => JSON.stringify(p.toString('utf8'));
 
-async function pushGeneration(
+/** How many recent contents a push remembers (identical files close together are read once). */
+const RECENT = 4096;
+
+/**
+ * Uploads one generation object from a file: hashes the plaintext as it streams and, when the
+ * repository is encrypted, seals it into a temp file first (both in bounded memory); the upload is a
+ * streamed PUT of that file. Returns the plaintext's sha256 and size for the commit.
+ */
+async function putGenObject(
   g: GenPush,
-): Promise<{ summary: PushedGeneration; files: Map<string, string[]> }> {
+  name: GenObject,
+  path: string,
+  sealer: BlobSealer | undefined,
+  putOpts: { retainUntil?: Date },
+): Promise<{ ref: { sha256: string; size: number }; sent: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  async function* plain(): AsyncGenerator<Uint8Array> {
+    for await (const piece of createReadStream(path, {
+      highWaterMark: 1024 * 1024,
+    }) as AsyncIterable<Buffer>) {
+      hash.update(piece);
+      size += piece.length;
+      yield piece;
+    }
+  }
+  // gzipped as a stream (the commit says codec gzip), then sealed, into a temp file
+  const gzipped = Readable.from(plain()).pipe(createGzip({ level: 6 })) as AsyncIterable<Uint8Array>;
+  const upload = join(g.tmp, `${name}.stored`);
+  const sink = await FileSink.create(upload);
+  try {
+    for await (const piece of sealer ? sealer.sealStream(gzipped) : gzipped) await sink.write(piece);
+    await sink.close();
+  } catch (e) {
+    await sink.abort();
+    throw e;
+  }
+  const uploadSize = sink.size;
+  await g.limiter.take(uploadSize);
+  await g.store.putFile(genKey(g.source, g.stream, g.id, name), upload, uploadSize, putOpts);
+  await rm(upload, { force: true });
+  return { ref: { sha256: hash.digest('hex'), size }, sent: uploadSize };
+}
+
+async function pushGeneration(g: GenPush): Promise<PushedGeneration> {
   const started = g.now();
   const retainUntil = g.cfg.objectLock ? new Date(started.getTime() + g.cfg.objectLock.retain) : undefined;
   const summary: PushedGeneration = {
@@ -427,88 +493,112 @@ async function pushGeneration(
     { step: STEP, source: g.source, stream: g.stream, id: g.id },
     `pushing ${g.source}/${g.stream}/${g.id}`,
   );
-  const files = new Map<string, string[]>();
-  const pending = new Set<string>();
+  // The files map is not held: each file's line goes to an external sort (by sha256, duplicates once).
+  const sorter = new LineSorter({ tmpDir: g.tmp, unique: true });
+  const recent = new Set<string>();
   const packer = new Packer(g, retainUntil);
   const tree = Buffer.from(`${g.dir}/tree/`);
-  const have = (id: string) => g.index.blobs.has(id) || pending.has(id);
+  const have = (id: string) => packer.pending.has(id) || g.index.has(id);
   try {
     for await (const e of readManifest(join(g.dir, 'manifest'))) {
       if (e.type !== 'f' || e.sha256 === undefined) continue;
       summary.files++;
-      if (files.has(e.sha256)) continue;
+      if (recent.has(e.sha256)) continue;
       // Content already offsite (the previous push held it: unchanged and hard-linked files): not read again.
-      const known = g.prevFiles.get(e.sha256);
+      const known = g.prevFiles?.get(e.sha256);
+      let ids: string[];
       if (known && known.every(have)) {
-        files.set(e.sha256, known);
+        ids = known;
         summary.filesReused++;
-        continue;
+      } else {
+        ids = [];
+        const whole = createHash('sha256');
+        for await (const chunk of chunkTreeFile(Buffer.concat([tree, e.path]), g.repo.chunker, whole)) {
+          const id = g.repo.blobId(sha256Hex(chunk));
+          ids.push(id);
+          if (have(id)) continue;
+          summary.blobsNew++;
+          summary.bytesNew += chunk.length;
+          await packer.add(id, chunk);
+        }
+        const got = whole.digest('hex');
+        if (got !== e.sha256)
+          throw new JobError(
+            `${g.source}/${g.stream}/${g.id}: ${show(e.path)} in the sink store has sha256 ${got}, its manifest says ${e.sha256}: run \`baton verify --deep\` on it; nothing was committed`,
+            { step: STEP },
+          );
       }
-      const ids: string[] = [];
-      const whole = createHash('sha256');
-      for await (const chunk of chunkTreeFile(Buffer.concat([tree, e.path]), g.repo.chunker, whole)) {
-        const id = g.repo.blobId(sha256Hex(chunk));
-        ids.push(id);
-        if (have(id)) continue;
-        pending.add(id);
-        summary.blobsNew++;
-        summary.bytesNew += chunk.length;
-        await packer.add(id, chunk);
-      }
-      const got = whole.digest('hex');
-      if (got !== e.sha256)
-        throw new JobError(
-          `${g.source}/${g.stream}/${g.id}: ${show(e.path)} in the sink store has sha256 ${got}, its manifest says ${e.sha256}: run \`baton verify --deep\` on it; nothing was committed`,
-          { step: STEP },
-        );
-      files.set(e.sha256, ids);
+      await sorter.add(ids.length === 0 ? e.sha256 : `${e.sha256} ${ids.join(' ')}`);
+      if (recent.size >= RECENT) recent.clear();
+      recent.add(e.sha256);
     }
     await packer.drain();
   } catch (e) {
-    await packer.drain().catch(() => undefined);
+    await packer.abandon();
+    await sorter.dispose();
     throw e;
   }
   summary.bytesUploaded += packer.bytesUploaded;
   await crashPoint('offsite-packs-stored');
 
-  // The generation's own objects, compressed or as deltas (gen-objects.ts), sealed like blobs (one sealer for the four).
-  const plain: Record<GenObject, Uint8Array> = {
-    manifest: await readFile(join(g.dir, 'manifest')),
-    SHA256SUMS: await readFile(join(g.dir, 'SHA256SUMS')),
-    'meta.json': await readFile(join(g.dir, 'meta.json')),
-    files: Buffer.from(formatFilesMap(files)),
-  };
-  const encoded = await encodeGenObjects({
-    state: g.state,
-    source: g.source,
-    stream: g.stream,
-    id: g.id,
-    plain,
-    isCommitted: g.isCommitted,
-  });
-  const sealer = await g.repo.newSealer();
-  const putOpts = retainUntil ? { retainUntil } : {};
-  for (const name of GEN_OBJECTS) {
-    const body = sealer ? sealer.seal(encoded.bodies[name]) : encoded.bodies[name];
-    await g.limiter.take(body.length);
-    await g.store.put(genKey(g.source, g.stream, g.id, name), body, putOpts);
-    summary.bytesUploaded += body.length;
+  // The files map, sorted, to a file (this stream's next cache), and every pack the generation needs.
+  const packs = new Set<string>();
+  const writer = await FilesMapWriter.create(g.cache);
+  let files: { sha256: string; size: number; path: string };
+  try {
+    for await (const line of sorter.sorted()) {
+      const [sha, ...ids] = line.split(' ') as [string, ...string[]];
+      for (const id of ids) {
+        const p = g.index.packOf(id);
+        if (p === undefined)
+          throw new JobError(
+            `blob ${id} of ${g.id} is in no stored pack (internal error); nothing was committed`,
+            {
+              step: STEP,
+            },
+          );
+        packs.add(p);
+      }
+      await writer.add(sha, ids);
+    }
+    files = await writer.close();
+  } catch (e) {
+    await writer.abort();
+    throw e;
   }
 
-  // Every pack the generation needs, with its retention extended to the commit's.
-  const packs = new Set<string>();
-  for (const ids of files.values())
-    for (const id of ids) {
-      const p = g.index.blobs.get(id);
-      if (p === undefined)
-        throw new JobError(
-          `blob ${id} of ${g.id} is in no stored pack (internal error); nothing was committed`,
-          {
-            step: STEP,
-          },
-        );
-      packs.add(p);
+  // The generation's own objects, sealed like blobs (one sealer for the four), streamed from files.
+  const sealer = await g.repo.newSealer();
+  const putOpts = retainUntil ? { retainUntil } : {};
+  const paths: Record<GenObject, string> = {
+    manifest: join(g.dir, 'manifest'),
+    SHA256SUMS: join(g.dir, 'SHA256SUMS'),
+    'meta.json': join(g.dir, 'meta.json'),
+    files: files.path,
+  };
+  // Each object gzipped; one that fits in memory may be a delta against an earlier one (gen-objects.ts).
+  const encoder = await GenObjectEncoder.open(g);
+  const refs = {} as Record<GenObject, ObjectRef>;
+  for (const name of GEN_OBJECTS) {
+    const st = await stat(paths[name]);
+    if (st.size <= MAX_DELTA_OBJECT) {
+      const { body: encoded, ref } = await encoder.encode(name, await readFile(paths[name]));
+      const body = sealer ? sealer.seal(encoded) : encoded;
+      await g.limiter.take(body.length);
+      await g.store.put(genKey(g.source, g.stream, g.id, name), body, putOpts);
+      refs[name] = ref;
+      summary.bytesUploaded += body.length;
+      continue;
     }
+    const put = await putGenObject(g, name, paths[name], sealer, putOpts);
+    encoder.streamed(name);
+    refs[name] = { ...put.ref, codec: 'gzip' };
+    summary.bytesUploaded += put.sent;
+  }
+  if (refs.files.sha256 !== files.sha256 || refs.files.size !== files.size)
+    throw new JobError(`${files.path} changed while it was uploaded; nothing was committed`, { step: STEP });
+
+  // Every pack the generation needs, with its retention extended to the commit's.
   if (retainUntil) {
     for (const p of packs) {
       const known = g.index.packs.get(p)?.retainUntil ?? 0;
@@ -525,7 +615,7 @@ async function pushGeneration(
     stream: g.stream,
     id: g.id,
     created: g.now().toISOString(),
-    objects: encoded.refs,
+    objects: refs,
     packs: [...packs].sort(),
   };
   const commitPlain = Buffer.from(formatCommit(commit));
@@ -534,7 +624,7 @@ async function pushGeneration(
   try {
     await g.store.put(commitKey(g.source, g.stream, g.id), commitBody, { ...putOpts, ifNoneMatch: true });
     summary.bytesUploaded += commitBody.length;
-    await encoded.committed();
+    await encoder.committed();
   } catch (e) {
     if (!(e instanceof ObjectExistsError)) throw e;
     summary.committed = false;
@@ -543,9 +633,13 @@ async function pushGeneration(
       `${g.source}/${g.stream}/${g.id} was committed by another push meanwhile`,
     );
   }
+  // this generation's map becomes the stream's cache: the next push reuses what it names
+  g.prevFiles?.close();
+  g.prevFiles = undefined;
+  await FilesMapWriter.commit(g.cache);
   g.log.info(
     { step: STEP, ...summary, packs: packer.packs },
     `committed ${g.source}/${g.stream}/${g.id}: ${summary.files} files (${summary.filesReused} already offsite), ${summary.blobsNew} new blobs, ${summary.bytesUploaded} bytes sent`,
   );
-  return { summary, files };
+  return summary;
 }

@@ -13,6 +13,7 @@
  * s3:DeleteObjectVersion, s3:AbortMultipartUpload. Never s3:BypassGovernanceRetention.
  */
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import {
   AbortMultipartUploadCommand,
@@ -448,8 +449,18 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: Uint8Array, opts?: PutOptions): Promise<void> {
+    await this.send(key, () => body, body.byteLength, createHash('md5').update(body).digest(), opts);
+  }
+
+  /** One PUT; `body()` is called per attempt (a file range is streamed again, never held). */
+  private async send(
+    key: string,
+    body: () => Uint8Array | Readable,
+    length: number,
+    md5: Buffer,
+    opts?: PutOptions,
+  ): Promise<void> {
     const full = this.full(key);
-    const md5 = createHash('md5').update(body).digest();
     const lock = this.lockParams(opts);
     const signal = opts?.signal;
     let ambiguous = false;
@@ -461,8 +472,8 @@ export class S3Store implements ObjectStore {
             new PutObjectCommand({
               Bucket: this.bucket,
               Key: full,
-              Body: body,
-              ContentLength: body.byteLength,
+              Body: body(),
+              ContentLength: length,
               ...(this.profile.contentMd5 ? { ContentMD5: md5.toString('base64') } : {}),
               ...(opts?.ifNoneMatch === true ? { IfNoneMatch: '*' } : {}),
               ...lock,
@@ -527,9 +538,10 @@ export class S3Store implements ObjectStore {
         }
       };
       if (size <= partSize) {
-        const buf = await readExactly(fh, 0, size, path);
+        // streamed from the file (memory: the stream's buffer, not the object)
+        const md5 = await md5OfRange(fh, 0, size, path);
+        await this.send(key, () => rangeBody(fh, 0, size), size, md5, opts);
         await unchanged();
-        await this.put(key, buf, opts);
         return;
       }
       await this.multipart(key, full, fh, path, size, partSize, opts, unchanged);
@@ -581,8 +593,9 @@ export class S3Store implements ObjectStore {
           const index = next++;
           const offset = index * partSize;
           const length = Math.min(partSize, size - offset);
-          const body = await readExactly(fh, offset, length, path);
-          const md5 = this.profile.contentMd5 ? createHash('md5').update(body).digest('base64') : undefined;
+          const md5 = this.profile.contentMd5
+            ? (await md5OfRange(fh, offset, length, path)).toString('base64')
+            : undefined;
           const res = await this.retry(
             `PUT ${key} part ${index + 1}/${count}`,
             () =>
@@ -592,7 +605,7 @@ export class S3Store implements ObjectStore {
                   Key: full,
                   UploadId: uploadId,
                   PartNumber: index + 1,
-                  Body: body,
+                  Body: rangeBody(fh, offset, length),
                   ContentLength: length,
                   ...(md5 !== undefined ? { ContentMD5: md5 } : {}),
                   ...(crc ? { ChecksumAlgorithm: 'CRC32' } : {}),
@@ -861,20 +874,27 @@ export class S3Store implements ObjectStore {
   }
 }
 
-async function readExactly(
-  fh: FileHandle,
-  offset: number,
-  length: number,
-  path: string,
-): Promise<Uint8Array> {
-  const buf = Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-    if (bytesRead === 0) throw new OffsiteError(`${path} shrank while it was uploaded`);
-    done += bytesRead;
-  }
-  return buf;
+/** MD5 of `length` bytes of the file from `offset`, streamed; a file that shrank is refused. */
+async function md5OfRange(fh: FileHandle, offset: number, length: number, path: string): Promise<Buffer> {
+  const h = createHash('md5');
+  let got = 0;
+  if (length > 0)
+    for await (const c of fh.createReadStream({
+      start: offset,
+      end: offset + length - 1,
+      autoClose: false,
+    })) {
+      h.update(c as Buffer);
+      got += (c as Buffer).length;
+    }
+  if (got !== length) throw new OffsiteError(`${path} shrank while it was uploaded`);
+  return h.digest();
+}
+
+/** A fresh stream of the range (one per attempt: a retry reads it again). */
+function rangeBody(fh: FileHandle, offset: number, length: number): Uint8Array | Readable {
+  if (length === 0) return new Uint8Array(0);
+  return fh.createReadStream({ start: offset, end: offset + length - 1, autoClose: false });
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
