@@ -106,26 +106,22 @@ export function applyDelta(base: string, delta: string, maxLength: number, what:
     const op = (m as RegExpExecArray)[1];
     const count = Number((m as RegExpExecArray)[2]);
     p++;
-    if (op === 'a') {
-      if (p + count > d.length) fail(p, `${count} lines announced, fewer follow`);
+    const take = (from: readonly string[], at: number) => {
       for (let x = 0; x < count; x++) {
-        const line = d[p + x] as string;
+        const line = from[at + x] as string;
         size += line.length + 1;
         if (size > maxLength) fail(p, `the result is longer than ${maxLength} bytes`);
         out.push(line);
       }
+    };
+    if (op === 'a') {
+      if (p + count > d.length) fail(p, `${count} lines announced, fewer follow`);
+      take(d, p);
       p += count;
       continue;
     }
     if (i + count > b.length) fail(p, `reaches past the base's ${b.length} lines`);
-    if (op === 'c') {
-      for (let x = 0; x < count; x++) {
-        const line = b[i + x] as string;
-        size += line.length + 1;
-        if (size > maxLength) fail(p, `the result is longer than ${maxLength} bytes`);
-        out.push(line);
-      }
-    }
+    if (op === 'c') take(b, i);
     i += count;
   }
   if (i !== b.length) throw new RecordError(`${what}: the delta leaves ${b.length - i} base lines unused`);
