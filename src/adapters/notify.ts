@@ -12,6 +12,11 @@ import { describeWebhookTarget, postWebhook, runAlertCommand } from './alert-cha
 export interface Alert {
   subject: string;
   text: string;
+  /**
+   * This alert reports the run's own failure (not a warning on the side, such as a stale stream or
+   * a failed offsite push): only such an alert makes the unit's failure handler stay quiet.
+   */
+  reportsFailure?: boolean;
 }
 
 /**
@@ -19,8 +24,8 @@ export interface Alert {
  * isolated (own timeout, own failure line in the log): a hanging webhook or a failing command never
  * delays past its timeout, blocks the others, or fails the run. A mail that cannot be sent is kept
  * in `pendingDir` and retried by the next run (`flushPendingAlerts`); a failing alert never hides or
- * replaces the error it reports. Under systemd, a run that alerted records so (noteAlerted), and its
- * unit's failure handler then stays quiet. Returns whether the mail went out.
+ * replaces the error it reports. Under systemd, a run whose alert reports its own failure records so
+ * (noteAlerted), and its unit's failure handler then stays quiet. Returns whether the mail went out.
  */
 export async function sendAlert(
   channels: AlertChannels,
@@ -46,7 +51,7 @@ export async function sendAlert(
     sendAlertMail(channels.mail, others.length > 0, pendingDir, alert, log),
     ...others,
   ]);
-  if (mailed === 'sent' || mailed === 'kept' || sent.includes(true)) {
+  if (alert.reportsFailure === true && (mailed === 'sent' || mailed === 'kept' || sent.includes(true))) {
     await noteAlerted(dirname(pendingDir), alert.subject, process.env.INVOCATION_ID, log);
   }
   return mailed === 'sent';

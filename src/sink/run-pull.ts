@@ -172,6 +172,7 @@ export async function runSinkPull(config: SinkConfig, opts: SinkPullOptions): Pr
           'sink',
           `pull of ${opts.stream} FAILED for ${failed.map((o) => o.source).join(', ')}`,
         ),
+        reportsFailure: true,
         text:
           `baton sink pull ${opts.stream} failed:\n\n${lines.join('\n')}\n\n` +
           `Nothing was acked or pruned for the failed sources: the sources keep their generations and the next run retries.\n` +
@@ -224,6 +225,7 @@ async function refuseStore(
       join(config.stateDir, 'pending-alerts'),
       {
         subject: alertSubject('sink', `pull of ${opts.stream} REFUSED: sink store not usable`),
+        reportsFailure: true,
         text:
           `baton sink pull ${opts.stream} refused to run:\n\n${problem}\n\n` +
           `Nothing was pulled, written, acked or pruned; the sources keep their generations.\n` +

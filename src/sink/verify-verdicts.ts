@@ -82,6 +82,7 @@ export async function recordSinkVerdicts(
           'sink',
           `verify found ${marked.length} damaged generation(s) in the sink store`,
         ),
+        reportsFailure: true,
         text:
           `baton verify${opts.deep ? ' --deep' : ''} found damage in the sink store:\n\n` +
           failed.map((c) => renderCheck(c, opts.deep)).join('') +

@@ -163,6 +163,7 @@ export async function runSourceBackup(
           config.name,
           appDown ? 'APP DOWN after backup — start it now' : `source backup FAILED (${step})`,
         ),
+        reportsFailure: true,
         text:
           `baton source backup failed on "${config.name}".\n\n${message}\n\n` +
           (appDown
