@@ -144,6 +144,8 @@ export function runProcess(cmd: Command, opts: RunOptions = {}): Promise<RunResu
           }, opts.timeoutMs);
     const onAbort = (): void => terminate();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // aborted before the spawn: 'abort' never fires again
+    if (opts.signal?.aborted) terminate();
     child.stdout?.on('data', (b: Buffer) => {
       if (exceeded) return;
       if (opts.captureStdout) {

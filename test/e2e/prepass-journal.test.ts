@@ -1,0 +1,130 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runProcess } from '../../src/adapters/run.js';
+import { ensureUser, needsRootOrSkipFile } from '../helpers/users.js';
+import { runBaton, show } from '../helpers/cli.js';
+import { createFakeApp } from '../helpers/fake-app.js';
+import { generationIds, makeSourceSetup, sleep, type SourceSetup } from '../helpers/source-setup.js';
+
+// Issue #14: the pre-pass's change journal. While the app is down only the files whose ctime is at
+// or after the pre-pass's start are copied; a changed directory means the full pass. A real writer
+// races the pre-pass (it rewrites files in place, and in the second round also creates and removes
+// files) until the stop command ends it: the generation must hold every file as the writer left it.
+const NEEDS_ROOT = needsRootOrSkipFile('prepass-journal', 'creates users');
+const USERS = { data: 'bqFJrnData', logs: 'bqFJrnLogs' };
+const FILES = 400;
+let root: string;
+let s: SourceSetup;
+let work: string;
+
+// rewrites random files of `dir` in place (same size, new bytes) until `stop` exists; with `churn`
+// it also creates and removes files; writes `done` when it has stopped writing
+const WRITER = String.raw`
+import os, random, sys
+d, stop, done, churn = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+n = 0
+while not os.path.exists(stop):
+    n += 1
+    i = random.randrange(${FILES})
+    with open(os.path.join(d, "f%04d" % i), "r+b") as f:
+        f.write(("round %09d file %04d\n" % (n, i)).encode())
+    if churn and n % 7 == 0:
+        p = os.path.join(d, "new%06d" % n)
+        with open(p, "wb") as f:
+            f.write(b"new %d\n" % n)
+        if n % 21 == 0:
+            os.unlink(p)
+open(done, "w").close()
+`;
+
+async function sh(cmd: string): Promise<{ code: number | null; out: string }> {
+  const r = await runProcess(['/bin/sh', '-c', cmd], { timeoutMs: 120_000 });
+  return { code: r.code, out: `${r.stdout}${r.stderr}`.trim() };
+}
+
+before(async () => {
+  if (NEEDS_ROOT) return;
+  root = await mkdtemp(join(tmpdir(), 'baton-journal-'));
+  await chmod(root, 0o755);
+  for (const u of Object.values(USERS)) await ensureUser(u);
+  const stopFile = join(root, 'stop-writer');
+  const doneFile = join(root, 'writer-done');
+  // the stop command ends the writer and waits until it wrote its last byte, then stops the app
+  const app = createFakeApp(join(root, 'shop', 'app'));
+  s = await makeSourceSetup(root, {
+    name: 'shop',
+    dataUser: USERS.data,
+    logsUser: USERS.logs,
+    prepass: true,
+    stop: `touch ${stopFile}; while [ ! -e ${doneFile} ]; do sleep 0.01; done\n${app.stopCmd}`,
+  });
+  work = join(s.app.dataDir, 'work');
+  await mkdir(work);
+  for (let i = 0; i < FILES; i++)
+    await writeFile(join(work, `f${String(i).padStart(4, '0')}`), `round 000000000 file ${i}\n`.padEnd(40));
+  // a first generation (no writer runs: its stop does not wait): the mirror the next pre-pass refreshes
+  await writeFile(doneFile, '');
+  const r = await runBaton(['source', 'backup', '--config', s.config]);
+  assert.equal(r.code, 0, show(r));
+  await sleep(1100);
+});
+
+after(async () => {
+  if (!root) return;
+  s?.app.kill();
+  await rm(root, { recursive: true, force: true });
+});
+
+/** One backup while the writer races the pre-pass; the generation's copy of `work` must equal the live one. */
+async function racedRound(churn: boolean): Promise<string> {
+  await rm(join(root, 'stop-writer'), { force: true });
+  await rm(join(root, 'writer-done'), { force: true });
+  const writer = spawn(
+    'python3',
+    ['-c', WRITER, work, join(root, 'stop-writer'), join(root, 'writer-done'), churn ? '1' : '0'],
+    { stdio: 'ignore' },
+  );
+  try {
+    await sleep(200);
+    const r = await runBaton(['source', 'backup', '--config', s.config]);
+    assert.equal(r.code, 0, show(r));
+    assert.ok(s.app.isRunning(), 'the app runs again');
+    const ids = await generationIds(s.handoverData);
+    const gen = join(s.handoverData, ids.at(-1) ?? '');
+    // the writer has ended (the stop waited for it): the live files are what the app left
+    const diff = await sh(`diff -r --no-dereference ${work} ${join(gen, 'tree', work.slice(1))}`);
+    assert.equal(diff.code, 0, `the generation misses a change: ${diff.out}`);
+    await sleep(1100);
+    return r.stderr;
+  } finally {
+    writer.kill();
+  }
+}
+
+test(
+  'in-place rewrites racing the pre-pass: only the files changed since it started are copied while the app is down, none is missed',
+  { skip: NEEDS_ROOT },
+  async () => {
+    for (let round = 0; round < 3; round++) {
+      // which pass ran (journal or full) is not asserted yet: on this test's filesystem it was not
+      // confirmed in time (see the session report); the no-miss property is
+      const stderr = await racedRound(false);
+      assert.match(stderr, /pre-pass done/);
+    }
+  },
+);
+
+test(
+  'files created and removed while the pre-pass runs: a changed directory means the full pass, none is missed',
+  { skip: NEEDS_ROOT },
+  async () => {
+    for (let round = 0; round < 2; round++) {
+      const stderr = await racedRound(true);
+      assert.match(stderr, /pre-pass done/);
+    }
+  },
+);
