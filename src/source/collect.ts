@@ -2,7 +2,7 @@ import { lstat, readFile, rename, rm, statfs, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SourceStreamConfig, StreamName } from '../config/schema.js';
 import { JobError } from '../errors.js';
-import { runProcess } from '../adapters/run.js';
+import { describeExit, runProcess } from '../adapters/run.js';
 import { describeRsyncResult, rsyncEnv } from '../adapters/rsync.js';
 import { mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
@@ -239,7 +239,7 @@ export async function dropRacyFiles(dir: string, cutoffMs: number, signal?: Abor
     { captureStdout: true, maxStdoutBytes: 256 * 2 ** 20, signal, timeoutMs: 60 * 60_000 },
   );
   if (r.code !== 0 || r.exceeded)
-    throw new JobError(`finding files changed since ${at} in ${dir} failed: ${r.stderr.trim()}`, {
+    throw new JobError(`finding files changed since ${at} in ${dir} failed: ${describeExit(r)}`, {
       step: 'collect',
     });
   let n = 0;
