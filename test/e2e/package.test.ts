@@ -101,6 +101,8 @@ describe('the Debian package', { concurrency: false }, () => {
       '/usr/share/zsh/vendor-completions/_baton',
       '/usr/share/fish/vendor_completions.d/baton.fish',
       '/usr/share/doc/baton/copyright',
+      '/usr/share/doc/baton/changelog.gz',
+      '/usr/share/doc/baton/docs/upgrading.md',
       '/usr/share/doc/baton/examples/source.example.yaml',
     ]) {
       assert.ok(files.split('\n').includes(f), `${f} is in the package`);
