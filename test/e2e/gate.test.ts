@@ -55,7 +55,9 @@ import {
   writeGeneration,
   writeSourceFixture,
   type SourceFixture,
+  type SourceFixtureOptions,
 } from '../helpers/gate-fixtures.js';
+import { z } from 'zod';
 
 /**
  * The client options of baton's own pull (src/sink/pull.ts), between the program name and `-e`: what the
@@ -105,7 +107,7 @@ interface Setup {
   dest: () => Promise<string>;
 }
 
-async function setup(opts: { generations?: number; logs?: boolean } = {}): Promise<Setup> {
+async function setup(opts: SourceFixtureOptions = {}): Promise<Setup> {
   const root = join(tmp, `case-${++counter}`);
   const fx = await writeSourceFixture(root, opts);
   // The built CLI (like every e2e test): a gate starts in a fraction of the time tsx needs.
@@ -450,6 +452,26 @@ describe('gate ack', () => {
     assert.deepEqual(await listing(fx.store), [G3, G4]);
     assert.deepEqual(await listing(fx.dataHandover), [G5]);
     assert.equal(await sha256File(join(fx.store, G4, 'manifest')), g.manifestSha256);
+  });
+
+  test('ack data with keepMonthly -> the source store keeps the newest of each of the last N months too', async () => {
+    const { fx, rsh } = await setup({ generations: 1, calendar: { keepMonthly: 3 } });
+    const older = ['2026-07-15T061922Z', '2026-08-10T061922Z', '2026-09-05T061922Z', '2026-10-01T061922Z'];
+    for (const id of [...older, G1, G2, G3]) await writeGeneration(fx.store, id);
+    const g = await writeGeneration(fx.dataHandover, G4);
+    const r = await ackThroughRsh(
+      rsh.data,
+      `ack ${G4} ${g.manifestSha256}`,
+      await copyGeneration(g.dir, join(fx.root, 'sink')),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const reply = z
+      .object({ acked: z.string(), action: z.string(), pruned: z.array(z.string()) })
+      .parse(JSON.parse(r.stdout));
+    assert.equal(reply.acked, G4);
+    // November: G4 (also the newest, `generations: 1`); October and September: their newest
+    assert.deepEqual(await listing(fx.store), ['2026-09-05T061922Z', '2026-10-01T061922Z', G4]);
+    assert.deepEqual([...reply.pruned].sort(), ['2026-07-15T061922Z', '2026-08-10T061922Z', G1, G2, G3]);
   });
 
   test('ack of an older generation than the store holds -> moved and not pruned away', async () => {

@@ -183,6 +183,8 @@ export interface SourceFixtureOptions {
   logs?: boolean;
   /** The stream user written into the config. Default: root. */
   user?: string;
+  /** streams.data calendar retention of the source store (keepDaily … keepYearly). Default: none. */
+  calendar?: { keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number };
 }
 
 export interface SourceFixture {
@@ -215,6 +217,7 @@ export async function writeSourceFixture(
         user,
         store,
         generations: opts.generations ?? 3,
+        ...opts.calendar,
       },
       ...(opts.logs === false
         ? {}
