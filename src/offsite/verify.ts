@@ -6,6 +6,7 @@ import type { StreamName } from '../config/schema.js';
 import { oneLine } from '../errors.js';
 import { readManifest } from '../generation/manifest-file.js';
 import { showPath } from '../core/restore-plan.js';
+import { FilesMapReader } from '../core/offsite-records.js';
 import { genKey, GEN_OBJECTS, INDEX_PREFIX, indexKey, PACK_PREFIX, packIdOfKey, packKey } from './layout.js';
 import type { ObjectStore } from './object-store.js';
 import { listCommits, readCommit, type CommitRef } from './read.js';
@@ -82,12 +83,16 @@ async function verifyOne(
       try {
         const gen = await loadOffsiteGeneration(store, repo, commit, tmp);
         try {
+          // parsed, not split: the header line, the order and every id checked as the restore reads them
+          const reader = new FilesMapReader('files object');
           for await (const line of readLines(gen.paths.files, { encoding: 'latin1' })) {
-            const [sha, ...ids] = line.split(' ');
-            for (const id of ids)
+            const e = reader.push(line);
+            if (e === undefined) continue;
+            for (const id of e.blobIds)
               if (gen.blobs.get(id) === undefined)
-                add(`files object: blob ${id} of content ${sha ?? ''} is in none of the commit's packs`);
+                add(`files object: blob ${id} of content ${e.sha256} is in none of the commit's packs`);
           }
+          reader.end();
           if (deep && check.problems.length === 0) await deepCheck(gen, check, add);
         } finally {
           gen.close();
