@@ -18,7 +18,6 @@ import {
   MAX_AGE_HEADER_BYTES,
   PACK_INDEX_MAX_BYTES,
   parseCommit,
-  parseFilesMap,
   parsePackIndex,
   RecordError,
   CODECS,
@@ -145,42 +144,12 @@ async function readStored(
   return decompress(await repo.open(await getObject(store, key, max), key), codec, size, key);
 }
 
-/** A regular file's manifest sha256 → its blob ids in order (none for the empty file). */
-export type FilesMap = Map<string, string[]>;
-
-export async function readFilesMap(store: ObjectStore, repo: Repo, c: Commit): Promise<FilesMap> {
-  const what = genKey(c.source, c.stream, c.id, 'files');
-  const bytes = await readGenObject(store, repo, c, 'files');
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    throw new OffsiteError(`${what}: not UTF-8 text`);
-  }
-  return parsed(() => parseFilesMap(text, { what, maxBytes: MAX_GEN_OBJECT_READ }));
-}
-
 export interface BlobLocation {
   pack: string;
   offset: number;
   length: number;
   plainLength: number;
   codec?: Codec | undefined;
-}
-
-/** Where every blob of the commit's packs lies (from their index objects). */
-export async function readBlobLocations(
-  store: ObjectStore,
-  repo: Repo,
-  packs: readonly string[],
-): Promise<Map<string, BlobLocation>> {
-  const out = new Map<string, BlobLocation>();
-  for (const pack of packs) {
-    const idx = await readPackIndexObject(store, repo, pack);
-    for (const b of idx.blobs)
-      out.set(b.id, { pack, offset: b.offset, length: b.length, plainLength: b.plainLength, codec: b.codec });
-  }
-  return out;
 }
 
 /** The index object of a pack, opened and checked against its pack id and the repository. */
