@@ -322,6 +322,11 @@ export const MAX_COMMIT_PACKS = 1_000_000;
 export const COMMIT_MAX_BYTES = 80 * MiB;
 /** A generation object (manifest, SHA256SUMS, meta.json, files map) may be this large (plaintext). */
 export const MAX_GENERATION_OBJECT_BYTES = 4096 * MiB;
+/**
+ * A compressed or delta generation object (and a delta's base) is inflated in memory by its readers, so
+ * it is at most this large; a push encodes only smaller ones and stores larger ones whole and plain.
+ */
+export const MAX_ENCODED_GENERATION_OBJECT_BYTES = 64 * MiB;
 
 const GENERATION_ID = z.string().refine(isGenerationId, { error: 'expected a generation id' });
 /** The plaintext an object (or a delta's base) must reconstruct to, and how it is stored. */
@@ -365,6 +370,16 @@ export const commitSchema = z
         ctx.addIssue({
           code: 'custom',
           message: 'a codec or delta in a version 1 commit',
+          path: ['objects', name],
+        });
+      const encoded = o.codec !== undefined || o.delta !== undefined;
+      if (
+        (encoded && o.size > MAX_ENCODED_GENERATION_OBJECT_BYTES) ||
+        (o.delta !== undefined && o.delta.size > MAX_ENCODED_GENERATION_OBJECT_BYTES)
+      )
+        ctx.addIssue({
+          code: 'custom',
+          message: `a compressed or delta object (or its base) over ${MAX_ENCODED_GENERATION_OBJECT_BYTES} bytes`,
           path: ['objects', name],
         });
       if (o.delta !== undefined && o.delta.base >= c.id)

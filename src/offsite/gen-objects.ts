@@ -14,7 +14,7 @@ import { z } from 'zod';
 import type { StreamName } from '../config/schema.js';
 import { mkdirp, writeFileAtomic } from '../adapters/fsx.js';
 import { makeDelta } from '../core/offsite-delta.js';
-import { CODECS, type ObjectRef } from '../core/offsite-records.js';
+import { CODECS, MAX_ENCODED_GENERATION_OBJECT_BYTES, type ObjectRef } from '../core/offsite-records.js';
 import { compress } from './codec.js';
 import { sha256Hex } from './crypto.js';
 import { GEN_OBJECTS, type GenObject } from './layout.js';
@@ -22,7 +22,7 @@ import { GEN_OBJECTS, type GenObject } from './layout.js';
 /** Generations a base object serves as a delta base before the next one is stored whole. */
 export const MAX_DELTAS = 30;
 /** Larger objects are stored whole (the delta works in memory). */
-export const MAX_DELTA_OBJECT = 64 * 1024 * 1024;
+export const MAX_DELTA_OBJECT = MAX_ENCODED_GENERATION_OBJECT_BYTES;
 /** A delta is kept when its stored size is at most this fraction of the whole object's. */
 const DELTA_KEEP = 0.5;
 

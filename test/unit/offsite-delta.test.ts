@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import { applyDelta, DELTA_HEADER, makeDelta } from '../../src/core/offsite-delta.js';
 import {
   formatCommit,
+  MAX_ENCODED_GENERATION_OBJECT_BYTES,
   parseCommit,
   parsePackIndex,
   RecordError,
@@ -137,6 +138,19 @@ test('records: a version 2 commit with a delta parses back; version 1 with a cod
     /older generation/,
   );
   bad({ ...commit, objects: { ...commit.objects, manifest: { ...m, codec: 'zstd' } } }, /codec/);
+  // readers inflate these in memory: a hostile commit cannot ask for a 4 GiB gzip bomb or delta base
+  const over = MAX_ENCODED_GENERATION_OBJECT_BYTES + 1;
+  bad({ ...commit, objects: { ...commit.objects, manifest: { ...m, size: over } } }, /over \d+ bytes/);
+  bad(
+    { ...commit, objects: { ...commit.objects, manifest: { ...m, delta: { ...m.delta, size: over } } } },
+    /over \d+ bytes/,
+  );
+  const plainBig = { sha256: hex('f'), size: over };
+  assert.equal(
+    parseCommit(formatCommit({ ...commit, objects: { ...commit.objects, files: plainBig } }), who).objects
+      .files.size,
+    over,
+  );
 });
 
 test('records: a pack index entry with a codec needs version 2 and a length a gzip blob can have', () => {
