@@ -170,7 +170,17 @@ async function pullAndStallMidTree(
   only?: string,
 ): Promise<{ running: Promise<Awaited<ReturnType<typeof pull>>>; stopped: number[] }> {
   const running = pull(file, 'data');
-  await waitUntil(`the tree of ${id} arrives`, () => existsSync(join(streamDir, '.incoming', id, 'tree')));
+  let ended: Awaited<typeof running> | undefined;
+  void running.then((r) => (ended = r));
+  await waitUntil(
+    `the tree of ${id} arrives`,
+    () => {
+      // a pull that ends before its tree arrives failed early: say how, not just "timed out"
+      if (ended) assert.fail(`the pull ended before the tree of ${id} arrived:\n${show(ended)}`);
+      return existsSync(join(streamDir, '.incoming', id, 'tree'));
+    },
+    180_000,
+  );
   const stopped = await processesOf(dataUid, only);
   for (const pid of stopped) signal(pid, 'SIGSTOP');
   assert.ok(stopped.length > 0, 'the source side of the pull was found');
