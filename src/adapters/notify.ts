@@ -6,7 +6,6 @@ import { alertEvent } from '../core/alert-event.js';
 import { oneLine } from '../errors.js';
 import type { Logger } from './log.js';
 import { mkdirp, writeFileAtomic } from './fsx.js';
-import { sendMail } from './mail.js';
 import { describeWebhookTarget, postWebhook, runAlertCommand } from './alert-channels.js';
 
 export interface Alert {
@@ -151,7 +150,7 @@ async function sendAlertMail(
     return 'none';
   }
   try {
-    await sendMail(mail, alert);
+    await (await loadMail()).sendMail(mail, alert);
     log.info({ step: 'alert', to: mail.to }, `alert mailed: ${alert.subject}`);
     return 'sent';
   } catch (e) {
@@ -188,7 +187,9 @@ export async function flushPendingAlerts(
       continue;
     }
     try {
-      await sendMail(mail, {
+      await (
+        await loadMail()
+      ).sendMail(mail, {
         subject: `${alert.subject} (delayed: mail failed at ${alert.failedAt ?? '?'})`,
         text: alert.text,
       });
@@ -207,4 +208,9 @@ export function alertSubject(who: string, what: string): string {
 
 export function alertFooter(): string {
   return `\n--\nbaton on ${hostname()} at ${new Date().toISOString()}\n`;
+}
+
+/** The SMTP client (nodemailer), loaded when a mail is sent: a run that mails nothing never compiles it. */
+function loadMail(): Promise<typeof import('./mail.js')> {
+  return import('./mail.js');
 }

@@ -2,27 +2,19 @@ import { Argument, Option } from '@commander-js/extra-typings';
 import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 import { loadSinkConfig } from '../../config/load.js';
 import { ConfigError, ExitCode, JobError } from '../../errors.js';
-import { offsiteConfig, selectStreams } from '../../offsite/push.js';
-import { runOffsitePushJob } from '../../offsite/run-push.js';
-import { openOffsiteStore } from '../../offsite/open-store.js';
-import { openRepoForRead } from '../../offsite/repo.js';
-import { readIdentityFile } from '../../offsite/crypto.js';
-import { listCommits, readCommit } from '../../offsite/read.js';
-import { verifyOffsite } from '../../offsite/verify.js';
-import { runOffsitePrune } from '../../offsite/prune.js';
-import { runOffsiteRestore } from '../../offsite/restore.js';
 import { acquireLock } from '../../adapters/lock.js';
-import { offsiteStateDir } from '../../offsite/local-index.js';
 import { join } from 'node:path';
 
 const configOption = () => new Option('--config <file>', 'sink config file').default(DEFAULT_CONFIG.sink);
 const streamOption = () =>
   new Option('--stream <stream>', 'only this stream').choices(['data', 'logs'] as const);
 
+/** The config, its offsite block and the engine: loaded here, not when the CLI starts (offsite-engine.ts). */
 async function loadOffsite(file: string) {
   const config = await loadSinkConfig(file);
-  const cfg = offsiteConfig(config);
-  return { config, cfg };
+  const engine = await import('./offsite-engine.js');
+  const cfg = engine.offsiteConfig(config);
+  return { config, cfg, engine };
 }
 
 export function registerOffsiteCommands(root: Root): void {
@@ -60,7 +52,8 @@ Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing ha
     )
     .action(async (opts) =>
       runAction(root, async (ctx) => {
-        const { config } = await loadOffsite(opts.config);
+        const { config, engine } = await loadOffsite(opts.config);
+        const { readIdentityFile, runOffsitePushJob } = engine;
         const identities = opts.identity === undefined ? undefined : await readIdentityFile(opts.identity);
         const o = await runOffsitePushJob(config, {
           source: opts.source,
@@ -96,7 +89,8 @@ Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing ha
     )
     .action(async (opts) =>
       runAction(root, async () => {
-        const { config, cfg } = await loadOffsite(opts.config);
+        const { config, cfg, engine } = await loadOffsite(opts.config);
+        const { openOffsiteStore, openRepoForRead, offsiteStateDir, listCommits, readCommit } = engine;
         const store = await openOffsiteStore(cfg);
         const repo = await openRepoForRead(
           store,
@@ -149,7 +143,9 @@ Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing ha
     )
     .action(async (opts) =>
       runAction(root, async () => {
-        const { config, cfg } = await loadOffsite(opts.config);
+        const { config, cfg, engine } = await loadOffsite(opts.config);
+        const { readIdentityFile, openOffsiteStore, openRepoForRead, offsiteStateDir, verifyOffsite } =
+          engine;
         // a usage error (exit 2), before the bucket is contacted when the config says it is encrypted
         const deepNeedsIdentity = () =>
           new ConfigError('--deep on an encrypted repository needs --identity FILE', {
@@ -204,7 +200,8 @@ Exit codes: 0 pushed (or nothing new), 1 the push failed (alert sent; nothing ha
     )
     .action(async (opts) =>
       runAction(root, async (ctx) => {
-        const { config, cfg } = await loadOffsite(opts.config);
+        const { config, cfg, engine } = await loadOffsite(opts.config);
+        const { offsiteStateDir, openOffsiteStore, openRepoForRead, runOffsitePrune, selectStreams } = engine;
         const lock = await acquireLock(
           join(offsiteStateDir(config.stateDir, cfg), 'push.lock'),
           'baton offsite prune',
@@ -277,7 +274,8 @@ Exit codes: 0 restored, 1 an object is missing or damaged (named) or the identit
     )
     .action(async (what, id, opts) =>
       runAction(root, async (ctx) => {
-        const { cfg } = await loadOffsite(opts.config);
+        const { cfg, engine } = await loadOffsite(opts.config);
+        const { readIdentityFile, openOffsiteStore, openRepoForRead, runOffsiteRestore } = engine;
         const identities = opts.identity === undefined ? undefined : await readIdentityFile(opts.identity);
         const store = await openOffsiteStore(cfg);
         const repo = await openRepoForRead(store, identities, opts.identity);

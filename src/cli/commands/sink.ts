@@ -4,7 +4,6 @@ import { DEFAULT_CONFIG, runAction, type Root } from '../app.js';
 import { loadSinkConfig } from '../../config/load.js';
 import { runSinkPull, type StreamOutcome } from '../../sink/run-pull.js';
 import { ExitCode } from '../../errors.js';
-import { pushAfterPull } from '../../offsite/after-pull.js';
 import { checkOffsiteLag } from '../../sink/check-offsite-lag.js';
 import { formatPruneResults, runSinkPrune } from '../../sink/prune.js';
 
@@ -124,7 +123,15 @@ Exit codes: 0 all sources ok, 1 a source failed (alert sent; nothing acked or pr
           }
         }
         // offsite.afterPull: after the acks; a failed push alerts on its own and never changes the exit code
-        const pushes = await pushAfterPull(config, outcomes, { now: ctx.now, log: ctx.log });
+        // the offsite engine is loaded only when a push follows (offsite-engine.ts)
+        const pushes = config.offsite?.afterPull
+          ? await (
+              await import('./offsite-engine.js')
+            ).pushAfterPull(config, outcomes, {
+              now: ctx.now,
+              log: ctx.log,
+            })
+          : [];
         for (const p of pushes)
           if (!p.outcome.ok)
             process.stderr.write(
