@@ -13,10 +13,11 @@ import {
   unlinkSync,
   writeSync,
   type BigIntStats,
+  type Dirent,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { errnoCode, JobError } from '../errors.js';
-import { hashPool } from './hash-pool.js';
+import { hashPool, type FileIdentity, type Reply } from './hash-pool.js';
 
 /** fsync a directory so a rename or create inside it is durable. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -328,6 +329,65 @@ export async function* walkTree(
     }
   }
   yield* visit(undefined);
+}
+
+/** An entry's type as the directory itself says it (d_type): file, directory, symlink, anything else. */
+export type DirentKind = 'f' | 'd' | 'l' | 'other';
+
+export interface TypedWalkEntry {
+  /** relative path bytes, `/`-separated */
+  rel: Buffer;
+  /** the absolute path's bytes as a latin1 string (what the hash workers take) */
+  abs: string;
+  kind: DirentKind;
+}
+
+const kindOf = (d: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }): DirentKind =>
+  d.isFile() ? 'f' : d.isDirectory() ? 'd' : d.isSymbolicLink() ? 'l' : 'other';
+
+/**
+ * `walkTree` without an lstat per entry: depth-first in tree order (children sorted bytewise), never
+ * following symlinks, each entry's type taken from readdir (Node lstats an entry itself only where
+ * the filesystem gives no type). For a caller that learns the rest on the open file (the hash
+ * workers' fstat) or lstats only what it needs. Synchronous: the caller gives the event loop its turns.
+ */
+export function* walkTreeTyped(root: string): Generator<TypedWalkEntry> {
+  const stack: Array<{ rel: Buffer | undefined; abs: string; names: Dirent<Buffer>[]; next: number }> = [];
+  const open = (rel: Buffer | undefined, abs: string) => {
+    const names = readdirSync(Buffer.from(abs, 'latin1'), { encoding: 'buffer', withFileTypes: true });
+    names.sort((a, b) => Buffer.compare(a.name, b.name));
+    stack.push({ rel, abs, names, next: 0 });
+  };
+  open(undefined, Buffer.from(root).toString('latin1'));
+  for (;;) {
+    const top = stack[stack.length - 1];
+    if (top === undefined) return;
+    const d = top.names[top.next++];
+    if (d === undefined) {
+      stack.pop();
+      continue;
+    }
+    const rel = top.rel === undefined ? d.name : Buffer.concat([top.rel, SLASH, d.name]);
+    const abs = `${top.abs}/${d.name.toString('latin1')}`;
+    const kind = kindOf(d);
+    yield { rel, abs, kind };
+    if (kind === 'd') open(rel, abs);
+  }
+}
+
+/**
+ * A file checked on a hash worker without an lstat before: opened without following a symlink or
+ * blocking on a FIFO, its mode and size taken with fstat on that descriptor, and its sha256 read
+ * when the size is `size` (or `known.sha256` when the open file is still that very file). `done`
+ * gets the reply: `error` (with the errno code) when it could not be opened or is no regular file.
+ */
+export function checkFile(
+  abs: string,
+  size: number,
+  known: (FileIdentity & { sha256: string }) | undefined,
+  done: (r: Reply) => void,
+): void {
+  hashPool().submit({ op: 'check', path: abs, size, ...(known ? { known } : {}) }, done);
 }
 
 /**

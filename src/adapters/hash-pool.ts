@@ -28,12 +28,23 @@ function hashFd(fd, size, out) {
 }
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
 const bytes = (s) => Buffer.from(s, 'latin1');
+const sameFile = (k, st) =>
+  k.dev === st.dev && k.ino === st.ino && k.size === st.size && k.mtimeNs === st.mtimeNs && k.ctimeNs === st.ctimeNs;
 function run(r) {
-  // never follows a symlink nor blocks on a FIFO swapped in after the caller's lstat
+  // never follows a symlink nor blocks on a FIFO swapped in after the caller's lstat (or readdir)
   const fd = fs.openSync(bytes(r.path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   try {
-    if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EFTYPE' });
+    const st = fs.fstatSync(fd, { bigint: r.op === 'check' && r.known !== undefined });
+    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EFTYPE' });
     if (r.op === 'hash') return hashFd(fd, r.size);
+    if (r.op === 'check') {
+      // the file's own metadata, taken on the descriptor that is read: the caller did no lstat
+      const mode = Number(st.mode);
+      const size = Number(st.size);
+      if (size !== r.size) return { mode, size };
+      if (r.known !== undefined && sameFile(r.known, st)) return { mode, size, sha256: r.known.sha256, known: true };
+      return { mode, size, ...hashFd(fd, r.size) };
+    }
     const out = fs.openSync(bytes(r.to), 'wx', r.mode);
     try {
       return hashFd(fd, r.size, out);
@@ -57,9 +68,23 @@ parentPort.on('message', (batch) => {
 });
 `;
 
+/** What makes a file the very file a hash was taken of (see src/sink/early-hash.ts). */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
 interface Request {
   id: number;
-  op: 'hash' | 'copy';
+  /**
+   * hash: the file's sha256; copy: also written to `to`; check: the open file's own mode and size
+   * (fstat), and its sha256 when the size is `size` (then `known.sha256` instead of a read when
+   * the open file is still the `known` one)
+   */
+  op: 'hash' | 'copy' | 'check';
   /** the path's bytes as a latin1 string: a string crosses to a worker as a copy of itself, where a
    *  Buffer would take its whole backing slab (Node's 8 KiB allocation pool) along */
   path: string;
@@ -67,19 +92,23 @@ interface Request {
   size: number;
   to?: string;
   mode?: number;
+  known?: FileIdentity & { sha256: string };
 }
 
-interface Reply {
+export interface Reply {
   id: number;
   sha256?: string;
   bytes?: number;
+  /** check: the open file's st_mode and size */
+  mode?: number;
+  size?: number;
+  /** check: the sha256 is the known one (the open file is that very file), not read */
+  known?: boolean;
   error?: { message: string; code?: string };
 }
 
-interface Pending {
-  resolve: (r: { sha256: string; bytes: number }) => void;
-  reject: (e: Error) => void;
-}
+/** A worker's answer, or the error that took the worker down. */
+export type Done = (reply: Reply) => void;
 
 /** Files per message: enough to amortise a round trip, few enough to keep every worker busy. */
 const BATCH_FILES = 64;
@@ -94,7 +123,7 @@ const WORKER_BATCHES = 2;
  */
 class HashPool {
   private readonly workers: Array<{ worker: Worker; batches: number; requests: number }> = [];
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new Map<number, Done>();
   private queue: Request[] = [];
   private queueHead = 0;
   private dispatchScheduled = false;
@@ -115,11 +144,12 @@ class HashPool {
         this.dispatch();
         if (slot.batches === 0) worker.unref();
       });
-      worker.on('error', (e) => {
+      worker.on('error', (e: Error) => {
         // a worker that died takes its requests with it: fail them, never hang
-        for (const [id, p] of this.pending) {
+        const error = { message: e.message };
+        for (const [id, done] of this.pending) {
           this.pending.delete(id);
-          p.reject(e);
+          done({ id, error });
         }
         this.queue = [];
         this.queueHead = 0;
@@ -130,11 +160,20 @@ class HashPool {
   }
 
   run(req: Omit<Request, 'id'>): Promise<{ sha256: string; bytes: number }> {
+    return new Promise((resolve, reject) =>
+      this.submit(req, (r) => {
+        if (r.error || r.sha256 === undefined) reject(replyError(r));
+        else resolve({ sha256: r.sha256, bytes: r.bytes ?? 0 });
+      }),
+    );
+  }
+
+  /** Queues `req`; `done` is called with the worker's reply (no promise per request). */
+  submit(req: Omit<Request, 'id'>, done: Done): void {
     const id = this.nextId++;
-    const promise = new Promise<{ sha256: string; bytes: number }>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-    });
-    this.queue.push({ ...req, id });
+    this.pending.set(id, done);
+    (req as Request).id = id;
+    this.queue.push(req as Request);
     // requests made in one turn of the event loop travel together
     if (!this.dispatchScheduled) {
       this.dispatchScheduled = true;
@@ -143,7 +182,6 @@ class HashPool {
         this.dispatch();
       });
     }
-    return promise;
   }
 
   /** Hands queued requests to workers with room, in batches. */
@@ -153,6 +191,10 @@ class HashPool {
       for (const w of this.workers)
         if (w.batches < WORKER_BATCHES && (slot === undefined || w.requests < slot.requests)) slot = w;
       if (slot === undefined) return;
+      // a worker still busy with a batch gets only a full one: a few files per message cost the
+      // main thread a message each (the structured clone), more than reading them; the rest wait
+      // for the next worker whose batch comes back
+      if (slot.batches > 0 && this.queue.length - this.queueHead < BATCH_FILES) return;
       // what is queued is shared among the workers with room (a caller with 32 files in flight
       // keeps both workers busy, not one with a batch of 32 while the other idles)
       const free = this.workers.filter((w) => w.batches === 0).length || 1;
@@ -176,23 +218,24 @@ class HashPool {
   }
 
   private settle(r: Reply): void {
-    const p = this.pending.get(r.id);
-    if (!p) return;
+    const done = this.pending.get(r.id);
+    if (!done) return;
     this.pending.delete(r.id);
-    if (r.error || r.sha256 === undefined) {
-      const e = new Error(r.error?.message ?? 'hashing failed') as NodeJS.ErrnoException;
-      if (r.error?.code !== undefined) e.code = r.error.code;
-      p.reject(e);
-    } else {
-      p.resolve({ sha256: r.sha256, bytes: r.bytes ?? 0 });
-    }
+    done(r);
   }
+}
+
+/** A failed reply as the error it reports (with its errno code). */
+export function replyError(r: Reply): Error {
+  const e = new Error(r.error?.message ?? 'hashing failed') as NodeJS.ErrnoException;
+  if (r.error?.code !== undefined) e.code = r.error.code;
+  return e;
 }
 
 let shared: HashPool | undefined;
 
 /** The process's pool: two to four workers (created on first use, never keeping the process alive). */
-export function hashPool(): { run: HashPool['run'] } {
-  shared ??= new HashPool(Math.max(2, Math.min(4, availableParallelism())));
-  return { run: (req) => (shared as HashPool).run(req) };
+export function hashPool(): { run: HashPool['run']; submit: HashPool['submit'] } {
+  const pool = (shared ??= new HashPool(Math.max(2, Math.min(4, availableParallelism()))));
+  return { run: (req) => pool.run(req), submit: (req, done) => pool.submit(req, done) };
 }

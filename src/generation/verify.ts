@@ -10,7 +10,14 @@ import {
 } from '../core/manifest.js';
 import { generationMetaSchema, type GenerationMeta } from '../core/meta.js';
 import { SET_ID_BITS } from '../core/tree-mode.js';
-import { sha256File, startHashWorkers, walkTree, type WalkEntry } from '../adapters/fsx.js';
+import {
+  checkFile,
+  sha256File,
+  startHashWorkers,
+  walkTreeTyped,
+  type TypedWalkEntry,
+} from '../adapters/fsx.js';
+import { replyError, type FileIdentity, type Reply } from '../adapters/hash-pool.js';
 import { readManifest, ManifestCursor, ManifestError } from './manifest-file.js';
 import { GENERATION_NAMES, MANIFEST, META_JSON, SHA256SUMS, TREE } from './names.js';
 import { errnoCode } from '../errors.js';
@@ -63,11 +70,15 @@ export interface VerifyOptions {
   /** files hashed at once (reads overlap; both cores busy) */
   concurrency?: number;
   /**
-   * a hash already taken of this very file (e.g. while rsync transferred it; see early-hash.ts): the
-   * file at `rel` inside tree/ with lstat `st`, or undefined to read it here
+   * a hash already taken of the file at `rel` inside tree/ (e.g. while rsync transferred it; see
+   * early-hash.ts), with what made it that file: it is taken instead of a read only when the file
+   * opened for the check is still that very file (same dev, inode, size, mtime and ctime)
    */
-  knownHash?: (rel: Buffer, st: BigIntStats) => string | undefined;
+  knownHash?: (rel: Buffer) => KnownHash | undefined;
 }
+
+/** A sha256 taken earlier of the file with this identity. */
+export type KnownHash = FileIdentity & { sha256: string };
 
 export interface VerifyResult {
   ok: boolean;
@@ -129,35 +140,66 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   });
   const onEntry = typeof sums === 'string' ? undefined : (e: ManifestEntry) => sums.expect(e);
   if (opts.hashes) startHashWorkers();
-  const walk = walkTree(tree);
+  const walk = walkTreeTyped(tree);
   const inflight = new InFlight(opts.concurrency ?? DEFAULT_FILES_IN_FLIGHT);
   const baseTree = opts.linkBase ? Buffer.from(`${opts.linkBase.tree}/`) : undefined;
   const sameHash = opts.linkBase?.sameHash;
   const baseCursor = opts.linkBase && !sameHash ? ManifestCursor.open(opts.linkBase.manifest) : undefined;
 
+  const hashed = (m: ManifestEntry, got: string) => {
+    res.hashed++;
+    opts.onHashed?.(m.size);
+    if (got !== m.sha256) add('hash', show(m.path), `sha256 ${got} != manifest ${m.sha256 ?? '-'}`);
+  };
+  const unreadable = (m: ManifestEntry, e: unknown) =>
+    // gone or swapped since the walk saw it: named, like any other mismatch
+    add('hash', show(m.path), `unreadable: ${errnoCode(e) ?? String(e)}`);
+  const badMode = (m: ManifestEntry, mode: number) =>
+    add(
+      'mode',
+      show(m.path),
+      `mode ${(mode & 0o7777).toString(8)} in tree/: a store holds no setuid/setgid bit and nothing writable by group or others (the manifest keeps ${m.mode.toString(8).padStart(4, '0')})`,
+    );
+
+  /**
+   * A plain file checked wholly on a hash worker (no lstat here): opened without following a
+   * symlink or blocking, its mode and size from fstat on that descriptor, then its content.
+   */
+  const checkOnWorker = (w: TypedWalkEntry, m: ManifestEntry): Promise<void> | undefined => {
+    const known = opts.knownHash?.(m.path);
+    const room = inflight.enter();
+    checkFile(w.abs, m.size, known, (r: Reply) => {
+      inflight.leave();
+      if (r.error || r.mode === undefined || r.size === undefined) return unreadable(m, replyError(r));
+      if ((r.mode & STORE_FORBIDDEN_MODE) !== 0) badMode(m, r.mode);
+      if (r.size !== m.size) return add('size', show(m.path), `size ${r.size} != manifest ${m.size}`);
+      if (r.sha256 === undefined) return unreadable(m, replyError(r));
+      hashed(m, r.sha256);
+    });
+    return room;
+  };
+
   /** Same inode as the link base's file with the same manifest hash (verified before), else hashed. */
-  const contentCheck = async (w: WalkEntry, m: ManifestEntry, sameAsBase: boolean) => {
+  const contentCheck = async (abs: string, st: BigIntStats, m: ManifestEntry, sameAsBase: boolean) => {
     if (baseTree && sameAsBase) {
       // synchronous: one cached metadata call costs less than a thread-pool round trip (see walkTree)
       const bst = lstatQuiet(Buffer.concat([baseTree, m.path]));
-      if (bst && bst.ino === w.st.ino && bst.dev === w.st.dev) {
+      if (bst && bst.ino === st.ino && bst.dev === st.dev) {
         res.reused++;
         return;
       }
     }
-    let got = opts.knownHash?.(m.path, w.st);
+    const known = opts.knownHash?.(m.path);
+    let got = known && sameIdentity(known, st) ? known.sha256 : undefined;
     if (got === undefined) {
       try {
-        got = await sha256File(w.abs, m.size);
+        got = await sha256File(Buffer.from(abs, 'latin1'), m.size);
       } catch (e) {
-        // gone or swapped since the walk saw it: named, like any other mismatch
-        add('hash', show(m.path), `unreadable: ${errnoCode(e) ?? String(e)}`);
+        unreadable(m, e);
         return;
       }
     }
-    res.hashed++;
-    opts.onHashed?.(m.size);
-    if (got !== m.sha256) add('hash', show(m.path), `sha256 ${got} != manifest ${m.sha256 ?? '-'}`);
+    hashed(m, got);
   };
 
   /**
@@ -167,9 +209,9 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
    */
   const groupInodes = new Map<string, { dev: bigint; ino: bigint; left: number }>();
   /** True when `m` is a later name of a hard-link group that is the first name's inode (nothing to hash). */
-  const checkLink = (w: WalkEntry, m: ManifestEntry): boolean => {
+  const checkLink = (st: BigIntStats, m: ManifestEntry): boolean => {
     if (m.links !== undefined) {
-      groupInodes.set(pathKey(m.path), { dev: w.st.dev, ino: w.st.ino, left: m.links - 1 });
+      groupInodes.set(pathKey(m.path), { dev: st.dev, ino: st.ino, left: m.links - 1 });
       return false;
     }
     if (m.linkTo === undefined) return false;
@@ -180,76 +222,116 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
       add('link', show(m.path), `hard link to ${show(m.linkTo)}, which is not a file in tree/`);
       return false;
     }
-    if (g.dev !== w.st.dev || g.ino !== w.st.ino) {
+    if (g.dev !== st.dev || g.ino !== st.ino) {
       add('link', show(m.path), `not the same inode as ${show(m.linkTo)} (one hard-link group in the data)`);
       return false;
     }
     return true;
   };
 
-  const compare = async (w: WalkEntry, m: ManifestEntry) => {
-    // the entry's ordinal in the manifest: nothing reads the manifest while this entry is compared
-    const ordinal = res.entries - 1;
-    const st = w.st;
-    const actual = st.isFile() ? 'f' : st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'other';
-    if (actual !== m.type) {
-      add('type', show(m.path), `is ${actual}, manifest says ${m.type}`);
-      return;
-    }
-    if (m.type !== 'l' && (st.mode & STORE_FORBIDDEN_BITS) !== 0n) {
-      add(
-        'mode',
-        show(m.path),
-        `mode ${(st.mode & 0o7777n).toString(8)} in tree/: a store holds no setuid/setgid bit and nothing writable by group or others (the manifest keeps ${m.mode.toString(8).padStart(4, '0')})`,
-      );
-    }
-    if (m.type === 'l') {
-      const t = await readlink(w.abs, { encoding: 'buffer' });
-      if (!m.target || !t.equals(m.target))
-        add('target', show(m.path), 'symlink target differs from the manifest');
-      return;
-    }
-    if (m.type !== 'f') return;
+  /**
+   * The common case without a promise of its own: a file of no hard-link group, not paired with the
+   * link base by the precheck, with hashes on, checked wholly on a worker. Returns false for anything
+   * else (then `compare`), or the wait for room among the checks in flight.
+   */
+  const compareOnWorker = (w: TypedWalkEntry, m: ManifestEntry): Promise<void> | undefined | false => {
+    if (m.type !== 'f' || w.kind !== 'f' || !opts.hashes || baseCursor) return false;
+    if (m.links !== undefined || m.linkTo !== undefined || sameHash?.(res.entries - 1)) return false;
     res.files++;
     res.bytes += m.size;
     if (opts.maxBytes !== undefined && res.bytes > opts.maxBytes) {
       add('limit', show(m.path), `generation larger than the limit of ${opts.maxBytes} bytes`);
       throw new LimitReached();
     }
+    return checkOnWorker(w, m);
+  };
+
+  const compare = async (w: TypedWalkEntry, m: ManifestEntry) => {
+    // the entry's ordinal in the manifest: nothing reads the manifest while this entry is compared
+    const ordinal = res.entries - 1;
+    if (w.kind !== m.type) {
+      add('type', show(m.path), `is ${w.kind}, manifest says ${m.type}`);
+      return;
+    }
+    let sameAsBase = false;
+    if (m.type === 'f') {
+      res.files++;
+      res.bytes += m.size;
+      if (opts.maxBytes !== undefined && res.bytes > opts.maxBytes) {
+        add('limit', show(m.path), `generation larger than the limit of ${opts.maxBytes} bytes`);
+        throw new LimitReached();
+      }
+      if (opts.hashes) {
+        // the lookup runs here, in tree order (the cursor only moves forward); the check itself overlaps others
+        sameAsBase = sameHash?.(ordinal) ?? false;
+        if (baseCursor) {
+          const base = await baseCursor.seek(m.path);
+          sameAsBase = base?.type === 'f' && base.sha256 === m.sha256;
+        }
+        // the common case: a file of no hard-link group, not in the link base, all checked on a worker
+        if (!sameAsBase && m.links === undefined && m.linkTo === undefined) {
+          await checkOnWorker(w, m);
+          return;
+        }
+      }
+    }
+    // everything else is looked at here: its inode (link groups, the link base), mode, size, target
+    let st: BigIntStats;
+    try {
+      st = lstatSync(Buffer.from(w.abs, 'latin1'), { bigint: true });
+    } catch (e) {
+      add('missing', show(m.path), `gone while it was checked: ${errnoCode(e) ?? String(e)}`);
+      return;
+    }
+    const actual = st.isFile() ? 'f' : st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'other';
+    if (actual !== m.type) {
+      add('type', show(m.path), `is ${actual}, manifest says ${m.type}`);
+      return;
+    }
+    if (m.type !== 'l' && (Number(st.mode) & STORE_FORBIDDEN_MODE) !== 0) badMode(m, Number(st.mode));
+    if (m.type === 'l') {
+      const t = await readlink(Buffer.from(w.abs, 'latin1'), { encoding: 'buffer' });
+      if (!m.target || !t.equals(m.target))
+        add('target', show(m.path), 'symlink target differs from the manifest');
+      return;
+    }
+    if (m.type !== 'f') return;
     if (Number(st.size) !== m.size) {
       add('size', show(m.path), `size ${st.size} != manifest ${m.size}`);
       return;
     }
     // a later name of a group is the first name's inode: its content was checked with the first name
-    if (checkLink(w, m)) {
+    if (checkLink(st, m)) {
       res.reused++;
       return;
     }
     if (!opts.hashes) return;
-    // the lookup runs here, in tree order (the cursor only moves forward); the check itself overlaps others
-    let sameAsBase = sameHash?.(ordinal) ?? false;
-    if (baseCursor) {
-      const base = await baseCursor.seek(m.path);
-      sameAsBase = base?.type === 'f' && base.sha256 === m.sha256;
-    }
-    await inflight.add(contentCheck(w, m, sameAsBase));
+    await inflight.add(contentCheck(w.abs, st, m, sameAsBase));
   };
 
   try {
     let m = await nextInTree(manifest, res, onEntry);
-    let w = await walk.next();
+    let w = walk.next();
+    let sinceYield = 0;
     while (m !== undefined || !w.done) {
+      // a turn for the event loop now and then (workers' replies, timers, signals) on a long walk
+      if (++sinceYield >= WALK_YIELD_EVERY) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
       const order = m === undefined ? 1 : w.done ? -1 : compareTreeOrder(m.path, w.value.rel);
       if (order < 0 && m) {
         add('missing', show(m.path), `listed in the manifest (${m.type}) but not in tree/`);
         m = await nextInTree(manifest, res, onEntry);
       } else if (order > 0 && !w.done) {
         add('extra', show(w.value.rel), 'in tree/ but not in the manifest');
-        w = await walk.next();
+        w = walk.next();
       } else if (m && !w.done) {
-        await compare(w.value, m);
+        const room = compareOnWorker(w.value, m);
+        if (room === false) await compare(w.value, m);
+        else if (room) await room;
         m = await nextInTree(manifest, res, onEntry);
-        w = await walk.next();
+        w = walk.next();
       }
     }
     await inflight.drain();
@@ -269,6 +351,16 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
   res.ok = problems.length === 0;
   return res;
 }
+
+/** Entries compared between two turns of the event loop. */
+const WALK_YIELD_EVERY = 256;
+
+const sameIdentity = (k: FileIdentity, st: BigIntStats): boolean =>
+  k.dev === st.dev &&
+  k.ino === st.ino &&
+  k.size === st.size &&
+  k.mtimeNs === st.mtimeNs &&
+  k.ctimeNs === st.ctimeNs;
 
 class LimitReached extends Error {}
 
@@ -296,6 +388,19 @@ class InFlight {
       },
     );
     while (this.running >= this.limit) await new Promise<void>((resolve) => (this.wake = resolve));
+  }
+
+  /** One more check that ends with `leave()`; a promise to wait on when there is no room left. */
+  enter(): Promise<void> | undefined {
+    this.running++;
+    if (this.running < this.limit) return undefined;
+    return (async () => {
+      while (this.running >= this.limit) await new Promise<void>((resolve) => (this.wake = resolve));
+    })();
+  }
+
+  leave(): void {
+    this.done();
   }
 
   /** Waits for every check; throws the first failure. */
@@ -374,7 +479,7 @@ async function nextInTree(
 }
 
 /** Mode bits no entry of a store's tree may have (see src/core/tree-mode.ts): setuid, setgid, go+w. */
-const STORE_FORBIDDEN_BITS = BigInt(SET_ID_BITS | 0o022);
+const STORE_FORBIDDEN_MODE = SET_ID_BITS | 0o022;
 
 /** Unexpected top-level names reported at most (a directory of a million planted names is not listed). */
 const MAX_TOP_LEVEL_EXTRAS = 20;

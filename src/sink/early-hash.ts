@@ -47,7 +47,7 @@ const sameIdentity = (a: Identity, b: Identity): boolean =>
   a.mtimeNs === b.mtimeNs &&
   a.ctimeNs === b.ctimeNs;
 
-interface Known extends Identity {
+export interface Known extends Identity {
   sha256: string;
 }
 
@@ -122,6 +122,14 @@ export class EarlyHashes {
     this.queue.length = 0;
     if (this.inflight === 0) return;
     await new Promise<void>((resolve) => (this.idle = resolve));
+  }
+
+  /**
+   * The hash taken during the transfer of the file at `rel` (inside tree/) with the identity of the
+   * file it was taken of: the verification takes it only for that very file.
+   */
+  candidate(rel: Buffer): Known | undefined {
+    return this.known.get(rel.toString('latin1'));
   }
 
   /** The hash taken during the transfer of the file at `rel` (inside tree/), if `st` is still that file. */

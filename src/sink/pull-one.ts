@@ -1,5 +1,4 @@
 import { lstat, rm } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { SinkConfig, SinkSourceConfig, SinkStreamConfig, StreamName } from '../config/schema.js';
 import type { HandoverGeneration } from '../core/gate-replies.js';
@@ -287,7 +286,7 @@ async function verify(
       : {}),
     maxFiles: ctx.config.limits.maxFiles,
     maxBytes: ctx.config.limits.maxBytes,
-    ...(early ? { knownHash: (rel: Buffer, st: BigIntStats) => early.lookup(rel, st) } : {}),
+    ...(early ? { knownHash: (rel: Buffer) => early.candidate(rel) } : {}),
   });
   if ((await pulledManifestSha256(plan.dir)) !== g.manifestSha256) {
     v.ok = false;
