@@ -19,7 +19,7 @@ import { clearAppStoppedRecord, recordAppStopping, stopApp } from './stop-app.js
 import { startApp } from './start-app.js';
 import { raisePriority } from '../adapters/priority.js';
 import { streamCollector } from './collect.js';
-import { SnapshotLedger } from './snapshot.js';
+import { removeSnapshotRoot, SnapshotLedger } from './snapshot.js';
 import { buildGeneration, type BuiltGeneration } from './build-generation.js';
 import { publishHandover } from './publish-handover.js';
 import { recoverSource } from './recover.js';
@@ -274,6 +274,7 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
     for (const c of await Promise.allSettled(collectors.map((x) => x.cleanup())))
       if (c.status === 'rejected') failures.push(asError(c.reason));
     await rm(state.reflinkRoot, { recursive: true, force: true }).catch(() => undefined);
+    await removeSnapshotRoot(state.snapshotRoot).catch(() => undefined);
   }
   if (failures.length === 1 && failures[0]) throw failures[0];
   if (failures.length > 1) throw new CombinedError(failures);
@@ -296,6 +297,8 @@ async function backupLocked(config: SourceConfig, opts: BackupOptions): Promise<
     throw e;
   } finally {
     await rm(state.reflinkRoot, { recursive: true, force: true });
+    // collect: snapshot: the streams' snapshot dirs are gone, so is the dir that held them
+    await removeSnapshotRoot(state.snapshotRoot);
   }
 
   // After the app is back: build, hash and hand over each stream's generation.

@@ -12,8 +12,8 @@ import { TREE } from '../generation/names.js';
 import type { StreamPlan } from './preflight.js';
 import {
   changedSince,
-  filesToCopy,
   journalArgv,
+  planJournalPass,
   startJournal,
   type PrepassJournal,
 } from './prepass-journal.js';
@@ -230,8 +230,9 @@ export function racyCutoffMs(startedMs: number, marginMs: number): number {
 /**
  * Removes from `dir` (a mirror or a clone) every regular file whose mtime is at or after
  * `cutoffMs`, so the pass while the app is down copies it again whatever its size and mtime say.
+ * Returns the files removed (paths inside `dir`).
  */
-export async function dropRacyFiles(dir: string, cutoffMs: number, signal?: AbortSignal): Promise<number> {
+export async function dropRacyFiles(dir: string, cutoffMs: number, signal?: AbortSignal): Promise<string[]> {
   const at = `@${(cutoffMs / 1000).toFixed(3)}`;
   // -newermt is strictly newer: one millisecond earlier makes it "at or after"
   const r = await runProcess(
@@ -242,13 +243,21 @@ export async function dropRacyFiles(dir: string, cutoffMs: number, signal?: Abor
     throw new JobError(`finding files changed since ${at} in ${dir} failed: ${describeExit(r)}`, {
       step: 'collect',
     });
-  let n = 0;
+  const dropped: string[] = [];
   for (const f of r.stdout.split('\0')) {
     if (f === '') continue;
     await unlink(f);
-    n++;
+    dropped.push(f);
   }
-  return n;
+  return dropped;
+}
+
+/** What a pre-pass leaves for the pass while the app is down. */
+export interface Prepassed {
+  /** undefined: no journal (coarse timestamps, a failed walk): the full pass runs */
+  journal: PrepassJournal | undefined;
+  /** the live files whose copies were dropped as racily clean: copied again whatever their ctime */
+  racy: string[];
 }
 
 /**
@@ -263,13 +272,14 @@ export async function prepassStream(
   target: { mirror: string; pathsFile: string } | { stage: string },
   log: Logger,
   signal?: AbortSignal,
-): Promise<{ journal: PrepassJournal | undefined } | undefined> {
+): Promise<Prepassed | undefined> {
   const marginMs = await racyMarginMs(stream.paths);
   const startedMs = Date.now();
   const cutoffMs = racyCutoffMs(startedMs, marginMs);
   try {
     // only where timestamps are fine-grained: a coarse margin leaves the full pass to rsync
-    const journal = marginMs === FINE_RACY_MARGIN_MS ? await startJournal(stream.paths, cutoffMs) : undefined;
+    const journal =
+      marginMs === FINE_RACY_MARGIN_MS ? await startJournal(stream.paths, cutoffMs, signal) : undefined;
     let dir: string;
     if ('stage' in target) {
       dir = (await cloneStream(name, stream, target.stage, log, signal)).mirror;
@@ -277,12 +287,18 @@ export async function prepassStream(
       await collectStream(name, stream, target.mirror, target.pathsFile, log, signal);
       dir = target.mirror;
     }
-    const racy = await dropRacyFiles(dir, cutoffMs, signal);
+    const racy = (await dropRacyFiles(dir, cutoffMs, signal)).map((f) => f.slice(dir.length));
     log.info(
-      { step: 'prepass', stream: name, ms: Date.now() - startedMs, racy, racyMarginMs: marginMs },
-      `${name} pre-pass done while the app runs (${racy} recently changed file(s) will be copied again while it is down)`,
+      {
+        step: 'prepass',
+        stream: name,
+        ms: Date.now() - startedMs,
+        racy: racy.length,
+        racyMarginMs: marginMs,
+      },
+      `${name} pre-pass done while the app runs (${racy.length} recently changed file(s) will be copied again while it is down)`,
     );
-    return { journal };
+    return { journal, racy };
   } catch (e) {
     log.warn(
       { step: 'prepass', stream: name },
@@ -294,39 +310,67 @@ export async function prepassStream(
 }
 
 /**
- * While the app is down, after a pre-pass with a journal: copies into `dir` (the mirror or the
- * clone) only the files changed since the pre-pass started (prepass-journal.ts). Returns undefined
- * when the journal cannot tell (logged): the caller runs the full pass.
+ * While the app is down, after a pre-pass with a journal: brings `dir` (the mirror or the clone)
+ * up to date from what changed since the pre-pass started (prepass-journal.ts): the names gone
+ * are removed, the changed and new ones copied, then the changed dirs' own attributes. Returns
+ * undefined when the journal cannot tell (logged with `via=full`): the caller runs the full pass.
  */
 export async function journalPass(
   name: StreamName,
   stream: SourceStreamConfig,
   dir: string,
-  journal: PrepassJournal,
+  prepassed: Prepassed & { journal: PrepassJournal },
   log: Logger,
   signal?: AbortSignal,
 ): Promise<CollectResult | undefined> {
   const t = Date.now();
-  const v = await changedSince(journal, stream.paths, signal);
-  if (v.kind === 'full') {
-    log.info({ step: 'collect', stream: name }, `${name}: the full pass runs: ${v.why}`);
+  const v = await changedSince(prepassed.journal, stream.paths, signal);
+  const plan =
+    v.kind === 'full'
+      ? { full: v.why }
+      : await planJournalPass(
+          prepassed.journal,
+          stream.paths,
+          { files: [...v.files, ...prepassed.racy], dirs: v.dirs },
+          dir,
+        );
+  if ('full' in plan) {
+    log.info({ step: 'collect', stream: name, via: 'full' }, `${name}: the full pass runs: ${plan.full}`);
     return undefined;
   }
-  const files = await filesToCopy(v.files, dir);
-  if (files.length > 0) {
-    const r = await runProcess(journalArgv(mirrorArgv({ ...stream, paths: [] }, dir)), {
+  for (const p of plan.remove) await rm(p, { recursive: true, force: true });
+  const base = mirrorArgv({ ...stream, paths: [] }, dir);
+  // new dirs are copied with all below them (-r); the changed dirs' own attributes then in a run
+  // without -r (listed in a recursive run, a dir would be walked whole)
+  const runs = plan.recursive
+    ? [
+        { names: plan.copy, recursive: true },
+        { names: plan.dirs, recursive: false },
+      ]
+    : [{ names: [...plan.copy, ...plan.dirs], recursive: false }];
+  for (const run of runs) {
+    if (run.names.length === 0) continue;
+    const r = await runProcess(journalArgv(base, run.recursive), {
       env: rsyncEnv(),
       signal,
-      input: `${files.join('\0')}\0`,
+      input: `${run.names.join('\0')}\0`,
       tailBytes: 16 * 1024,
     });
     const problem = describeRsyncResult(r);
-    if (problem) throw new JobError(`copying the changed files of ${name}: ${problem}`, { step: 'collect' });
+    if (problem) throw new JobError(`copying the changes of ${name}: ${problem}`, { step: 'collect' });
   }
   const ms = Date.now() - t;
   log.info(
-    { step: 'collect', stream: name, changed: files.length, ms },
-    `${name}: ${files.length} file(s) changed since the pre-pass started, copied`,
+    {
+      step: 'collect',
+      stream: name,
+      via: 'journal',
+      copied: plan.copy.length,
+      removed: plan.remove.length,
+      dirs: plan.dirs.length,
+      ms,
+    },
+    `${name}: ${plan.copy.length} name(s) changed or new, ${plan.remove.length} gone since the pre-pass started`,
   );
   return { stream: name, mirror: dir, ms };
 }
@@ -425,10 +469,14 @@ export function streamCollector(s: StreamPlan, ctx: CollectorContext): StreamCol
       cleanup,
     };
   }
-  let prepassed: { journal: PrepassJournal | undefined } | undefined;
-  const journalled = async (dir: string, signal: AbortSignal): Promise<boolean> =>
-    prepassed?.journal !== undefined &&
-    (await journalPass(s.name, s.config, dir, prepassed.journal, log, signal)) !== undefined;
+  let prepassed: Prepassed | undefined;
+  const journalled = async (dir: string, signal: AbortSignal): Promise<boolean> => {
+    const p = prepassed;
+    if (p?.journal === undefined) return false;
+    return (
+      (await journalPass(s.name, s.config, dir, { ...p, journal: p.journal }, log, signal)) !== undefined
+    );
+  };
   if (mode === 'reflink')
     return {
       beforeStop: async (signal) => {

@@ -1,8 +1,8 @@
-import { chmod, lchown, lstat, rm, stat, statfs } from 'node:fs/promises';
+import { chmod, lchown, lstat, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { SourceStreamConfig, StreamName } from '../config/schema.js';
-import { JobError } from '../errors.js';
+import { JobError, errnoCode } from '../errors.js';
 import { describeCommand, describeExit, runProcess } from '../adapters/run.js';
 import { exists, mkdirp, readJsonIfExists, writeFileAtomic } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
@@ -392,6 +392,18 @@ export async function removeStreamSnapshots(
   }
   await rm(join(snapshotRoot, stream), { recursive: true, force: true });
   if (entries.length) log.info({ step: 'snapshot', stream }, `${stream}: snapshot removed`);
+}
+
+/**
+ * At the end of a run, once every stream's snapshot is removed: the snapshot dir itself, so the
+ * next run finds nothing to clean up. Only an empty dir is removed: what a failed removal left is
+ * for `source recover` / the next run, which know its record.
+ */
+export async function removeSnapshotRoot(snapshotRoot: string): Promise<void> {
+  await rmdir(snapshotRoot).catch((e: unknown) => {
+    const code = errnoCode(e);
+    if (code !== 'ENOENT' && code !== 'ENOTEMPTY') throw e;
+  });
 }
 
 /**

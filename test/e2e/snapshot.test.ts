@@ -128,7 +128,7 @@ async function subvolumesUnder(under: string): Promise<string[]> {
 
 async function noSnapshotLeft(x: SourceSetup): Promise<void> {
   assert.deepEqual(await subvolumesUnder(x.state), [], 'no btrfs snapshot left in the stateDir');
-  assert.ok(!existsSync(join(x.state, 'snapshot', 'data')), 'the snapshot dir is gone');
+  assert.ok(!existsSync(join(x.state, 'snapshot')), 'the snapshot dir is gone');
   assert.ok(!existsSync(join(x.state, 'snapshots.json')), 'the snapshot record is gone');
 }
 
@@ -162,6 +162,11 @@ test('collect: snapshot backs up what the app left when it stopped, though it ru
   await noSnapshotLeft(s);
   const meta = JSON.parse(await readFile(join(gen, 'meta.json'), 'utf8')) as { downtimeMs: number };
   assert.ok(meta.downtimeMs > 0);
+  // the run cleaned up after itself: the next one finds no work dir of it to remove
+  const next = await backup(s.config);
+  assert.equal(next.code, 0, show(next));
+  assert.doesNotMatch(next.stderr, /work dir\(s\) of an interrupted run/);
+  await noSnapshotLeft(s);
 });
 
 test('a generation built from a snapshot is byte-identical to one built by rsync from the same data', async (t) => {
