@@ -22,7 +22,9 @@ import { runProcess } from '../src/adapters/run.js';
 import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { STORE_MARKER, STORE_MARKER_CONTENT } from '../src/core/store-marker.js';
 
-export const BATON_MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+/** `BATON_BENCH_MAIN=…/main.js`: another build (e.g. a copy of the old dist, for before/after pairs). */
+export const BATON_MAIN =
+  process.env['BATON_BENCH_MAIN'] ?? fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 /** The stream users of a benchmark run (the smoke test has its own, so it never disturbs a running benchmark). */
 export interface BenchUsers {
   data: string;
@@ -63,7 +65,15 @@ export interface BenchEnv {
 }
 
 /** The baton CLI as argv, as installed units start it (node, its flags, the built main.js). */
-export const baton = (...args: string[]): string[] => [process.execPath, ...NODE_FLAGS, BATON_MAIN, ...args];
+export const baton = (...args: string[]): string[] => [
+  process.execPath,
+  ...NODE_FLAGS,
+  ...EXTRA_NODE_FLAGS,
+  BATON_MAIN,
+  ...args,
+];
+/** `BATON_BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR"`: profile each baton run of a benchmark. */
+const EXTRA_NODE_FLAGS = (process.env['BATON_BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
 
 /** Creates users, keys, sshd and configs under a new temp dir in `parent`. Needs root. */
 export async function createEnv(parent: string, users: BenchUsers = BENCH_USERS): Promise<BenchEnv> {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { OffsiteConfig, SinkConfig, StreamName } from '../config/schema.js';
 import { STREAMS } from '../config/schema.js';
@@ -9,12 +9,13 @@ import { ConfigError, JobError, errnoCode } from '../errors.js';
 import { acquireLock } from '../adapters/lock.js';
 import { listGenerations } from '../generation/list.js';
 import { readManifest } from '../generation/manifest-file.js';
+import type { ManifestEntry } from '../core/manifest.js';
 import { crashPoint } from '../adapters/crash-point.js';
 import { mkdirp } from '../adapters/fsx.js';
 import type { Logger } from '../adapters/log.js';
 import { listBadMarks } from '../sink/bad-marks.js';
 import { sinkPaths } from '../sink/state.js';
-import { findChunkEnd, type ChunkerParams } from './chunker.js';
+import { chunkLengths, findChunkEnd, type ChunkerParams } from './chunker.js';
 import { sha256Hex, type BlobSealer } from './crypto.js';
 import {
   commitKey,
@@ -41,7 +42,7 @@ import {
 import { FilesMapFile, FilesMapWriter } from './files-map-file.js';
 import { FileSink, LineSorter } from './sorted-table.js';
 import { openRepoForPush, type Repo } from './repo.js';
-import { compress } from './codec.js';
+import { compress, type Encoded } from './codec.js';
 import { encodeGenObjects, MAX_DELTA_OBJECT } from './gen-objects.js';
 import { configuredRecipients } from './recipients.js';
 import { openOffsiteStore } from './open-store.js';
@@ -312,7 +313,8 @@ class Packer {
 
   private sealer: BlobSealer | undefined;
 
-  async add(id: string, plain: Uint8Array): Promise<void> {
+  /** Adds a blob of `plainLength` plain bytes, `enc` its compressed form (compress()). */
+  async add(id: string, plainLength: number, enc: Encoded): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
     if (this.spool === undefined) {
       this.sealer = await this.g.repo.newSealer();
@@ -320,9 +322,8 @@ class Packer {
       this.spool = { path, sink: await FileSink.create(path), hash: createHash('sha256'), entries: [] };
     }
     const sp = this.spool;
-    const enc = await compress(plain);
     const sealed = this.sealer ? this.sealer.seal(enc.bytes) : enc.bytes;
-    const entry = { id, offset: sp.sink.size, length: sealed.length, plainLength: plain.length };
+    const entry = { id, offset: sp.sink.size, length: sealed.length, plainLength };
     sp.entries.push(enc.codec === undefined ? entry : { ...entry, codec: enc.codec });
     sp.hash.update(sealed);
     await sp.sink.write(sealed);
@@ -388,40 +389,81 @@ class Packer {
   }
 }
 
-/** Reads a file of the tree (never following a symlink), chunking it and hashing it whole. */
-async function* chunkTreeFile(
-  path: Buffer,
-  p: ChunkerParams,
-  whole: ReturnType<typeof createHash>,
-): AsyncGenerator<Uint8Array> {
+/** Opens a file of the tree for reading, never following a symlink; refuses anything but a regular file. */
+async function openTreeFile(path: Buffer): Promise<{ fh: FileHandle; size: number }> {
   const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = await fh.stat();
     if (!st.isFile())
       throw new JobError(`${path.toString()}: not a regular file in the sink store`, { step: STEP });
-    // A buffer of the file's size (+1 to see EOF), at most maxSize: the chunker sees the same bytes
-    // (all that is left, or maxSize), and a small file does not cost a maxSize allocation (GC).
-    const cap = Math.min(p.maxSize, st.size + 1);
+    return { fh, size: st.size };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+/**
+ * Reads a file of the tree, chunking it and hashing it whole. Each chunk yielded is a view into the
+ * read buffer, valid until the next one is asked for. The buffer holds up to two maxSize windows, so
+ * the bytes left after a cut are moved at most once per maxSize read (not once per chunk); the chunker
+ * sees the same bytes as ever (maxSize from the cut, or all that is left), so the cuts are unchanged.
+ */
+async function* chunkTreeFile(
+  path: Buffer,
+  p: ChunkerParams,
+  whole: ReturnType<typeof createHash>,
+): AsyncGenerator<Uint8Array> {
+  const { fh, size } = await openTreeFile(path);
+  try {
+    // +1 to see EOF; a small file does not cost a large allocation (GC)
+    const cap = Math.min(2 * p.maxSize, size + 1);
     const buf = Buffer.allocUnsafe(cap);
+    let start = 0;
     let filled = 0;
     let eof = false;
     for (;;) {
-      while (!eof && filled < cap) {
-        const { bytesRead } = await fh.read(buf, filled, cap - filled, null);
-        if (bytesRead === 0) eof = true;
-        else {
-          whole.update(buf.subarray(filled, filled + bytesRead));
-          filled += bytesRead;
+      if (!eof && filled - start < p.maxSize) {
+        if (cap - start < p.maxSize) {
+          buf.copyWithin(0, start, filled);
+          filled -= start;
+          start = 0;
+        }
+        while (!eof && filled < cap) {
+          const { bytesRead } = await fh.read(buf, filled, cap - filled, null);
+          if (bytesRead === 0) eof = true;
+          else {
+            whole.update(buf.subarray(filled, filled + bytesRead));
+            filled += bytesRead;
+          }
         }
       }
-      if (filled === 0) return;
-      const len = findChunkEnd(buf, 0, filled, p);
-      const chunk = new Uint8Array(len);
-      chunk.set(buf.subarray(0, len));
-      buf.copyWithin(0, len, filled);
-      filled -= len;
-      yield chunk;
+      if (filled === start) return;
+      const len = findChunkEnd(buf, start, filled, p);
+      yield buf.subarray(start, start + len);
+      start += len;
     }
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Reads a whole small file of the tree (at most `size` + 1 bytes: a file grown since its manifest
+ * was written shows up as a hash mismatch, it is never read further).
+ */
+async function readTreeFile(path: Buffer, size: number): Promise<Buffer> {
+  const { fh } = await openTreeFile(path);
+  try {
+    const buf = Buffer.allocUnsafe(size + 1);
+    let filled = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, filled, buf.length - filled, null);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+      if (filled === buf.length) break;
+    }
+    return buf.subarray(0, filled);
   } finally {
     await fh.close();
   }
@@ -485,6 +527,55 @@ async function putGenObject(
   return { ref: { sha256: hash.digest('hex'), size }, sent: uploadSize };
 }
 
+/** Files at most this large are read whole, ahead of the packer (prepareSmallFile). */
+export const AHEAD_FILE_MAX = 4 * 1024 * 1024;
+/** At most this many files, and this many of their bytes, are read ahead of the packer. */
+const AHEAD_FILES = 32;
+const AHEAD_BYTES = 16 * 1024 * 1024;
+
+interface PreparedChunk {
+  id: string;
+  plainLength: number;
+  /** a view into the file's bytes */
+  plain: Uint8Array;
+  /** compressed, unless the blob was already stored when the file was read */
+  enc: Encoded | undefined;
+}
+
+interface Ahead {
+  e: ManifestEntry;
+  path: Buffer;
+  /** a small file read ahead; none: a large file, streamed when its turn comes */
+  task?: Promise<{ sha256: string; chunks: PreparedChunk[] }>;
+}
+
+/**
+ * Reads a small file whole, chunks it, names and compresses its chunks. The file's sha256 is
+ * returned, not checked (the caller compares it with the manifest); a file of one chunk is hashed
+ * once (its chunk's sha256 is the file's).
+ */
+async function prepareSmallFile(
+  path: Buffer,
+  size: number,
+  repo: Repo,
+  have: (id: string) => boolean,
+): Promise<{ sha256: string; chunks: PreparedChunk[] }> {
+  const data = await readTreeFile(path, size);
+  const lens = chunkLengths(data, repo.chunker);
+  let whole = lens.length === 1 ? undefined : sha256Hex(data);
+  const chunks: PreparedChunk[] = [];
+  let off = 0;
+  for (const len of lens) {
+    const plain = data.subarray(off, off + len);
+    off += len;
+    const sha = sha256Hex(plain);
+    whole ??= sha;
+    const id = repo.blobId(sha);
+    chunks.push({ id, plainLength: len, plain, enc: have(id) ? undefined : await compress(plain) });
+  }
+  return { sha256: whole ?? sha256Hex(data), chunks };
+}
+
 async function pushGeneration(g: GenPush): Promise<PushedGeneration> {
   const started = g.now();
   const retainUntil = g.cfg.objectLock ? new Date(started.getTime() + g.cfg.objectLock.retain) : undefined;
@@ -509,41 +600,87 @@ async function pushGeneration(g: GenPush): Promise<PushedGeneration> {
   const packer = new Packer(g, retainUntil);
   const tree = Buffer.from(`${g.dir}/tree/`);
   const have = (id: string) => packer.pending.has(id) || g.index.has(id);
-  try {
-    for await (const e of readManifest(join(g.dir, 'manifest'))) {
+  const mismatch = (e: ManifestEntry, got: string) =>
+    new JobError(
+      `${g.source}/${g.stream}/${g.id}: ${show(e.path)} in the sink store has sha256 ${got}, its manifest says ${e.sha256}: run \`baton verify --deep\` on it; nothing was committed`,
+      { step: STEP },
+    );
+  // Files are read ahead of the packer (bounded: AHEAD_FILES files, AHEAD_BYTES bytes): a small file
+  // is read, chunked, hashed and compressed whole by its own task while earlier ones are packed, so
+  // file opens, reads and gzip (libuv's pool) overlap. Blobs still enter the packs in manifest order
+  // (a restore reads each pack front to back). A large file is chunked as a stream when its turn comes.
+  const queue: Ahead[] = [];
+  let aheadBytes = 0;
+  let manifestDone = false;
+  const entries = readManifest(join(g.dir, 'manifest'))[Symbol.asyncIterator]();
+  const fill = async () => {
+    while (!manifestDone && queue.length < AHEAD_FILES && aheadBytes < AHEAD_BYTES) {
+      const r = await entries.next();
+      if (r.done === true) {
+        manifestDone = true;
+        break;
+      }
+      const e = r.value;
       if (e.type !== 'f' || e.sha256 === undefined) continue;
       summary.files++;
       if (recent.has(e.sha256)) continue;
+      if (recent.size >= RECENT) recent.clear();
+      recent.add(e.sha256);
       // Content already offsite (the previous push held it: unchanged and hard-linked files): not read again.
       const known = g.prevFiles?.get(e.sha256);
-      let ids: string[];
       if (known && known.every(have)) {
-        ids = known;
         summary.filesReused++;
+        await sorter.add(known.length === 0 ? e.sha256 : `${e.sha256} ${known.join(' ')}`);
+        continue;
+      }
+      const path = Buffer.concat([tree, e.path]);
+      if (e.size > AHEAD_FILE_MAX) {
+        queue.push({ e, path });
+        continue;
+      }
+      const task = prepareSmallFile(path, e.size, g.repo, have);
+      task.catch(() => undefined); // awaited in order below; a failure before it must not go unhandled
+      aheadBytes += e.size;
+      queue.push({ e, path, task });
+    }
+  };
+  try {
+    for (;;) {
+      await fill();
+      const item = queue.shift();
+      if (item === undefined) break;
+      const { e } = item;
+      const ids: string[] = [];
+      if (item.task) {
+        const f = await item.task;
+        aheadBytes -= e.size;
+        if (f.sha256 !== e.sha256) throw mismatch(e, f.sha256);
+        for (const c of f.chunks) {
+          ids.push(c.id);
+          if (have(c.id)) continue;
+          summary.blobsNew++;
+          summary.bytesNew += c.plainLength;
+          await packer.add(c.id, c.plainLength, c.enc ?? (await compress(c.plain)));
+        }
       } else {
-        ids = [];
         const whole = createHash('sha256');
-        for await (const chunk of chunkTreeFile(Buffer.concat([tree, e.path]), g.repo.chunker, whole)) {
+        for await (const chunk of chunkTreeFile(item.path, g.repo.chunker, whole)) {
           const id = g.repo.blobId(sha256Hex(chunk));
           ids.push(id);
           if (have(id)) continue;
           summary.blobsNew++;
           summary.bytesNew += chunk.length;
-          await packer.add(id, chunk);
+          await packer.add(id, chunk.length, await compress(chunk));
         }
         const got = whole.digest('hex');
-        if (got !== e.sha256)
-          throw new JobError(
-            `${g.source}/${g.stream}/${g.id}: ${show(e.path)} in the sink store has sha256 ${got}, its manifest says ${e.sha256}: run \`baton verify --deep\` on it; nothing was committed`,
-            { step: STEP },
-          );
+        if (got !== e.sha256) throw mismatch(e, got);
       }
       await sorter.add(ids.length === 0 ? e.sha256 : `${e.sha256} ${ids.join(' ')}`);
-      if (recent.size >= RECENT) recent.clear();
-      recent.add(e.sha256);
     }
     await packer.drain();
   } catch (e) {
+    await Promise.allSettled(queue.flatMap((q) => (q.task ? [q.task] : [])));
+    await entries.return?.(undefined);
     await packer.abandon();
     await sorter.dispose();
     throw e;
