@@ -5,6 +5,7 @@ export type GateRequest =
   | { kind: 'rsync'; pull: RsyncPullRequest }
   | { kind: 'list' }
   | { kind: 'list-head' }
+  | { kind: 'session' }
   | { kind: 'ack'; id: string; manifestSha256: string }
   | { kind: 'reject'; id: string; manifestSha256: string }
   | { kind: 'refused'; reason: string };
@@ -31,6 +32,8 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
  * - `list`
  * - `list-head`: the same listing, followed by the manifest of the oldest generation when it is small
  *   (src/core/gate-replies.ts `parseListingWithHead`): the sink's pull then needs no rsync for it
+ * - `session`: the gate then reads `list`, `list-head`, `ack` and `reject` requests one line at a time on
+ *   the same channel and answers each (src/core/gate-session.ts): one gate start per pull, not one per request
  * - `ack <generation id> <sha256 of its manifest, 64 lowercase hex>` (single spaces); the gate then
  *   challenges the sink to prove it holds the bytes (src/core/ack-challenge.ts)
  * - `reject <generation id> <sha256 of its manifest>`: the sink quarantined it; set it aside
@@ -51,6 +54,7 @@ export function parseGateRequest(original: string | undefined): GateRequest {
 
   if (original === 'list') return { kind: 'list' };
   if (original === 'list-head') return { kind: 'list-head' };
+  if (original === 'session') return { kind: 'session' };
 
   if (original.startsWith('ack ')) {
     const m = ACK_PATTERN.exec(original);
@@ -82,7 +86,7 @@ export function parseGateRequest(original: string | undefined): GateRequest {
     return refuse('only a read-only rsync (rsync --server --sender) is allowed');
 
   return refuse(
-    'not an allowed command (allowed: list, list-head, ack ID SHA256, reject ID SHA256, a read-only rsync pull)',
+    'not an allowed command (allowed: list, list-head, session, ack ID SHA256, reject ID SHA256, a read-only rsync pull)',
   );
 }
 

@@ -8,7 +8,7 @@ import { runAttached, runProcess } from '../adapters/run.js';
 import { existsOrFail, fsyncDirOrFail, removeTreeOrFail, renameOrFail } from '../adapters/fsx.js';
 import { proveChallenge, sampleChallenge } from '../generation/ack-proof.js';
 import { recordGateEvent } from '../adapters/gate-events.js';
-import { LineReader } from '../adapters/line-reader.js';
+import { LineReader, LineTimeout } from '../adapters/line-reader.js';
 import { rewriteOwnMetricsFile } from '../adapters/metrics.js';
 import { handoverMetricsText, handoverMetricsTextfile } from '../generation/handover-metrics.js';
 import {
@@ -29,7 +29,21 @@ import {
   parseWorkName,
   REJECTED_DIR,
 } from '../generation/names.js';
-import { parseGateRequest, rsyncServerArgv, type RsyncPullRequest } from '../core/gate-rules.js';
+import {
+  MAX_GATE_REQUEST_BYTES,
+  parseGateRequest,
+  rsyncServerArgv,
+  type GateRequest,
+  type RsyncPullRequest,
+} from '../core/gate-rules.js';
+import {
+  formatReplyHeader,
+  MAX_SESSION_REQUESTS,
+  parseSessionRequest,
+  SESSION_HELLO,
+  SESSION_IDLE_MS,
+} from '../core/gate-session.js';
+import { FrameReader } from '../adapters/frame-reader.js';
 import {
   formatHeadLine,
   MAX_INLINE_MANIFEST_BYTES,
@@ -65,6 +79,10 @@ export interface GateOptions {
   stdin?: () => Readable;
   /** How long the gate waits for the answer to an ack challenge. Default {@link ACK_ANSWER_TIMEOUT_MS}. */
   answerTimeoutMs?: number;
+  /** How long a session waits for its next request. Default {@link SESSION_IDLE_MS}. */
+  sessionIdleMs?: number;
+  /** In a session: where the ack challenge goes (at once, unframed) and where the answer's lines come from. */
+  challenge?: { write: Writer; readLine: (timeoutMs: number) => Promise<string | undefined> };
 }
 
 /** How long the gate waits for the sink's answer to an ack challenge. */
@@ -95,11 +113,18 @@ class GateRefusal extends Error {
  */
 export async function runGate(opts: GateOptions): Promise<number> {
   const request = parseGateRequest(opts.original);
+  return request.kind === 'session' ? serveSession(opts) : answer(request, opts);
+}
+
+/** One request, answered on `opts.stdout` (refusals and failures on `opts.stderr`); returns the exit code. */
+async function answer(request: GateRequest, opts: GateOptions): Promise<number> {
   try {
     const stream = streamConfig(opts.config, opts.stream);
     switch (request.kind) {
       case 'refused':
         throw new GateRefusal(request.reason);
+      case 'session':
+        throw new GateRefusal('already in a session');
       case 'rsync':
         return await serveRsync(stream.handover, request.pull, opts.env, opts.stderr);
       case 'list':
@@ -165,6 +190,57 @@ function streamConfig(config: SourceConfig, stream: StreamName): { handover: str
   const logs = config.streams.logs;
   if (logs === undefined) throw new ConfigError('this source has no logs stream configured (streams.logs)');
   return logs;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// session: list-head, ack and reject of one pull in one gate process (src/core/gate-session.ts)
+
+/**
+ * Serves requests one line at a time on this session's stdin, each answered with a `reply <code> <bytes>`
+ * frame holding what the one-shot command prints (or its `baton gate: …` line). Each request goes through
+ * the same allow-list, logging and refusal records as a one-shot command. The session ends when the sink
+ * closes its side, after a refused or failed request, on a line that breaks the bounds, after
+ * {@link MAX_SESSION_REQUESTS} requests, or when none came for {@link SESSION_IDLE_MS}.
+ */
+async function serveSession(opts: GateOptions): Promise<number> {
+  if (opts.stdin === undefined) return answer({ kind: 'refused', reason: 'a session needs stdin' }, opts);
+  const reader = new FrameReader(opts.stdin());
+  const started = Date.now();
+  opts.stdout(`${SESSION_HELLO}\n`);
+  for (let n = 0; n < MAX_SESSION_REQUESTS; n++) {
+    let line: string | undefined;
+    try {
+      line = await reader.line(MAX_GATE_REQUEST_BYTES, opts.sessionIdleMs ?? SESSION_IDLE_MS);
+    } catch (err) {
+      if (err instanceof LineTimeout) return ExitCode.ok;
+      return answer({ kind: 'refused', reason: `session: ${oneLine(err)}` }, opts);
+    }
+    if (line === undefined) return ExitCode.ok;
+    const out: Buffer[] = [];
+    let said = '';
+    const cmd: GateOptions = {
+      ...opts,
+      original: Buffer.from(line, 'latin1').toString('utf8'),
+      now: new Date(opts.now.getTime() + (Date.now() - started)),
+      stdout: (data) => out.push(Buffer.from(data)),
+      stderr: (data) => {
+        opts.stderr(data);
+        const text = Buffer.from(data).toString('utf8');
+        for (const l of text.split('\n')) if (l.startsWith('baton gate:')) said = l;
+      },
+      challenge: {
+        write: opts.stdout,
+        readLine: (timeoutMs) => reader.line(MAX_ACK_LINE_BYTES, timeoutMs),
+      },
+    };
+    const code = await answer(parseSessionRequest(line), cmd);
+    const reply =
+      code === ExitCode.ok ? Buffer.concat(out) : Buffer.from(`${said || 'baton gate: failed'}\n`);
+    opts.stdout(formatReplyHeader(code, reply.length));
+    opts.stdout(reply);
+    if (code !== ExitCode.ok) return code;
+  }
+  return ExitCode.ok;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -541,22 +617,26 @@ async function proveReceipt(
       cause: err,
     });
   }
-  opts.stdout(formatChallenge(challenge));
+  (opts.challenge?.write ?? opts.stdout)(formatChallenge(challenge));
   const refuse = (why: string) =>
     new GateRefusal(`ack of ${id} refused: ${why}; nothing moved or deleted`, { kind: 'ack-refused', id });
-  if (opts.stdin === undefined) throw refuse('no session to read an answer from');
-  const reader = new LineReader(opts.stdin(), MAX_ACK_LINE_BYTES, MAX_ACK_RANGES + 1);
+  let next = opts.challenge?.readLine;
+  if (next === undefined) {
+    if (opts.stdin === undefined) throw refuse('no session to read an answer from');
+    const reader = new LineReader(opts.stdin(), MAX_ACK_LINE_BYTES, MAX_ACK_RANGES + 1);
+    next = (ms) => reader.next(ms);
+  }
   const timeoutMs = opts.answerTimeoutMs ?? ACK_ANSWER_TIMEOUT_MS;
   const deadline = Date.now() + timeoutMs;
   const lines: string[] = [];
   try {
-    const head = await reader.next(timeoutMs);
+    const head = await next(timeoutMs);
     if (head === undefined) throw refuse('no answer to the challenge (the sink proved no receipt)');
     lines.push(head);
     const count = parseAnswerHeader(head);
     if (!count.ok) throw refuse(`bad answer: ${count.error}`);
     for (let i = 0; i < Math.min(count.value, expected.length); i++) {
-      const line = await reader.next(Math.max(1, deadline - Date.now()));
+      const line = await next(Math.max(1, deadline - Date.now()));
       if (line === undefined) throw refuse('the answer ended early');
       lines.push(line);
     }

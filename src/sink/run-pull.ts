@@ -23,6 +23,7 @@ import { mapLimited } from '../adapters/concurrency.js';
 import { withChildRecords } from '../adapters/children.js';
 import { describeSshFailure } from '../adapters/ssh.js';
 import { sshTransport, type Transport } from './transport.js';
+import { openGateSession } from './gate-session.js';
 import { cleanIncoming } from './publish.js';
 import { sinkPaths, type SinkPaths } from './state.js';
 import { useReflinkStore } from './reflink-store.js';
@@ -324,6 +325,8 @@ async function pullLocked(
       if (storeProblem !== undefined) throw new JobError(storeProblem, { step: 'store' });
       await mkdirp(paths.streamDir, 0o755);
       transport = await (opts.transportFor ?? sshTransport)(src, streamCfg, paths.controlDir, config.timeout);
+      // one gate process for the list, acks and rejects of this pull (an older gate: one per command)
+      transport = await openGateSession(transport, config.timeout, log);
       await pullPending({
         config,
         src,

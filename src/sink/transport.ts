@@ -1,3 +1,4 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import {
   runProcess,
   spawnDialogue,
@@ -6,6 +7,7 @@ import {
   type RunResult,
 } from '../adapters/run.js';
 import { controlSocketDir, sshArgv } from '../adapters/ssh.js';
+import { recordChild } from '../adapters/children.js';
 import type { SinkSourceConfig, SinkStreamConfig } from '../config/schema.js';
 
 /**
@@ -27,6 +29,11 @@ export interface Transport {
   run(command: string, timeoutMs: number, maxStdoutBytes?: number, asBytes?: boolean): Promise<RunResult>;
   /** Opens a gate command as a line dialogue over one session (`ack …`: challenge and answer). */
   dialogue(command: string, limits: DialogueLimits): Dialogue;
+  /**
+   * Starts a gate command with stdin, stdout and stderr as pipes, in a process group of its own
+   * (the gate session, ./gate-session.ts); without it every command has a session of its own.
+   */
+  spawn?(command: string): ChildProcessWithoutNullStreams;
   close(): Promise<void>;
 }
 
@@ -54,8 +61,17 @@ export async function sshTransport(
         stdoutAsBytes: asBytes,
       }),
     dialogue: (command, limits) => spawnDialogue([...rsh, remote, command], limits),
+    spawn: (command) => spawnRecorded([...rsh, remote, command]),
     close: async () => {
       if (sockets !== undefined) await runProcess([...rsh, '-O', 'exit', remote], { timeoutMs: 10_000 });
     },
   };
+}
+
+/** `argv` with piped stdio in a process group of its own, recorded so a later run ends it if this one is killed. */
+function spawnRecorded(argv: readonly string[]): ChildProcessWithoutNullStreams {
+  const [file = 'ssh', ...args] = argv;
+  const child = spawn(file, args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  child.on('exit', recordChild(child.pid, argv));
+  return child;
 }

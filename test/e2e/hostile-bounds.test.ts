@@ -91,6 +91,9 @@ async function expectFailure(config: string, problem: RegExp, timeoutMs?: number
 }
 
 /** Replaces the gate with a wrapper: `cases` is shell `case` arms on $SSH_ORIGINAL_COMMAND; else the gate. */
+/** A wrapper case that plays a gate of an older baton: it refuses `session`, so every command has its own session. */
+const NO_SESSION = `session) echo 'baton gate: refused: not an allowed command (allowed: list, list-head, ack ID SHA256)' >&2; exit 1 ;;`;
+
 async function withWrapper(cases: string, fn: () => Promise<void>): Promise<void> {
   const wrapper = join(root, `wrapper-${randomName()}.sh`);
   await writeFile(
@@ -148,7 +151,7 @@ test(
   async () => {
     const done = join(markers, 'list-sent-whole');
     await withWrapper(
-      `list|list-head) head -c 200000000 /dev/zero && touch '${done}'; exit 0 ;;`,
+      `${NO_SESSION}\nlist|list-head) head -c 200000000 /dev/zero && touch '${done}'; exit 0 ;;`,
       async () => {
         await expectFailure(
           await sinkConfig(),
@@ -168,6 +171,7 @@ test(
     const done = join(markers, 'plain-list-sent-whole');
     await withWrapper(
       [
+        NO_SESSION,
         `list-head) echo 'baton gate: refused: not an allowed command (allowed: list, ack ID SHA256)' >&2; exit 1 ;;`,
         `list) head -c 200000000 /dev/zero && touch '${done}'; exit 0 ;;`,
       ].join('\n'),
@@ -189,13 +193,16 @@ test(
     const done = join(markers, 'ack-sent-whole');
     const g = await stage();
     try {
-      await withWrapper(`ack\\ *) head -c 200000000 /dev/zero && touch '${done}'; exit 0 ;;`, async () => {
-        await expectFailure(
-          await sinkConfig(),
-          // the ack is a line dialogue: the gate's reply is read line by line, each at most 64 KiB
-          /ack of .* failed: a line longer than 65536 bytes/,
-        );
-      });
+      await withWrapper(
+        `${NO_SESSION}\nack\\ *) head -c 200000000 /dev/zero && touch '${done}'; exit 0 ;;`,
+        async () => {
+          await expectFailure(
+            await sinkConfig(),
+            // the ack is a line dialogue: the gate's reply is read line by line, each at most 64 KiB
+            /ack of .* failed: a line longer than 65536 bytes/,
+          );
+        },
+      );
       assert.equal(existsSync(done), false, 'the whole 200 MB answer was read');
       assert.deepEqual(await ids(H.data), [g.id], 'still pending on the source');
     } finally {

@@ -18,6 +18,9 @@ It reads SSH_ORIGINAL_COMMAND (what the sink asked for) and allows exactly:
   list                        complete generations waiting in the handover, as JSON
   list-head                   the same, then the oldest one's manifest (when at most 8 MiB), so the
                               sink's pull needs no rsync session for it
+  session                     the gate then reads list, list-head, ack and reject requests one line
+                              at a time and answers each in a \`reply CODE BYTES\` frame: one gate
+                              process for a whole pull (the tree's rsync has its own session)
   ack ID SHA256               ID is safely on the sink (SHA256 = sha256 of its manifest). The gate
                               first challenges the sink over the same session (random byte ranges of
                               the generation's files, hashed with a nonce); only a right answer counts:
