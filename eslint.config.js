@@ -20,7 +20,7 @@ const boundary = (files, ...patterns) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'scripts/*.mjs', 'eslint.config.js'] },
+  { ignores: ['dist/', 'node_modules/', 'scripts/*.mjs', 'bench/*.mjs', 'eslint.config.js'] },
   eslint.configs.recommended,
   tseslint.configs.strictTypeChecked,
   {

@@ -316,16 +316,23 @@ export class BlobSealer {
       c.final();
       return Buffer.concat([body, c.getAuthTag()]);
     };
-    let pending = Buffer.alloc(0);
+    // one chunk buffer, filled in place (no copy of what is pending per piece read)
+    const chunk = Buffer.allocUnsafe(CHUNK);
+    let used = 0;
     for await (const piece of source) {
-      pending = pending.length === 0 ? Buffer.from(piece) : Buffer.concat([pending, piece]);
-      // A full chunk is the last one only if nothing follows it: keep it until more bytes arrive.
-      while (pending.length > CHUNK) {
-        yield encryptChunk(pending.subarray(0, CHUNK), false);
-        pending = pending.subarray(CHUNK);
+      for (let off = 0; off < piece.length;) {
+        // A full chunk is the last one only if nothing follows it: sealed once more bytes arrive.
+        if (used === CHUNK) {
+          yield encryptChunk(chunk, false);
+          used = 0;
+        }
+        const n = Math.min(CHUNK - used, piece.length - off);
+        chunk.set(piece.subarray(off, off + n), used);
+        used += n;
+        off += n;
       }
     }
-    yield encryptChunk(pending, true);
+    yield encryptChunk(chunk.subarray(0, used), true);
   }
 }
 

@@ -21,8 +21,8 @@ const LOG_LINE = /^([0-9a-f]{64}) ([0-9]{1,15}) ((?:[0-9a-f]{64},?)*)$/;
 /** blob table record: 32-byte blob id, 4-byte pack ordinal (order of first appearance in the log) */
 const RECORD = 36;
 const KEY = 32;
-/** blob ids recorded since the table was written, kept in memory until they are merged into it */
-export const OVERLAY_MAX = 100_000;
+/** blob ids recorded since the table was written, kept in memory (as 32-byte latin1 keys, about 80 bytes each) until they are merged into it */
+export const OVERLAY_MAX = 50_000;
 
 /**
  * Which blob ids the bucket holds and in which pack, kept in the sink state dir so a push needs no
@@ -115,25 +115,31 @@ export class LocalIndex {
         for (const id of m[3].split(',')) if (id !== '') yield `${id} ${tail}`;
       }
     }
-    await this.writeTable(sortLines(pairs(), { tmpDir: this.dir }), BigInt(this.logSize));
+    async function* records(): AsyncGenerator<Buffer> {
+      for await (const l of sortLines(pairs(), { tmpDir: dir })) {
+        const rec = Buffer.allocUnsafe(RECORD);
+        rec.write(l.slice(0, 64), 0, KEY, 'hex');
+        rec.writeUInt32BE(parseInt(l.slice(65), 16), KEY);
+        yield rec;
+      }
+    }
+    const dir = this.dir;
+    await this.writeTable(records(), BigInt(this.logSize));
     this.overlay = new Map();
   }
 
-  /** Writes `blobs.tbl` from `id ordinalHex` lines in order (first of an id kept), then opens it. */
-  private async writeTable(sorted: AsyncIterable<string> | Iterable<string>, tag: bigint): Promise<void> {
+  /** Writes `blobs.tbl` from 36-byte records in key order (first of a key kept), then opens it. */
+  private async writeTable(sorted: AsyncIterable<Buffer> | Iterable<Buffer>, tag: bigint): Promise<void> {
     await mkdirp(this.dir, 0o700);
     const tmp = `${this.tableFile}.tmp`;
     const w = await TableWriter.create(tmp, RECORD, KEY, tag);
     try {
-      const rec = Buffer.alloc(RECORD);
-      let last = '';
-      for await (const l of sorted) {
-        const id = l.slice(0, 64);
-        if (id === last) continue;
-        last = id;
-        rec.write(id, 0, 32, 'hex');
-        rec.writeUInt32BE(parseInt(l.slice(65), 16), 32);
+      let last: Buffer | undefined;
+      for await (const rec of sorted) {
+        const key = rec.subarray(0, KEY);
+        if (last !== undefined && key.equals(last)) continue;
         await w.add(rec);
+        last = Buffer.from(key);
       }
       await w.close();
     } catch (e) {
@@ -149,9 +155,10 @@ export class LocalIndex {
 
   /** The pack holding blob `id`, or undefined when the bucket does not hold it (as far as we know). */
   packOf(id: string): string | undefined {
-    let ordinal = this.overlay.get(id);
+    const key = hexKey(id);
+    let ordinal = this.overlay.get(key.toString('latin1'));
     if (ordinal === undefined) {
-      const v = this.table?.get(hexKey(id));
+      const v = this.table?.get(key);
       if (v === undefined) return undefined;
       ordinal = v.readUInt32BE(0);
     }
@@ -176,7 +183,7 @@ export class LocalIndex {
     }
     this.logSize += Buffer.byteLength(line);
     const ordinal = this.notePack(packId, retainUntil, ids.length);
-    for (const id of ids) if (!this.has(id)) this.overlay.set(id, ordinal);
+    for (const id of ids) if (!this.has(id)) this.overlay.set(hexKey(id).toString('latin1'), ordinal);
     if (this.overlay.size >= OVERLAY_MAX) await this.save();
   }
 
@@ -194,18 +201,32 @@ export class LocalIndex {
     const tag = BigInt(this.logSize);
     if (this.overlay.size === 0 && this.table?.tag === tag) return;
     const table = this.table;
-    const added = [...this.overlay]
-      .map(([id, o]) => `${id} ${o.toString(16).padStart(8, '0')}`)
-      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    function* merged(): Generator<string> {
+    // the overlay's keys are the ids' 32 bytes as latin1 strings: their order is the bytes' order
+    const added = [...this.overlay.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const overlay = this.overlay;
+    function addedRecord(key: string): Buffer {
+      const rec = Buffer.allocUnsafe(RECORD);
+      rec.write(key, 0, KEY, 'latin1');
+      rec.writeUInt32BE(overlay.get(key) ?? 0, KEY);
+      return rec;
+    }
+    function* merged(): Generator<Buffer> {
       let i = 0;
+      let next = added[0] === undefined ? undefined : addedRecord(added[0]);
       if (table)
         for (const r of table.records()) {
-          const line = `${r.toString('hex', 0, 32)} ${r.readUInt32BE(32).toString(16).padStart(8, '0')}`;
-          while (i < added.length && (added[i] as string) < line) yield added[i++] as string;
-          yield line;
+          while (next !== undefined && Buffer.compare(next.subarray(0, KEY), r.subarray(0, KEY)) < 0) {
+            yield next;
+            const k = added[++i];
+            next = k === undefined ? undefined : addedRecord(k);
+          }
+          yield r;
         }
-      while (i < added.length) yield added[i++] as string;
+      while (next !== undefined) {
+        yield next;
+        const k = added[++i];
+        next = k === undefined ? undefined : addedRecord(k);
+      }
     }
     await this.writeTable(merged(), tag);
     this.overlay = new Map();

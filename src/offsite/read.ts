@@ -165,7 +165,7 @@ export async function readPackIndexObject(store: ObjectStore, repo: Repo, packId
 export { GEN_OBJECTS };
 
 /** Bytes of an object fetched by one ranged GET when a generation object is downloaded to a file. */
-const DOWNLOAD_WINDOW = 8 * 1024 * 1024;
+const DOWNLOAD_WINDOW = 2 * 1024 * 1024;
 
 /**
  * Downloads one generation object to the file `dest` in ranged windows, opened as a stream (bounded

@@ -688,23 +688,31 @@ export class S3Store implements ObjectStore {
             `GET ${key} from ${this.describe}: ${length} bytes exceed the bound of ${maxBytes}`,
           );
         }
+        // With a Content-Length the body is copied into one buffer as it arrives (not held twice).
+        const into = length === undefined ? undefined : Buffer.allocUnsafe(length);
         const chunks: Uint8Array[] = [];
         let got = 0;
         try {
           for await (const chunk of body) {
-            got += chunk.byteLength;
-            if (got > maxBytes) {
+            if (got + chunk.byteLength > maxBytes) {
               body.destroy?.();
               throw new OffsiteError(`GET ${key} from ${this.describe}: more than ${maxBytes} bytes`);
             }
-            chunks.push(chunk);
+            if (into !== undefined && got + chunk.byteLength > into.length) {
+              // more than its Content-Length said: as a short body, a bad reply (retried)
+              body.destroy?.();
+              throw new TruncatedBody(got + chunk.byteLength, length);
+            }
+            if (into !== undefined) into.set(chunk, got);
+            else chunks.push(chunk);
+            got += chunk.byteLength;
           }
         } catch (err) {
           if (err instanceof OffsiteError) throw err;
           throw new TruncatedBody(got, length, this.reason(err).text);
         }
         if (length !== undefined && got !== length) throw new TruncatedBody(got, length);
-        const out = Buffer.concat(chunks, got);
+        const out = into ?? Buffer.concat(chunks, got);
         return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
       },
       (err) =>

@@ -14,6 +14,7 @@ import { runOffsiteRestore } from '../../offsite/restore.js';
 import { acquireLock } from '../../adapters/lock.js';
 import { offsiteStateDir } from '../../offsite/local-index.js';
 import { join } from 'node:path';
+import { favourMemoryOverSpeed } from '../node-flags.js';
 
 const configOption = () => new Option('--config <file>', 'sink config file').default(DEFAULT_CONFIG.sink);
 const streamOption = () =>
@@ -28,6 +29,7 @@ async function loadOffsite(file: string) {
 export function registerOffsiteCommands(root: Root): void {
   const offsite = root
     .command('offsite')
+    .hook('preAction', () => favourMemoryOverSpeed())
     .description('copies of verified sink generations in S3-compatible object storage (docs/offsite.md)')
     .addHelpText(
       'after',
