@@ -5,7 +5,11 @@
  * every pair. On a shared, loaded machine the per-round ratios and their median say more than one
  * run of bench/offsite.ts.
  *
- *   node --import tsx bench/offsite-pairs.ts [--rounds 3] [--quick|--tiny] [--dir /var/tmp] [--out FILE]
+ *   node --import tsx bench/offsite-pairs.ts [--rounds 3] [--tiny] [--dir /var/tmp] [--out FILE]
+ *        [--base DIR/cli/main.js]
+ *
+ * `--base` also measures another build (e.g. a copy of the old dist) in every round, right after
+ * the current one, on its own prefix and state dir: before/after ratios from the same run.
  *
  * `BATON_BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR"` profiles each baton run.
  */
@@ -33,6 +37,7 @@ import { say } from './steps.js';
 
 interface Pair {
   step: 'first push' | '1 % day' | 'restore';
+  build: 'current' | 'base';
   baton: number;
   restic: number;
   batonCpu: number | undefined;
@@ -47,7 +52,7 @@ const median = (xs: number[]) => {
 };
 
 /** The world's config and restic repository, moved to round `r`'s own prefix, state dir and repository. */
-async function forRound(w: OffsiteWorld, r: number): Promise<OffsiteWorld> {
+async function forRound(w: OffsiteWorld, r: number | string): Promise<OffsiteWorld> {
   const cfg = parse(await readFile(w.config, 'utf8')) as {
     stateDir: string;
     offsite: { prefix: string };
@@ -71,6 +76,7 @@ async function main(): Promise<void> {
       dir: { type: 'string', default: '/var/tmp' },
       out: { type: 'string' },
       tiny: { type: 'boolean', default: false },
+      base: { type: 'string' },
     },
     strict: true,
   });
@@ -93,37 +99,68 @@ async function main(): Promise<void> {
     const held = join(root, 'held');
     await rename(g1.dir, held);
     const cpu = (m: Measured) => m.cpuS;
-    const add = (step: Pair['step'], b: Measured, r: Measured, bs: number, rs: number, load: number) => {
-      const p = { step, baton: bs, restic: rs, batonCpu: cpu(b), resticCpu: cpu(r), load };
+    const add = (
+      build: Pair['build'],
+      step: Pair['step'],
+      b: Measured,
+      r: Measured,
+      bs: number,
+      rs: number,
+      load: number,
+    ) => {
+      const p = { build, step, baton: bs, restic: rs, batonCpu: cpu(b), resticCpu: cpu(r), load };
       pairs.push(p);
       say(
-        `${step}: baton ${bs.toFixed(2)} s / restic ${rs.toFixed(2)} s = ${(bs / rs).toFixed(2)}× ` +
+        `${build} ${step}: baton ${bs.toFixed(2)} s / restic ${rs.toFixed(2)} s = ${(bs / rs).toFixed(2)}× ` +
           `(CPU ${p.batonCpu?.toFixed(1)} / ${p.resticCpu?.toFixed(1)} s, load ${load.toFixed(1)})`,
       );
     };
+    const builds: Array<[Pair['build'], string | undefined]> = [['current', undefined]];
+    if (values.base !== undefined) builds.push(['base', values.base]);
+    const withBuild = async <T>(main: string | undefined, fn: () => Promise<T>): Promise<T> => {
+      const old = process.env['BATON_BENCH_MAIN'];
+      if (main === undefined) delete process.env['BATON_BENCH_MAIN'];
+      else process.env['BATON_BENCH_MAIN'] = main;
+      try {
+        return await fn();
+      } finally {
+        if (old === undefined) delete process.env['BATON_BENCH_MAIN'];
+        else process.env['BATON_BENCH_MAIN'] = old;
+      }
+    };
     for (let r = 1; r <= rounds; r++) {
       const w = await forRound(w0, r);
+      const wb = await forRound(w0, `${r}-base`);
       await resticInit(w);
-      let load = loadavg()[0] ?? 0;
-      const bp0 = await batonPush(w);
-      const rp0 = await resticBackup(w, g0);
-      add('first push', bp0, rp0, bp0.wallMs / 1000, rp0.wallMs / 1000, load);
+      // restic backs up each generation once per round; every baton build is paired with that run
+      const gen = async (g: 'g0' | 'g1') => {
+        let rr: Measured | undefined;
+        for (const [build, main] of builds) {
+          const load = loadavg()[0] ?? 0;
+          const b = await withBuild(main, () => batonPush(build === 'base' ? wb : w));
+          rr ??= await resticBackup(w, g === 'g0' ? g0 : g1);
+          add(build, g === 'g0' ? 'first push' : '1 % day', b, rr, b.wallMs / 1000, rr.wallMs / 1000, load);
+        }
+      };
+      await gen('g0');
       await rename(held, g1.dir);
-      load = loadavg()[0] ?? 0;
-      const bp1 = await batonPush(w);
-      const rp1 = await resticBackup(w, g1);
-      add('1 % day', bp1, rp1, bp1.wallMs / 1000, rp1.wallMs / 1000, load);
-      load = loadavg()[0] ?? 0;
-      const bDir = join(root, `restore-baton-${r}`);
-      const rDir = join(root, `restore-restic-${r}`);
-      const b = await batonRestore(w, g1.id, bDir);
-      const bFlush = await flush(bDir);
-      const rr = await resticRestore(w, rDir);
-      const rFlush = await flush(rDir);
-      add('restore', b, rr, (b.wallMs + bFlush) / 1000, (rr.wallMs + rFlush) / 1000, load);
-      await runOk('baton verify --deep on the restored generation', baton('verify', '--deep', bDir));
-      await removeTree(bDir);
-      await removeTree(rDir);
+      await gen('g1');
+      let rr: { m: Measured; s: number } | undefined;
+      for (const [build, main] of builds) {
+        const load = loadavg()[0] ?? 0;
+        const bDir = join(root, `restore-baton-${r}-${build}`);
+        const b = await withBuild(main, () => batonRestore(build === 'base' ? wb : w, g1.id, bDir));
+        const bFlush = await flush(bDir);
+        if (rr === undefined) {
+          const rDir = join(root, `restore-restic-${r}`);
+          const m = await resticRestore(w, rDir);
+          rr = { m, s: (m.wallMs + (await flush(rDir))) / 1000 };
+          await removeTree(rDir);
+        }
+        add(build, 'restore', b, rr.m, (b.wallMs + bFlush) / 1000, rr.s, load);
+        await runOk('baton verify --deep on the restored generation', baton('verify', '--deep', bDir));
+        await removeTree(bDir);
+      }
       await rename(g1.dir, held);
     }
   } finally {
@@ -131,18 +168,20 @@ async function main(): Promise<void> {
     await removeTree(root);
   }
   const lines = [
-    `| step | rounds | baton/restic per round (1-min load) | median | CPU s baton / restic (median) |`,
-    `|---|---|---|---|---|`,
+    `| build | step | rounds | baton/restic per round (1-min load) | median | CPU s baton / restic (median) |`,
+    `|---|---|---|---|---|---|`,
   ];
-  for (const step of ['first push', '1 % day', 'restore'] as const) {
-    const ps = pairs.filter((p) => p.step === step);
-    const each = ps.map((p) => `${(p.baton / p.restic).toFixed(2)}× (${p.load.toFixed(0)})`).join(', ');
-    const cpuB = median(ps.map((p) => p.batonCpu ?? NaN)).toFixed(1);
-    const cpuR = median(ps.map((p) => p.resticCpu ?? NaN)).toFixed(1);
-    lines.push(
-      `| ${step} | ${ps.length} | ${each} | **${median(ps.map((p) => p.baton / p.restic)).toFixed(2)}×** | ${cpuB} / ${cpuR} |`,
-    );
-  }
+  for (const build of ['current', 'base'] as const)
+    for (const step of ['first push', '1 % day', 'restore'] as const) {
+      const ps = pairs.filter((p) => p.step === step && p.build === build);
+      if (ps.length === 0) continue;
+      const each = ps.map((p) => `${(p.baton / p.restic).toFixed(2)}× (${p.load.toFixed(0)})`).join(', ');
+      const cpuB = median(ps.map((p) => p.batonCpu ?? NaN)).toFixed(1);
+      const cpuR = median(ps.map((p) => p.resticCpu ?? NaN)).toFixed(1);
+      lines.push(
+        `| ${build} | ${step} | ${ps.length} | ${each} | **${median(ps.map((p) => p.baton / p.restic)).toFixed(2)}×** | ${cpuB} / ${cpuR} |`,
+      );
+    }
   const md = lines.join('\n') + '\n';
   process.stdout.write(md);
   if (values.out !== undefined) await appendFile(values.out, md);

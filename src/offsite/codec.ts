@@ -5,7 +5,7 @@
  * try on a 4 KiB sample. zlib's async calls run on libuv's thread pool, beside the main thread.
  */
 import { promisify } from 'node:util';
-import { gunzip, gzip, gzipSync } from 'node:zlib';
+import { gunzip, gunzipSync, gzip, gzipSync } from 'node:zlib';
 import type { Codec } from '../core/offsite-records.js';
 import { DamagedObjectError } from './object-store.js';
 
@@ -16,6 +16,8 @@ const gunzipAsync = promisify(gunzip);
 const MIN_SIZE = 128;
 /** A larger blob is sampled first: a sample that does not shrink below KEEP means "store plain". */
 const SAMPLE = 4096;
+/** A stored blob up to this size is inflated on the main thread. */
+const SYNC_INFLATE_MAX = 64 * 1024;
 /** Compressed bytes are kept only when at most this fraction of the plain bytes. */
 const KEEP = 0.9;
 
@@ -44,8 +46,10 @@ export async function decompress(
   what: string,
 ): Promise<Uint8Array> {
   if (codec === undefined) return stored;
+  const opts = { maxOutputLength: Math.max(1, maxLength) };
   try {
-    return await gunzipAsync(stored, { maxOutputLength: Math.max(1, maxLength) });
+    // a small blob inflates in less time than a round trip through libuv's pool takes
+    return stored.length <= SYNC_INFLATE_MAX ? gunzipSync(stored, opts) : await gunzipAsync(stored, opts);
   } catch (e) {
     const code = (e as { code?: unknown }).code;
     const why =

@@ -82,8 +82,12 @@ export async function resolveCommit(
  * windows held 40 MiB, and left the heap fragmented); 2 MiB is still one GET per ~7,000 small files.
  */
 export const READ_WINDOW = 2 * 1024 * 1024;
-/** Windows kept (bounded memory: READ_WINDOW × this, plus one oversized blob per reader). */
+/** Windows kept (bounded memory: READ_WINDOW × this, plus the blobs of the files in flight). */
 const WINDOWS_KEPT = 4;
+/** A window takes along only blobs smaller than this (the chunks of large files come by their own GET). */
+export const WINDOW_BLOB_MAX = 256 * 1024;
+/** A file of one blob smaller than this is read through the windows; any other file blob by blob. */
+export const DIRECT_BLOB_MIN = 1024 * 1024;
 
 interface PackWindow {
   pack: string;
@@ -94,13 +98,17 @@ interface PackWindow {
 
 /**
  * Reads the blobs of one file in order, checking each blob's id and the file's sha256. A push
- * writes blobs into packs in manifest order, so a restore in manifest order reads each pack
- * front to back: one ranged GET fetches a window of READ_WINDOW bytes and the next blobs come
- * from it (one GET per blob would be one request per small file).
+ * writes blobs into packs in manifest order, so a restore in manifest order reads the small files
+ * of each pack front to back: one ranged GET fetches a window of up to READ_WINDOW bytes of small
+ * blobs and the next files' blobs come from it (one GET per blob would be one request per small
+ * file). The chunks of a large file (more than one blob, or one of DIRECT_BLOB_MIN or more) come by
+ * ranged GETs of their own (one per run of back-to-back blobs, up to READ_WINDOW bytes), the next
+ * one downloading while the current one is written, and never pass through (or evict) the windows.
  */
 export class FileFetcher {
   /** each pack's blob ends, sorted: a window ends at a blob's end, never beyond the last */
   private packEnds = new Map<string, number[]>();
+  /** least recently used first */
   private windows: PackWindow[] = [];
 
   /** `files` and `blobs` are lookups (on-disk tables in a restore; Maps do in tests). */
@@ -122,17 +130,25 @@ export class FileFetcher {
     }
   }
 
-  /** The window from `start`: up to READ_WINDOW bytes, ending at a blob's end, at least to `need`. */
+  /**
+   * The window from `start`: at least to `need`, then over the following small blobs (each under
+   * WINDOW_BLOB_MAX) while it stays within READ_WINDOW bytes; it ends at a blob's end.
+   */
   private window(pack: string, start: number, need: number): PackWindow {
     const ends = this.packEnds.get(pack) ?? [];
     let lo = 0;
-    let hi = ends.length; // first end > start + READ_WINDOW
+    let hi = ends.length; // first end > need
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if ((ends[mid] ?? 0) <= start + READ_WINDOW) lo = mid + 1;
+      if ((ends[mid] ?? 0) <= need) lo = mid + 1;
       else hi = mid;
     }
-    const end = Math.max(need, lo > 0 ? (ends[lo - 1] ?? need) : need);
+    let end = need;
+    for (let i = lo; i < ends.length; i++) {
+      const e = ends[i] ?? end;
+      if (e - end >= WINDOW_BLOB_MAX || e - start > READ_WINDOW) break;
+      end = e;
+    }
     const bytes = this.store.get(packKey(pack), { range: { start, end: end - 1 }, maxBytes: end - start });
     const w: PackWindow = { pack, start, end, bytes };
     // a failed read is not kept: the caller reports it, a later read asks again
@@ -142,22 +158,33 @@ export class FileFetcher {
     return w;
   }
 
-  private async sealedBlob(loc: BlobLocation, what: string): Promise<Uint8Array> {
+  /** A small blob, through the windows (a hit makes its window the most recently used). */
+  private async windowedBlob(loc: BlobLocation, what: string): Promise<Uint8Array> {
     const end = loc.offset + loc.length;
-    let w = this.windows.find((x) => x.pack === loc.pack && x.start <= loc.offset && end <= x.end);
-    if (!w) {
+    const at = this.windows.findIndex((x) => x.pack === loc.pack && x.start <= loc.offset && end <= x.end);
+    let w = this.windows[at];
+    if (w) {
+      this.windows.splice(at, 1);
+      this.windows.push(w);
+    } else {
       w = this.window(loc.pack, loc.offset, end);
       // read ahead: the next window of the pack downloads while this one is written out
       const from = w.end;
       const next = this.packEnds.get(loc.pack)?.find((e) => e > from);
-      if (next !== undefined && !this.windows.some((x) => x.pack === loc.pack && x.start === from))
+      if (
+        next !== undefined &&
+        next - from < WINDOW_BLOB_MAX &&
+        !this.windows.some((x) => x.pack === loc.pack && x.start === from)
+      )
         this.window(loc.pack, from, next).bytes.catch(() => undefined);
     }
     const got = await w.bytes;
-    const sealed = got.subarray(loc.offset - w.start, end - w.start);
-    if (sealed.length !== loc.length)
-      throw new OffsiteError(`${what}: short read (${sealed.length} of ${loc.length} bytes)`);
-    return sealed;
+    return checkLength(got.subarray(loc.offset - w.start, end - w.start), loc, what);
+  }
+
+  /** Bytes `[start, end)` of a pack by one ranged GET. */
+  private async span(pack: string, start: number, end: number): Promise<Uint8Array> {
+    return this.store.get(packKey(pack), { range: { start, end: end - 1 }, maxBytes: end - start });
   }
 
   async fetch(e: ManifestEntry, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
@@ -167,26 +194,71 @@ export class FileFetcher {
       throw new OffsiteError(
         `${showPath(e.path)}: its content (sha256 ${sha}) is not in the generation's files object`,
       );
-    const whole = createHash('sha256');
-    let size = 0;
-    for (const id of ids) {
+    const locs = ids.map((id) => {
       const loc = this.blobs.get(id);
       if (!loc) throw new OffsiteError(`${showPath(e.path)}: blob ${id} is in none of the commit's packs`);
-      const what = `${packKey(loc.pack)} (blob ${id.slice(0, 16)}… of ${showPath(e.path)})`;
-      const sealed = await this.sealedBlob(loc, what);
+      return { id, loc, what: `${packKey(loc.pack)} (blob ${id.slice(0, 16)}… of ${showPath(e.path)})` };
+    });
+    const first = locs[0];
+    const windowed = locs.length === 1 && first !== undefined && first.loc.length < DIRECT_BLOB_MIN;
+    // A large file: its blobs, where they lie back to back in a pack, come by one ranged GET per
+    // span of up to READ_WINDOW bytes; the next span downloads while the current one is written.
+    const spanOf: number[] = [];
+    const spans: Array<{ pack: string; start: number; end: number }> = [];
+    for (const { loc } of windowed ? [] : locs) {
+      const last = spans.at(-1);
+      const end = loc.offset + loc.length;
+      if (last && last.pack === loc.pack && last.end === loc.offset && end - last.start <= READ_WINDOW)
+        last.end = end;
+      else spans.push({ pack: loc.pack, start: loc.offset, end });
+      spanOf.push(spans.length - 1);
+    }
+    const fetched = new Map<number, Promise<Uint8Array>>();
+    const getSpan = (k: number) => {
+      const sp = spans[k];
+      if (sp === undefined || fetched.has(k)) return;
+      const p = this.span(sp.pack, sp.start, sp.end);
+      p.catch(() => undefined); // awaited below in turn; a failure before it must not go unhandled
+      fetched.set(k, p);
+    };
+    const sealedOf = async (i: number, loc: BlobLocation, what: string): Promise<Uint8Array> => {
+      if (windowed) return this.windowedBlob(loc, what);
+      const k = spanOf[i] ?? 0;
+      getSpan(k);
+      getSpan(k + 1);
+      fetched.delete(k - 1);
+      const sp = spans[k] as (typeof spans)[number];
+      const got = await (fetched.get(k) as Promise<Uint8Array>);
+      return checkLength(got.subarray(loc.offset - sp.start, loc.offset - sp.start + loc.length), loc, what);
+    };
+    // one file of one blob: that blob's sha256 is the file's, hashed once
+    const whole = locs.length === 1 ? undefined : createHash('sha256');
+    let wholeSha: string | undefined;
+    let size = 0;
+    for (let i = 0; i < locs.length; i++) {
+      const { id, loc, what } = locs[i] as (typeof locs)[number];
+      const sealed = await sealedOf(i, loc, what);
       const plain = await decompress(await this.repo.open(sealed, what), loc.codec, loc.plainLength, what);
-      if (plain.length !== loc.plainLength || this.repo.blobId(sha256Hex(plain)) !== id)
+      const plainSha = sha256Hex(plain);
+      if (plain.length !== loc.plainLength || this.repo.blobId(plainSha) !== id)
         throw new OffsiteError(`${what}: content does not match its id (tampered?)`);
-      whole.update(plain);
+      if (whole) whole.update(plain);
+      else wholeSha = plainSha;
       size += plain.length;
       await write(plain);
     }
-    const got = whole.digest('hex');
+    const got = whole ? whole.digest('hex') : (wholeSha ?? '');
     if (got !== sha || size !== e.size)
       throw new OffsiteError(
         `${showPath(e.path)}: restored content has sha256 ${got}, the manifest says ${sha}`,
       );
   }
+}
+
+function checkLength(sealed: Uint8Array, loc: BlobLocation, what: string): Uint8Array {
+  if (sealed.length !== loc.length)
+    throw new OffsiteError(`${what}: short read (${sealed.length} of ${loc.length} bytes)`);
+  return sealed;
 }
 
 /** What FileFetcher looks things up in. */
@@ -248,6 +320,11 @@ export async function loadOffsiteGeneration(
   };
 }
 
+/** Files written at once per configured parallel GET, and the bytes they may hold (see schedule). */
+const FILES_PER_GET = 4;
+const BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+const FILE_COST_MAX = 4 * 1024 * 1024;
+
 async function emptyOrMissing(dir: string): Promise<boolean> {
   const st = await stat(dir).catch((e: unknown) => {
     if (errnoCode(e) === 'ENOENT') return undefined;
@@ -280,14 +357,24 @@ async function writeGenerationDir(
   const times = await createTimeSetter();
   const dirs: Array<{ dest: Buffer; e: ManifestEntry }> = [];
   const placed = new Map<string, { dest: Buffer; done: Promise<void> }>();
+  // Files in flight: many (each waits mostly on its GET, file I/O and libuv's pool), bounded by count
+  // and by bytes (a file counts its size up to FILE_COST_MAX: it holds one or two blobs at a time).
   const inflight = new Set<Promise<void>>();
+  const maxFiles = Math.max(1, concurrency) * FILES_PER_GET;
+  let bytesInFlight = 0;
   let failure: Error | undefined;
-  const schedule = async (p: Promise<void>) => {
+  const schedule = async (p: Promise<void>, size = 0) => {
+    const cost = Math.min(size, FILE_COST_MAX);
+    bytesInFlight += cost;
     const t: Promise<void> = p
       .catch((e: unknown) => void (failure ??= e instanceof Error ? e : new Error(String(e))))
-      .finally(() => inflight.delete(t));
+      .finally(() => {
+        inflight.delete(t);
+        bytesInFlight -= cost;
+      });
     inflight.add(t);
-    if (inflight.size >= concurrency) await Promise.race(inflight);
+    while (inflight.size >= maxFiles || (inflight.size > 0 && bytesInFlight >= BYTES_IN_FLIGHT))
+      await Promise.race(inflight);
   };
   const slash = Buffer.from('/');
   try {
@@ -316,7 +403,7 @@ async function writeGenerationDir(
         }
         const p = writeFileFromBucket(gen.fetcher, e, dest).then(() => times.add(dest, e.mtimeNs));
         if (group !== undefined) placed.set(group, { dest, done: p });
-        await schedule(p);
+        await schedule(p, e.size);
       }
       if (times.due) {
         await Promise.all(inflight);

@@ -131,3 +131,76 @@ test('offsite restore windows: never more than READ_WINDOW bytes a GET for small
     await w.done();
   }
 });
+
+test('offsite restore: the chunks of a large file come by their own GETs and never evict or bloat the small files’ windows', async () => {
+  // one pack laid out as a push writes it: 200 small files, a large file of 12 × 1 MiB chunks, 200 small files
+  const state = await mkdtemp(join(tmpdir(), 'baton-window-'));
+  const store = new CountingStore();
+  try {
+    const repo = await openRepoForPush(store, { recipients: undefined, stateDir: state });
+    const files = new Map<string, string[]>();
+    const blobs = new Map<string, BlobLocation>();
+    const parts: Buffer[] = [];
+    const locs: Array<[string, number, number]> = [];
+    let offset = 0;
+    const blob = (size: number) => {
+      const plain = randomBytes(size);
+      const id = repo.blobId(sha256Hex(plain));
+      locs.push([id, offset, size]);
+      parts.push(plain);
+      offset += size;
+      return { plain, id };
+    };
+    const entries: ManifestEntry[] = [];
+    const file = (chunks: Array<{ plain: Buffer; id: string }>) => {
+      const whole = Buffer.concat(chunks.map((c) => c.plain));
+      const sha = sha256Hex(whole);
+      files.set(
+        sha,
+        chunks.map((c) => c.id),
+      );
+      entries.push({
+        type: 'f',
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        user: 'root',
+        group: 'root',
+        mtimeNs: 0n,
+        size: whole.length,
+        sha256: sha,
+        path: Buffer.from(`f${entries.length}`),
+        target: undefined,
+      });
+    };
+    for (let i = 0; i < 200; i++) file([blob(4096 + i)]);
+    file(Array.from({ length: 12 }, () => blob(1024 * 1024)));
+    for (let i = 0; i < 200; i++) file([blob(4096 + i)]);
+    const body = Buffer.concat(parts);
+    const pack = sha256Hex(body);
+    await store.put(packKey(pack), body);
+    for (const [id, off, length] of locs) blobs.set(id, { pack, offset: off, length, plainLength: length });
+    store.gets = 0;
+    store.bytes = 0;
+    const fetcher = new FileFetcher(store, repo, files, blobs);
+    // in manifest order, eight in flight as a restore writes them (the next starts when one is done)
+    const inflight = new Set<Promise<void>>();
+    for (const e of entries) {
+      const t: Promise<void> = (async () => {
+        const out: Uint8Array[] = [];
+        await fetcher.fetch(e, (c) => {
+          out.push(c);
+          return new Promise((r) => setImmediate(r));
+        });
+        assert.equal(sha256Hex(Buffer.concat(out)), e.sha256);
+      })().finally(() => inflight.delete(t));
+      inflight.add(t);
+      if (inflight.size >= 8) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+    assert.ok(store.bytes <= body.length, `bytes read ${store.bytes} > pack ${body.length}`);
+    assert.ok(store.gets <= 12, `GETs: ${store.gets}`);
+  } finally {
+    await rm(state, { recursive: true, force: true });
+  }
+});
