@@ -355,7 +355,8 @@ export async function verifyGeneration(opts: VerifyOptions): Promise<VerifyResul
 /** Entries compared between two turns of the event loop. */
 const WALK_YIELD_EVERY = 256;
 
-const sameIdentity = (k: FileIdentity, st: BigIntStats): boolean =>
+/** Whether `st` is the file `k` was taken of (BigIntStats carries the same fields). */
+export const sameIdentity = (k: FileIdentity, st: FileIdentity): boolean =>
   k.dev === st.dev &&
   k.ino === st.ino &&
   k.size === st.size &&

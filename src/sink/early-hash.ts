@@ -3,6 +3,7 @@ import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { sha256File } from '../adapters/fsx.js';
 import { TREE } from '../generation/names.js';
+import { sameIdentity } from '../generation/verify.js';
 
 /**
  * Hashing that overlaps the tree transfer. rsync names each file once it is complete (renamed into
@@ -39,13 +40,6 @@ const identityOf = (st: BigIntStats): Identity => ({
   mtimeNs: st.mtimeNs,
   ctimeNs: st.ctimeNs,
 });
-
-const sameIdentity = (a: Identity, b: Identity): boolean =>
-  a.dev === b.dev &&
-  a.ino === b.ino &&
-  a.size === b.size &&
-  a.mtimeNs === b.mtimeNs &&
-  a.ctimeNs === b.ctimeNs;
 
 export interface Known extends Identity {
   sha256: string;
