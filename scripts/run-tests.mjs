@@ -11,7 +11,11 @@
 // A test file that shares a machine-wide resource with other files names it in a comment line:
 //   // test-lock: backup-users (why, in a few words)
 // Files that name the same lock never run at the same time; `// test-lock: exclusive` runs alone.
+// The named locks also hold across runs on one machine: a job takes flock(1) on
+// <tmpdir>/baton-test-lock.NAME, so a second test run (another checkout, a CI beside a developer's
+// run) waits instead of, say, finding the package installed by the other run.
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 
@@ -39,9 +43,29 @@ if (!Number.isInteger(lanes) || lanes < 1 || lanes > 16) {
 }
 const nodeTest = (list) => [process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...list]];
 
+function locksOf(file) {
+  const locks = new Set();
+  for (const m of readFileSync(file, 'utf8').matchAll(/^\/\/ test-lock: ([a-z0-9-]+)(?:\s.*)?$/gm))
+    locks.add(m[1]);
+  return locks;
+}
+
+/** The command line that runs `cmd args` holding each named lock machine-wide (flock -x, waiting). */
+function underLocks(locks, cmd, args) {
+  const prefix = [...locks]
+    .filter((l) => l !== 'exclusive')
+    .sort()
+    .flatMap((l) => ['flock', join(tmpdir(), `baton-test-lock.${l}`)]);
+  return prefix.length === 0 ? [cmd, args] : [prefix[0], [...prefix.slice(1), cmd, ...args]];
+}
+
 if (lanes === 1 || files.length === 1) {
-  const [cmd, args] = nodeTest(files);
-  const r = spawnSync(cmd, ['--test-concurrency=1', ...args], { stdio: 'inherit' });
+  const [node, args] = nodeTest(files);
+  const [cmd, argv] = underLocks(new Set(files.flatMap((f) => [...locksOf(f)])), node, [
+    '--test-concurrency=1',
+    ...args,
+  ]);
+  const r = spawnSync(cmd, argv, { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
 
@@ -55,13 +79,6 @@ try {
 }
 const posix = (p) => relative(process.cwd(), p).split(sep).join('/');
 const isUnit = (f) => posix(f).startsWith('test/unit/');
-
-function locksOf(file) {
-  const locks = new Set();
-  for (const m of readFileSync(file, 'utf8').matchAll(/^\/\/ test-lock: ([a-z0-9-]+)(?:\s.*)?$/gm))
-    locks.add(m[1]);
-  return locks;
-}
 
 const jobs = [];
 const unit = files.filter(isUnit);
@@ -91,13 +108,10 @@ function count(out, key) {
 function start(job) {
   running.add(job);
   for (const l of job.locks) heldLocks.set(l, job);
-  const [cmd, args] = nodeTest(job.files);
+  const [node, args] = nodeTest(job.files);
+  const [cmd, argv] = underLocks(job.locks, node, ['--test-concurrency=1', ...args]);
   const t0 = Date.now();
-  const child = spawn(cmd, ['--test-concurrency=1', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-    env: { ...process.env, FORCE_COLOR: '0' },
-  });
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   children.add(child);
   const chunks = [];
   child.stdout.on('data', (d) => chunks.push(d));

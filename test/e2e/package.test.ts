@@ -35,6 +35,12 @@ async function ok(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Promise
 
 const installed = async (): Promise<boolean> =>
   (await run(['dpkg-query', '-W', '-f=${Status}', 'baton'])).stdout.includes('install ok installed');
+/**
+ * Written before this test installs the package, removed after it purged it: a run that was killed in
+ * between (a session's end, a CI timeout) leaves it, and the next run may then purge what it left.
+ * A baton package installed without it is an operator's and is never touched.
+ */
+const LEFTOVER_MARK = '/var/lib/baton-package-test.installing';
 
 /** Every long option `baton ARGS --help` lists. */
 async function helpOptions(baton: string, args: readonly string[]): Promise<string[]> {
@@ -49,7 +55,10 @@ before(async () => {
   await ok([process.execPath, join(ROOT, 'scripts/package.mjs')]);
 });
 after(async () => {
-  if (await installed()) await run(['dpkg', '-P', 'baton']);
+  if (existsSync(LEFTOVER_MARK)) {
+    if (await installed()) await run(['dpkg', '-P', 'baton']);
+    await rm(LEFTOVER_MARK, { force: true });
+  }
   await rm(tmp, { recursive: true, force: true });
 });
 
@@ -71,6 +80,10 @@ describe('the Debian package', { concurrency: false }, () => {
   let etcExisted = false;
 
   before(async () => {
+    if (existsSync(LEFTOVER_MARK) && (await installed())) {
+      console.log(`# a killed run of this test left the package installed (${LEFTOVER_MARK}): purging it`);
+      await ok(['dpkg', '-P', 'baton']);
+    }
     assert.equal(await installed(), false, 'a baton package is installed already: dpkg -P baton first');
     etcExisted = existsSync('/etc/baton');
   });
@@ -81,6 +94,7 @@ describe('the Debian package', { concurrency: false }, () => {
   });
 
   test('dpkg -i installs baton on PATH as a real copy under /usr/lib/baton', async () => {
+    await writeFile(LEFTOVER_MARK, `${process.pid}\n`);
     // --path-include: a Debian image may exclude /usr/share/{man,doc} (docker's slim images)
     await ok([
       'dpkg',
@@ -152,6 +166,7 @@ describe('the Debian package', { concurrency: false }, () => {
     assert.equal(await readFile(config, 'utf8'), SINK_EXAMPLE);
     assert.equal(await readFile(join(store, 'kept'), 'utf8'), 'a generation\n');
     await ok(['dpkg', '-P', 'baton']);
+    await rm(LEFTOVER_MARK, { force: true });
     assert.equal(await installed(), false);
     assert.equal(await readFile(config, 'utf8'), SINK_EXAMPLE);
     assert.equal(await readFile(join(store, 'kept'), 'utf8'), 'a generation\n');
