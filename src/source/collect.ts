@@ -72,6 +72,8 @@ export async function collectStream(
   progress = false,
   /** collect: snapshot / command — the frozen view's `<root>/./<path>` for each path, read instead of the live paths */
   from?: readonly string[],
+  /** the live pre-pass: files vanishing while the app runs (rsync exit 24) are expected, the pass while it is down sees them gone */
+  vanishedOk = false,
 ): Promise<CollectResult> {
   const want = JSON.stringify({ paths: stream.paths, exclude: stream.exclude });
   const had = await readJsonIfExists(pathsFile).catch(() => undefined);
@@ -94,7 +96,14 @@ export async function collectStream(
     ...(shown.onStdout ? { onStdout: shown.onStdout } : {}),
   });
   bar.stop();
-  const problem = describeRsyncResult(r);
+  // (rsync skips deletions only for other I/O errors, which it says: then it is a failure)
+  const vanishedOnly =
+    vanishedOk &&
+    r.code === 24 &&
+    !r.timedOut &&
+    r.signal === null &&
+    !r.stderr.includes('skipping file deletion');
+  const problem = vanishedOnly ? undefined : describeRsyncResult(r);
   if (problem) {
     throw new JobError(`collecting ${name}: ${problem}`, { step: 'collect' });
   }
@@ -284,7 +293,7 @@ export async function prepassStream(
     if ('stage' in target) {
       dir = (await cloneStream(name, stream, target.stage, log, signal)).mirror;
     } else {
-      await collectStream(name, stream, target.mirror, target.pathsFile, log, signal);
+      await collectStream(name, stream, target.mirror, target.pathsFile, log, signal, false, undefined, true);
       dir = target.mirror;
     }
     const racy = (await dropRacyFiles(dir, cutoffMs, signal)).map((f) => f.slice(dir.length));

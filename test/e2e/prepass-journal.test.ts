@@ -29,28 +29,29 @@ const WRITER = String.raw`
 import os, random, shutil, sys
 d, stop, done, churn = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 n = 0
+tag = os.getpid()  # names of its own in each round
 while not os.path.exists(stop):
     n += 1
     i = random.randrange(${FILES})
     with open(os.path.join(d, "f%04d" % i), "r+b") as f:
         f.write(("round %09d file %04d\n" % (n, i)).encode())
     if churn and n % 7 == 0:
-        p = os.path.join(d, "new%06d" % n)
+        p = os.path.join(d, "new%d-%06d" % (tag, n))
         with open(p, "wb") as f:
             f.write(b"new %d\n" % n)
         if n % 21 == 0:
             os.unlink(p)
         elif n % 3 == 0:
-            os.rename(p, os.path.join(d, "renamed%06d" % n))
+            os.rename(p, os.path.join(d, "renamed%d-%06d" % (tag, n)))
     if churn and n % 13 == 0:
-        q = os.path.join(d, "dir%06d" % n)
+        q = os.path.join(d, "dir%d-%06d" % (tag, n))
         os.makedirs(os.path.join(q, "sub"))
         with open(os.path.join(q, "sub", "x"), "wb") as f:
             f.write(b"in a new dir %d\n" % n)
         if n % 39 == 0:
             shutil.rmtree(q)
         elif n % 2 == 0:
-            os.rename(q, os.path.join(d, "moved%06d" % n))
+            os.rename(q, os.path.join(d, "moved%d-%06d" % (tag, n)))
 open(done, "w").close()
 `;
 
