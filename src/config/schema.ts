@@ -194,7 +194,7 @@ const streamBase = {
     .boolean()
     .default(true)
     .describe(
-      'collect: rsync and reflink: refresh the mirror (or take the clone) while the app still runs, so the pass while it is down copies only what changed since; files changed within 2 s of the pre-pass start are copied again while it is down',
+      'collect: rsync and reflink: refresh the mirror (or take the clone) while the app still runs, so the pass while it is down copies only what changed since; files changed within the filesystem timestamp granularity of the pre-pass start (20 ms, or 2 s on coarse timestamps) are copied again while it is down',
     ),
   snapshot: z
     .strictObject({
