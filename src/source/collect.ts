@@ -281,6 +281,8 @@ export async function prepassStream(
   target: { mirror: string; pathsFile: string } | { stage: string },
   log: Logger,
   signal?: AbortSignal,
+  /** a progress bar on the terminal for the pre-pass's refresh (it copies nearly all that changed) */
+  progress = false,
 ): Promise<Prepassed | undefined> {
   const marginMs = await racyMarginMs(stream.paths);
   const startedMs = Date.now();
@@ -293,7 +295,17 @@ export async function prepassStream(
     if ('stage' in target) {
       dir = (await cloneStream(name, stream, target.stage, log, signal)).mirror;
     } else {
-      await collectStream(name, stream, target.mirror, target.pathsFile, log, signal, false, undefined, true);
+      await collectStream(
+        name,
+        stream,
+        target.mirror,
+        target.pathsFile,
+        log,
+        signal,
+        progress,
+        undefined,
+        true,
+      );
       dir = target.mirror;
     }
     const racy = (await dropRacyFiles(dir, cutoffMs, signal)).map((f) => f.slice(dir.length));
@@ -508,6 +520,7 @@ export function streamCollector(s: StreamPlan, ctx: CollectorContext): StreamCol
           { mirror: s.mirror, pathsFile: s.mirrorPathsFile },
           log,
           signal,
+          ctx.progress,
         );
     },
     whileDown: async (signal) => {

@@ -225,7 +225,7 @@ test(
     await sleep(1100);
     const r = await backup(s);
     assert.equal(r.code, 1, show(r));
-    assert.match(r.stderr, /collect: collecting data: rsync exit/);
+    assert.match(r.stderr, /collect: (collecting|copying the changes of) data: rsync exit/);
     assert.ok(s.app.isRunning(), 'app running after ENOSPC');
     assert.deepEqual(await generationIds(s.handoverData), pending, 'pending generation untouched');
     await assertNoPartials(s);

@@ -423,9 +423,11 @@ for (const [target, what] of [
     `a compromised source swaps the manifest for ${what} after list -> rejected at once, nothing leaks`,
     { skip: NEEDS_ROOT },
     async () => {
-      // The source's forced command is replaced (a compromised source can do that): it answers `list`
-      // (or `list-head`, which carries the oldest manifest) honestly, then turns the manifest of every
-      // pending generation into a symlink before the rsync.
+      // The source's forced command is replaced (a compromised source can do that): it answers the
+      // listing (`list`, `list-head` or a `session`, which carry the oldest manifest) honestly, then,
+      // when the tree's rsync is asked for, turns the manifest of every pending generation into a
+      // symlink before the rsync starts. (Swapping at the rsync request, not after the listing, hits
+      // both the one-command-per-session gate and the gate session that stays open during the rsync.)
       const link = target === 'FIFO' ? fifo : target;
       const wrapper = join(root, 'evil-gate.sh');
       const gate = gateCommand('data', fx.sourceConfig);
@@ -433,11 +435,9 @@ for (const [target, what] of [
         wrapper,
         [
           '#!/bin/sh',
-          `if [ "$SSH_ORIGINAL_COMMAND" = list ] || [ "$SSH_ORIGINAL_COMMAND" = list-head ]; then`,
-          `  ${gate}; rc=$?`,
-          `  for m in '${H.data}'/20*/manifest; do ln -sfn '${link}' "$m"; done`,
-          '  exit $rc',
-          'fi',
+          'case "$SSH_ORIGINAL_COMMAND" in',
+          `  rsync\\ *) for m in '${H.data}'/20*/manifest; do ln -sfn '${link}' "$m"; done ;;`,
+          'esac',
           `exec ${gate}`,
           '',
         ].join('\n'),

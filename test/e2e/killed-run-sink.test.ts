@@ -84,7 +84,8 @@ after(async () => {
 const VERDICT = `verdict() { st=$(cut -d')' -f2 /proc/$(cat "$1")/stat 2>/dev/null | cut -d' ' -f2); if [ -n "$st" ] && [ "$st" != Z ]; then echo alive >> "$2"; else echo gone >> "$2"; fi; }`;
 
 /**
- * `rsync` and `ssh` first on the sink pull's PATH. The first tree pull becomes a writer into
+ * `rsync` and `ssh` first on the sink pull's PATH. The gate refuses a `session` here, as a gate of an
+ * older baton does, so that each ack has an `ssh … ack` of its own (a session's ssh is recorded the same way). The first tree pull becomes a writer into
  * .incoming that never ends; the first `ack` once armed waits 8 s (a slow link) before it goes to the gate
  * and notes that it did. Later calls note whether those are still alive when they start, then run
  * the real programs.
@@ -125,6 +126,8 @@ case "$last" in
       echo "$last" >> '${F.delivered}'
     fi ;;
   list|list-head) [ -e '${F.ackPid}' ] && verdict '${F.ackPid}' '${F.ackVerdict}' ;;
+  # plays a gate without sessions: each request (the ack above among them) has an ssh of its own
+  session) echo 'baton gate: refused: not an allowed command (allowed: list, list-head, ack ID SHA256)' >&2; exit 1 ;;
 esac
 exec /usr/bin/ssh "$@"
 `,
